@@ -1,0 +1,606 @@
+package config
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// Defaults used by DefaultNode, ParseNode and ParseService.
+const (
+	// DefaultHeartbeatPort is the memberlist port.
+	DefaultHeartbeatPort = 10000
+	// DefaultJournalMaxBytes bounds the journal size.
+	DefaultJournalMaxBytes int64 = 256 << 20
+	// DefaultJournalMaxAge bounds the journal age.
+	DefaultJournalMaxAge = 7 * 24 * time.Hour
+	// DefaultHookTimeout bounds one hook run.
+	DefaultHookTimeout = 30 * time.Second
+)
+
+// SplitAction is what a node that sees no majority does (quorum = true).
+type SplitAction string
+
+// Split actions.
+const (
+	SplitStop   SplitAction = "stop"   // stop the local service instances
+	SplitFreeze SplitAction = "freeze" // freeze the node: no more orchestration
+	SplitNone   SplitAction = "none"   // do nothing but emit quorum_lost
+)
+
+// Profile names a memberlist timing profile; the heartbeat package maps it
+// to timings.
+type Profile string
+
+// Heartbeat profiles.
+const (
+	ProfileLAN   Profile = "lan"
+	ProfileWAN   Profile = "wan"
+	ProfileLocal Profile = "local"
+)
+
+// Auth is how the TCP listener authenticates requests.
+type Auth string
+
+// Listener auth modes.
+const (
+	AuthToken Auth = "token" // Authorization: Bearer TOKEN
+	AuthNone  Auth = "none"  // no auth: loopback addresses only
+)
+
+// Secret is a gossip encryption key. It is a []byte that prints, logs and
+// marshals as "REDACTED" so it does not leak.
+type Secret []byte
+
+// String hides the key.
+func (s Secret) String() string {
+	if len(s) == 0 {
+		return ""
+	}
+	return "REDACTED"
+}
+
+// LogValue hides the key from slog.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalText hides the key from encoders.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Node is the content of node.conf.
+type Node struct {
+	// Source is the file this was read from; empty when node.conf was
+	// missing and these are the defaults.
+	Source string
+	// Node is the [node] section.
+	Node NodeSection
+	// Cluster is the [cluster] section.
+	Cluster ClusterSection
+	// HB is the [hb] section: the memberlist heartbeat.
+	HB HeartbeatSection
+	// Listener is the [listener] section: the optional TCP API listener.
+	Listener ListenerSection
+	// Journal is the [journal] section (an extension of the SPEC).
+	Journal JournalSection
+	// Hooks are the [hook#NAME] sections, in file order.
+	Hooks []Hook
+
+	// pos locates keys for Validate's errors; nil for values built in code.
+	pos *positions
+}
+
+// NodeSection is [node]: this node's identity.
+type NodeSection struct {
+	// Name is the node name (key name), default the short hostname.
+	Name string
+	// Labels are free key=value pairs shown in cluster data (key labels,
+	// "zone=a rack=12"; a value may be quoted: desc="a b").
+	Labels map[string]string
+}
+
+// ClusterSection is [cluster]: which cluster this node belongs to.
+type ClusterSection struct {
+	// Name is the cluster name; agents of different clusters never merge.
+	// Default: the node name.
+	Name string
+	// Secret is the gossip encryption key (key secret, base64 of 16, 24
+	// or 32 bytes); empty means no encryption.
+	Secret Secret
+	// Seeds are host:port addresses to join, retried until one answers.
+	Seeds []string
+	// Nodes are the expected members, counted by quorum; optional.
+	Nodes []string
+	// Quorum makes a node that sees no majority apply SplitAction.
+	Quorum bool
+	// SplitAction is stop, freeze or none (key split_action), default stop.
+	SplitAction SplitAction
+}
+
+// HeartbeatSection is [hb]: the memberlist heartbeat.
+type HeartbeatSection struct {
+	// Addr is the bind IP address: 127.0.0.1 without node.conf, else
+	// 0.0.0.0 unless set.
+	Addr string
+	// Port is the bind port, default 10000; 0 picks a free port.
+	Port int
+	// Advertise is the IP address peers should use, when it differs from
+	// Addr; empty means memberlist's choice.
+	Advertise string
+	// Profile is the timing profile: lan (default), wan or local.
+	Profile Profile
+}
+
+// ListenerSection is [listener]: the optional TCP listener for the API, the
+// streams and the web page.
+type ListenerSection struct {
+	// Addr is the host:port to listen on; empty: no TCP listener.
+	Addr string
+	// Auth is token (default) or none; none only on a loopback Addr.
+	Auth Auth
+	// TokenFile holds the bearer token (key token_file); required with
+	// auth = token.
+	TokenFile string
+	// TLSCert is the PEM certificate file (key tls_cert); TLS is on when
+	// it and TLSKey are set.
+	TLSCert string
+	// TLSKey is the PEM private key file (key tls_key).
+	TLSKey string
+}
+
+// JournalSection is [journal], an extension of the SPEC: the local record
+// journal kept under the var directory is pruned past either bound.
+type JournalSection struct {
+	// MaxBytes bounds the journal size (key max_bytes, like 256MiB).
+	MaxBytes int64
+	// MaxAge bounds the age of kept records (key max_age, like 7d).
+	MaxAge time.Duration
+}
+
+// Hook is one [hook#NAME] section: a command run for matching events, with
+// the event record on stdin, without a shell.
+type Hook struct {
+	// Name is NAME from the section header.
+	Name string
+	// Events are event ids, or the single word "all" (the default); comma
+	// or space separated in the file.
+	Events []string
+	// Filter is an optional filter expression (SPEC section 6) on the
+	// record, compiled by the hooks package.
+	Filter string
+	// Command is the program and its arguments, split by SplitCommand.
+	Command []string
+	// Timeout bounds one run, default 30s.
+	Timeout time.Duration
+}
+
+// DefaultNode is the config of an agent without node.conf: a one-node
+// cluster named after the host, heartbeat on 127.0.0.1 only.
+func DefaultNode(hostname string) Node {
+	name := ShortHostname(hostname)
+	return Node{
+		Node:    NodeSection{Name: name},
+		Cluster: ClusterSection{Name: name, SplitAction: SplitStop},
+		HB:      HeartbeatSection{Addr: "127.0.0.1", Port: DefaultHeartbeatPort, Profile: ProfileLAN},
+		Listener: ListenerSection{
+			Auth: AuthToken,
+		},
+		Journal: JournalSection{MaxBytes: DefaultJournalMaxBytes, MaxAge: DefaultJournalMaxAge},
+	}
+}
+
+// ShortHostname returns hostname up to its first dot, or "localhost" when
+// that is empty.
+func ShortHostname(hostname string) string {
+	short, _, _ := strings.Cut(strings.TrimSpace(hostname), ".")
+	if short == "" {
+		return "localhost"
+	}
+	return short
+}
+
+// LoadNode reads and validates node.conf at path. A missing file is not an
+// error: it returns DefaultNode(hostname), with an empty Source.
+func LoadNode(path, hostname string) (Node, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return DefaultNode(hostname), nil
+	}
+	if err != nil {
+		return Node{}, fmt.Errorf("read node config: %w", err)
+	}
+	return ParseNode(path, data, hostname)
+}
+
+// ParseNode parses and validates data, the content of node.conf at path.
+// hostname gives the default node name.
+func ParseNode(path string, data []byte, hostname string) (Node, error) {
+	doc, err := parseINI(path, data)
+	if err != nil {
+		return Node{}, err
+	}
+	n := DefaultNode(hostname)
+	n.Source = path
+	n.HB.Addr = "0.0.0.0"
+	n.pos = newPositions()
+	clusterNamed := false
+	hooks := map[string]int{}
+	for _, s := range doc.sections {
+		n.pos.add(s.name, "", s.line)
+		var set func(key, v string) error
+		switch {
+		case s.name == "node":
+			set = n.setNode
+		case s.name == "cluster":
+			set = func(key, v string) error {
+				if key == "name" && v != "" {
+					clusterNamed = true
+				}
+				return n.setCluster(key, v)
+			}
+		case s.name == "hb":
+			set = n.setHB
+		case s.name == "listener":
+			set = n.setListener
+		case s.name == "journal":
+			set = n.setJournal
+		case strings.HasPrefix(s.name, "hook#"):
+			name := strings.TrimPrefix(s.name, "hook#")
+			if !ValidName(name) {
+				return Node{}, &Error{File: path, Line: s.line, Section: s.name, Msg: fmt.Sprintf("%q is not a valid hook name (letters, digits, - _ .)", name)}
+			}
+			if first, ok := hooks[name]; ok {
+				// Unreachable while duplicate sections are refused, kept
+				// for safety.
+				return Node{}, &Error{File: path, Line: s.line, Section: s.name, Msg: fmt.Sprintf("duplicate hook name (first at line %d)", first)}
+			}
+			hooks[name] = s.line
+			n.Hooks = append(n.Hooks, Hook{Name: name, Events: []string{"all"}, Timeout: DefaultHookTimeout})
+			h := &n.Hooks[len(n.Hooks)-1]
+			set = h.set
+		case s.name == "hook":
+			return Node{}, &Error{File: path, Line: s.line, Section: s.name, Msg: "unknown section (a hook is [hook#NAME])"}
+		default:
+			return Node{}, &Error{File: path, Line: s.line, Section: s.name, Msg: "unknown section"}
+		}
+		for _, e := range s.entries {
+			n.pos.add(s.name, e.key, e.line)
+			if err := set(e.key, e.value); err != nil {
+				return Node{}, &Error{File: path, Line: e.line, Section: s.name, Key: e.key, Msg: err.Error(), Err: err}
+			}
+		}
+	}
+	if !clusterNamed {
+		n.Cluster.Name = n.Node.Name
+	}
+	if err := n.Validate(); err != nil {
+		return Node{}, err
+	}
+	return n, nil
+}
+
+// errUnknownKey is returned by the section setters.
+var errUnknownKey = errors.New("unknown key")
+
+func (n *Node) setNode(key, v string) error {
+	switch key {
+	case "name":
+		if v = unquote(v); v != "" {
+			n.Node.Name = v
+		}
+	case "labels":
+		words, err := SplitCommand(v)
+		if err != nil {
+			return err
+		}
+		n.Node.Labels = nil
+		for _, w := range words {
+			k, val, ok := strings.Cut(w, "=")
+			if !ok || k == "" {
+				return fmt.Errorf("label %q is not key=value", w)
+			}
+			if _, dup := n.Node.Labels[k]; dup {
+				return fmt.Errorf("label %q is set twice", k)
+			}
+			if n.Node.Labels == nil {
+				n.Node.Labels = map[string]string{}
+			}
+			n.Node.Labels[k] = val
+		}
+	default:
+		return errUnknownKey
+	}
+	return nil
+}
+
+func (n *Node) setCluster(key, v string) error {
+	switch key {
+	case "name":
+		if v = unquote(v); v != "" {
+			n.Cluster.Name = v
+		}
+	case "secret":
+		v = unquote(v)
+		if v == "" {
+			n.Cluster.Secret = nil
+			return nil
+		}
+		b, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			// The decoder's error would quote the secret's position only;
+			// still, keep the message free of the value.
+			return errors.New("not valid base64")
+		}
+		if l := len(b); l != 16 && l != 24 && l != 32 {
+			return fmt.Errorf("decodes to %d bytes, want 16, 24 or 32", l)
+		}
+		n.Cluster.Secret = b
+	case "seeds":
+		n.Cluster.Seeds = splitList(v)
+	case "nodes":
+		n.Cluster.Nodes = splitList(v)
+	case "quorum":
+		if v = unquote(v); v == "" {
+			n.Cluster.Quorum = false
+			return nil
+		}
+		b, err := parseBool(v)
+		if err != nil {
+			return err
+		}
+		n.Cluster.Quorum = b
+	case "split_action":
+		if v = unquote(v); v != "" {
+			n.Cluster.SplitAction = SplitAction(v)
+		}
+	default:
+		return errUnknownKey
+	}
+	return nil
+}
+
+func (n *Node) setHB(key, v string) error {
+	v = unquote(v)
+	switch key {
+	case "addr":
+		if v != "" {
+			n.HB.Addr = v
+		}
+	case "port":
+		if v == "" {
+			return nil
+		}
+		p, err := parsePort(v)
+		if err != nil {
+			return err
+		}
+		n.HB.Port = p
+	case "advertise":
+		n.HB.Advertise = v
+	case "profile":
+		if v != "" {
+			n.HB.Profile = Profile(v)
+		}
+	default:
+		return errUnknownKey
+	}
+	return nil
+}
+
+func (n *Node) setListener(key, v string) error {
+	v = unquote(v)
+	switch key {
+	case "addr":
+		n.Listener.Addr = v
+	case "auth":
+		if v != "" {
+			n.Listener.Auth = Auth(v)
+		}
+	case "token_file":
+		n.Listener.TokenFile = v
+	case "tls_cert":
+		n.Listener.TLSCert = v
+	case "tls_key":
+		n.Listener.TLSKey = v
+	default:
+		return errUnknownKey
+	}
+	return nil
+}
+
+func (n *Node) setJournal(key, v string) error {
+	v = unquote(v)
+	if v == "" && (key == "max_bytes" || key == "max_age") {
+		return nil
+	}
+	switch key {
+	case "max_bytes":
+		b, err := parseSize(v)
+		if err != nil {
+			return err
+		}
+		n.Journal.MaxBytes = b
+	case "max_age":
+		d, err := parseDuration(v)
+		if err != nil {
+			return err
+		}
+		n.Journal.MaxAge = d
+	default:
+		return errUnknownKey
+	}
+	return nil
+}
+
+func (h *Hook) set(key, v string) error {
+	switch key {
+	case "events":
+		if ev := splitList(v); ev != nil {
+			h.Events = ev
+		}
+	case "filter":
+		h.Filter = unquote(v)
+	case "command":
+		words, err := SplitCommand(v)
+		if err != nil {
+			return err
+		}
+		h.Command = words
+	case "timeout":
+		if v = unquote(v); v == "" {
+			return nil
+		}
+		d, err := parseDuration(v)
+		if err != nil {
+			return err
+		}
+		h.Timeout = d
+	default:
+		return errUnknownKey
+	}
+	return nil
+}
+
+// Validate checks n as a whole. Errors are *Error and name the file and
+// line when n came from ParseNode.
+func (n Node) Validate() error {
+	bad := func(section, key, format string, args ...any) error {
+		return n.pos.errorf(n.Source, section, key, format, args...)
+	}
+	if !ValidName(n.Node.Name) {
+		return bad("node", "name", "%q is not a valid node name (letters, digits, - _ .)", n.Node.Name)
+	}
+	for k := range n.Node.Labels {
+		if k == "" {
+			return bad("node", "labels", "empty label key")
+		}
+	}
+	if n.Cluster.Name == "" {
+		return bad("cluster", "name", "must not be empty")
+	}
+	if l := len(n.Cluster.Secret); l != 0 && l != 16 && l != 24 && l != 32 {
+		return bad("cluster", "secret", "is %d bytes, want 16, 24 or 32", l)
+	}
+	for _, s := range n.Cluster.Seeds {
+		if err := checkHostPort(s); err != nil {
+			return bad("cluster", "seeds", "%v", err)
+		}
+	}
+	if err := checkNames(n.Cluster.Nodes, false); err != nil {
+		return bad("cluster", "nodes", "%v", err)
+	}
+	switch n.Cluster.SplitAction {
+	case SplitStop, SplitFreeze, SplitNone:
+	default:
+		return bad("cluster", "split_action", "%q is not one of stop, freeze, none", n.Cluster.SplitAction)
+	}
+	if net.ParseIP(n.HB.Addr) == nil {
+		return bad("hb", "addr", "%q is not an IP address", n.HB.Addr)
+	}
+	if n.HB.Port < 0 || n.HB.Port > 65535 {
+		return bad("hb", "port", "%d is not a port number", n.HB.Port)
+	}
+	if n.HB.Advertise != "" && net.ParseIP(n.HB.Advertise) == nil {
+		return bad("hb", "advertise", "%q is not an IP address", n.HB.Advertise)
+	}
+	switch n.HB.Profile {
+	case ProfileLAN, ProfileWAN, ProfileLocal:
+	default:
+		return bad("hb", "profile", "%q is not one of lan, wan, local", n.HB.Profile)
+	}
+	if err := n.Listener.validate(bad); err != nil {
+		return err
+	}
+	if n.Journal.MaxBytes <= 0 {
+		return bad("journal", "max_bytes", "must be positive")
+	}
+	if n.Journal.MaxAge <= 0 {
+		return bad("journal", "max_age", "must be positive")
+	}
+	seen := map[string]bool{}
+	for _, h := range n.Hooks {
+		sec := "hook#" + h.Name
+		if !ValidName(h.Name) {
+			return bad(sec, "", "%q is not a valid hook name (letters, digits, - _ .)", h.Name)
+		}
+		if seen[h.Name] {
+			return bad(sec, "", "duplicate hook name")
+		}
+		seen[h.Name] = true
+		if len(h.Command) == 0 || h.Command[0] == "" {
+			return bad(sec, "command", "a hook needs a command")
+		}
+		if len(h.Events) == 0 {
+			return bad(sec, "events", "no events: use all or event ids")
+		}
+		for _, ev := range h.Events {
+			if ev == "all" && len(h.Events) > 1 {
+				return bad(sec, "events", `"all" must stand alone`)
+			}
+			if ev != "all" && !eventIDRe.MatchString(ev) {
+				return bad(sec, "events", "%q is not an event id", ev)
+			}
+		}
+		if h.Timeout <= 0 {
+			return bad(sec, "timeout", "must be positive")
+		}
+	}
+	return nil
+}
+
+func (l ListenerSection) validate(bad func(section, key, format string, args ...any) error) error {
+	if l.Auth != AuthToken && l.Auth != AuthNone {
+		return bad("listener", "auth", "%q is not one of token, none", l.Auth)
+	}
+	if l.Addr == "" {
+		return nil
+	}
+	if err := checkHostPort(l.Addr); err != nil {
+		return bad("listener", "addr", "%v", err)
+	}
+	host, _, _ := net.SplitHostPort(l.Addr)
+	switch l.Auth {
+	case AuthToken:
+		if l.TokenFile == "" {
+			return bad("listener", "token_file", "required with auth = token")
+		}
+	case AuthNone:
+		if !isLoopback(host) {
+			return bad("listener", "auth", "none is accepted on loopback addresses only, not %q", host)
+		}
+	}
+	if (l.TLSCert == "") != (l.TLSKey == "") {
+		return bad("listener", "tls_cert", "tls_cert and tls_key go together")
+	}
+	return nil
+}
+
+// positions maps a (section, key) to the line it was read from; key ""
+// is the section header.
+type positions struct {
+	lines map[[2]string]int
+}
+
+func newPositions() *positions { return &positions{lines: map[[2]string]int{}} }
+
+func (p *positions) add(section, key string, line int) {
+	p.lines[[2]string{section, key}] = line
+}
+
+// errorf builds an *Error at the key's line, else at its section's header.
+// p may be nil.
+func (p *positions) errorf(file, section, key, format string, args ...any) error {
+	e := &Error{File: file, Section: section, Key: key, Msg: fmt.Sprintf(format, args...)}
+	if p != nil {
+		if l, ok := p.lines[[2]string{section, key}]; ok {
+			e.Line = l
+		} else {
+			e.Line = p.lines[[2]string{section, ""}]
+		}
+	}
+	return e
+}
