@@ -1,0 +1,383 @@
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
+
+	"agent/events"
+)
+
+var (
+	// errShutdown is the cause of a session's end when the handler closes.
+	errShutdown = errors.New("agent shutting down")
+	// errClientGone is the cause when the client's side of the socket ends.
+	errClientGone = errors.New("client went away")
+)
+
+// doneCtx is a context that is already done: Next with it returns only what
+// is already available (see Subscription).
+var doneCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// session is one websocket subscriber. All its fields are owned by the
+// goroutine running ServeHTTP, except where noted.
+type session struct {
+	h    *Handler
+	req  *request
+	conn *websocket.Conn
+	log  *slog.Logger
+
+	sub   events.Subscriber
+	first []*events.Record // full, reset or progress records to send first
+
+	// lastSeq is the newest seq the subscriber has been given or passed
+	// over (filtered out); progress records carry it, so a client resuming
+	// from it misses nothing it asked for.
+	lastSeq uint64
+	epoch   string
+
+	lastWrite time.Time // monotonic; when the last frame went out
+	sent      int       // patch and event records sent, for limit
+	batch     []byte
+
+	writeTimer *time.Timer // kills the connection when a write hangs
+	batchTimer *time.Timer
+	timedOut   atomic.Bool // set by writeTimer
+}
+
+// record makes a full, reset or progress record for this subscriber.
+func (s *session) record(seq uint64, kind string, data json.RawMessage) *events.Record {
+	return events.NewRecord(seq, s.epoch, s.h.cfg.Now(), s.h.cfg.Nodename, kind, data)
+}
+
+// open subscribes as the request says and queues the records that precede
+// the stream. On success s.sub is set and must be closed.
+func (s *session) open() error {
+	cfg := &s.h.cfg
+	req := s.req
+	head, epoch := cfg.Bus.Position()
+	s.epoch = epoch
+
+	if req.resume {
+		ep := req.epoch
+		if ep == "" {
+			ep = epoch
+		}
+		sub, err := cfg.Bus.Subscribe(events.SubscribeOptions{Resume: true, Since: req.since, Epoch: ep, MaxLag: cfg.MaxLag})
+		reason := ""
+		if errors.Is(err, events.ErrFuture) {
+			reason = fmt.Sprintf("resume point %d of epoch %s is after the newest record %d", req.since, ep, head)
+			sub, err = cfg.Bus.Subscribe(events.SubscribeOptions{MaxLag: cfg.MaxLag})
+		}
+		if err != nil {
+			return fmt.Errorf("subscribe: %w", err)
+		}
+		if reason == "" {
+			reason = sub.Reset()
+		}
+		if reason == "" {
+			s.sub, s.lastSeq = sub, sub.Start()
+			return nil
+		}
+		s.first = append(s.first, s.reset(sub.Start(), reason))
+		if !req.snapshot {
+			s.sub, s.lastSeq = sub, sub.Start()
+			return nil
+		}
+		sub.Close()
+		return s.openSnapshot()
+	}
+	if req.snapshot {
+		return s.openSnapshot()
+	}
+
+	sub, err := cfg.Bus.Subscribe(events.SubscribeOptions{SinceTime: req.sinceTime, MaxLag: cfg.MaxLag})
+	if err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	s.sub, s.lastSeq = sub, sub.Start()
+	if reason := sub.Reset(); reason != "" {
+		s.first = append(s.first, s.reset(sub.Start(), reason))
+	} else {
+		// Tell the client at once where it starts, so that a reconnect
+		// before the first record misses nothing.
+		s.first = append(s.first, s.record(sub.Start(), events.KindProgress, nil))
+	}
+	return nil
+}
+
+func (s *session) reset(seq uint64, reason string) *events.Record {
+	data, _ := json.Marshal(map[string]string{"reason": reason})
+	return s.record(seq, events.KindReset, data)
+}
+
+func (s *session) openSnapshot() error {
+	doc, sub, seq, err := s.h.cfg.Snapshot()
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	s.first = append(s.first, s.record(seq, events.KindFull, doc))
+	s.sub, s.lastSeq = sub, seq
+	return nil
+}
+
+// run streams until the end, then closes the websocket and waits for the
+// reader goroutine. reqCtx is the request's context.
+func (s *session) run(reqCtx context.Context) {
+	cfg := &s.h.cfg
+	ctx, cancel := context.WithCancelCause(reqCtx)
+	defer cancel(nil)
+	stopShutdown := context.AfterFunc(s.h.ctx, func() { cancel(errShutdown) })
+	defer stopShutdown()
+
+	// The reader's context is separate: cancelling it force-closes the
+	// socket (the library closes the connection when a read's context
+	// ends), which is what kill does once the polite close had its chance.
+	readCtx, readCancel := context.WithCancel(context.Background())
+	kill := func() {
+		readCancel()
+		_ = s.conn.CloseNow()
+	}
+	s.writeTimer = time.AfterFunc(time.Hour, func() {
+		s.timedOut.Store(true)
+		kill()
+	})
+	s.writeTimer.Stop()
+	killTimer := time.AfterFunc(time.Hour, kill)
+	killTimer.Stop()
+	// A write blocked on a full socket would hold up shutdown: give it the
+	// grace period, then kill.
+	stopKill := context.AfterFunc(ctx, func() { killTimer.Reset(cfg.CloseGrace) })
+	s.batchTimer = time.NewTimer(time.Hour)
+	s.batchTimer.Stop()
+
+	s.conn.SetReadLimit(cfg.ReadLimit)
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		cancel(s.readLoop(readCtx))
+	}()
+
+	code, reason := s.stream(ctx)
+
+	stopKill()
+	killTimer.Reset(cfg.CloseGrace)
+	if code != 0 {
+		_ = s.conn.Close(code, reason)
+	}
+	kill()
+	<-readerDone
+	killTimer.Stop()
+	s.writeTimer.Stop()
+	s.batchTimer.Stop()
+}
+
+// readLoop reads what the client sends, which is nothing useful: small
+// messages are ignored. It returns why the client side ended.
+func (s *session) readLoop(ctx context.Context) error {
+	for {
+		_, r, err := s.conn.Reader(ctx)
+		if err == nil {
+			_, err = io.Copy(io.Discard, r)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %w", errClientGone, err)
+		}
+	}
+}
+
+// stream writes the first records then the subscription's until something
+// ends it, and returns the close status to send (0: none, the connection
+// is gone).
+func (s *session) stream(ctx context.Context) (websocket.StatusCode, string) {
+	cfg := &s.h.cfg
+	s.lastWrite = time.Now()
+	for _, rec := range s.first {
+		if err := s.write(rec.JSON()); err != nil {
+			return s.endWrite(ctx, err)
+		}
+	}
+	s.first = nil
+
+	// idle ends when a progress record may be due. It is renewed only then,
+	// not per record, to keep allocations off the hot path.
+	var idle idleTimer
+	idle.arm(ctx, s.lastWrite.Add(cfg.Progress))
+	defer idle.stop()
+	for {
+		rec, err := s.sub.Next(idle.ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return s.endCtx(ctx)
+			}
+			if idle.ctx.Err() != nil {
+				if time.Since(s.lastWrite) >= cfg.Progress {
+					if err := s.write(s.record(s.lastSeq, events.KindProgress, nil).JSON()); err != nil {
+						return s.endWrite(ctx, err)
+					}
+				}
+				idle.arm(ctx, s.lastWrite.Add(cfg.Progress))
+				continue
+			}
+			return s.endSub(err)
+		}
+		s.see(rec)
+		if !s.req.pass(rec) {
+			continue
+		}
+		if s.req.batch {
+			err = s.writeBatch(ctx, rec)
+		} else {
+			s.sent++
+			err = s.write(rec.JSON())
+		}
+		if err != nil {
+			return s.endWrite(ctx, err)
+		}
+		if s.req.limit > 0 && s.sent >= s.req.limit {
+			return websocket.StatusNormalClosure, "limit reached"
+		}
+	}
+}
+
+func (s *session) see(rec *events.Record) {
+	if rec.Seq > s.lastSeq {
+		s.lastSeq = rec.Seq
+	}
+	if rec.Epoch != "" {
+		s.epoch = rec.Epoch
+	}
+}
+
+// writeBatch gathers, for one batch window, the records that follow first
+// and writes them in one frame separated by "\n".
+func (s *session) writeBatch(ctx context.Context, first *events.Record) error {
+	s.sent++
+	s.batch = append(s.batch[:0], first.JSON()...)
+	s.batchTimer.Reset(s.h.cfg.BatchWindow)
+	select {
+	case <-s.batchTimer.C:
+	case <-ctx.Done():
+		s.batchTimer.Stop()
+	}
+	for len(s.batch) < maxBatchBytes && (s.req.limit == 0 || s.sent < s.req.limit) {
+		// An error here (nothing available, or the end of the
+		// subscription) ends the batch; an ending error comes back at the
+		// next Next.
+		rec, err := s.sub.Next(doneCtx)
+		if err != nil {
+			break
+		}
+		s.see(rec)
+		if !s.req.pass(rec) {
+			continue
+		}
+		s.sent++
+		s.batch = append(s.batch, '\n')
+		s.batch = append(s.batch, rec.JSON()...)
+	}
+	err := s.write(s.batch)
+	if cap(s.batch) > 4*maxBatchBytes {
+		s.batch = nil // do not hold on to one huge snapshot's worth
+	}
+	return err
+}
+
+// write sends one text frame, bounded by the write timeout.
+func (s *session) write(p []byte) error {
+	// The write gets a context without Done so that the library does not
+	// arm a timer per frame; writeTimer bounds it instead.
+	s.writeTimer.Reset(s.h.cfg.WriteTimeout)
+	err := s.conn.Write(context.Background(), websocket.MessageText, p)
+	s.writeTimer.Stop()
+	s.lastWrite = time.Now()
+	return err
+}
+
+func (s *session) endWrite(ctx context.Context, err error) (websocket.StatusCode, string) {
+	if ctx.Err() != nil {
+		return s.endCtx(ctx)
+	}
+	if s.timedOut.Load() {
+		s.log.Info("subscriber dropped: write timed out", "timeout", s.h.cfg.WriteTimeout)
+	} else {
+		s.log.Debug("subscriber write failed", logKeyError, err)
+	}
+	return 0, ""
+}
+
+func (s *session) endCtx(ctx context.Context) (websocket.StatusCode, string) {
+	cause := context.Cause(ctx)
+	switch {
+	case errors.Is(cause, errShutdown):
+		return websocket.StatusGoingAway, "agent shutting down"
+	case errors.Is(cause, errClientGone):
+		if websocket.CloseStatus(cause) != -1 || errors.Is(cause, io.EOF) || errors.Is(cause, io.ErrUnexpectedEOF) ||
+			errors.Is(cause, net.ErrClosed) || errors.Is(cause, websocket.ErrMessageTooBig) || s.timedOut.Load() {
+			// Closed by the client, or already answered by the library.
+			s.log.Debug("subscriber gone", logKeyError, cause)
+			return 0, ""
+		}
+		s.log.Info("subscriber dropped: bad frame", logKeyError, cause)
+		return websocket.StatusProtocolError, closeReason("bad frame: " + cause.Error())
+	}
+	return 0, ""
+}
+
+func (s *session) endSub(err error) (websocket.StatusCode, string) {
+	switch {
+	case errors.Is(err, events.ErrSlow):
+		s.h.slowDisconnects.Add(1)
+		reason := closeReason("could not keep up: " + err.Error())
+		s.log.Warn("subscriber dropped", logKeyCode, int(websocket.StatusPolicyViolation), logKeyReason, reason)
+		return websocket.StatusPolicyViolation, reason
+	case errors.Is(err, events.ErrClosed):
+		return websocket.StatusGoingAway, "stream closed"
+	}
+	s.log.Error("subscription failed", logKeyError, err)
+	return websocket.StatusInternalError, closeReason("subscription failed: " + err.Error())
+}
+
+// closeReason cuts a reason to the 123 bytes a close frame can carry,
+// without splitting a UTF-8 sequence.
+func closeReason(s string) string {
+	const max = 123
+	if len(s) <= max {
+		return s
+	}
+	s = s[:max]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// idleTimer is a context that ends at a deadline, renewable.
+type idleTimer struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (t *idleTimer) arm(parent context.Context, deadline time.Time) {
+	t.stop()
+	t.ctx, t.cancel = context.WithDeadline(parent, deadline)
+}
+
+func (t *idleTimer) stop() {
+	if t.cancel != nil {
+		t.cancel()
+	}
+}
