@@ -95,8 +95,8 @@ func TestParseNodeEmptyFile(t *testing.T) {
 
 func TestParseNodeKeys(t *testing.T) {
 	tests := []struct {
-		name string
-		conf string
+		name  string
+		conf  string
 		check func(n Node) bool
 	}{
 		{"node name", "[node]\nname = a1", func(n Node) bool { return n.Node.Name == "a1" && n.Cluster.Name == "a1" }},
