@@ -21,7 +21,9 @@
 // PATH is a gjson path (https://github.com/tidwall/gjson, SYNTAX.md) handed to gjson as written,
 // for instance `monitor.nodes.n1.frozen`. It runs until whitespace, one of `= ! < > ~`, or
 // `)`; a backslash makes the next character part of the path, which is how a key holding a dot
-// is written (`monitor.nodes.db1\.example\.com.status`). A path that would read as a keyword
+// is written (`monitor.nodes.db1\.example\.com.status`). A "(" in a path opens a gjson query
+// that runs to its matching ")", spaces and operators included, so that a patch record can be
+// searched: `data.#(path%"*/frozen").value>0`. A path that would read as a keyword
 // (`and`, `or`, `not`, `in`) is rejected; write `\in` to look up a key named "in". When gjson
 // finds several values (wildcards), the first one is used.
 //

@@ -291,7 +291,8 @@ func (p *parser) addPath(path string) {
 }
 
 // lexPath reads a path: everything up to whitespace, an operator character or ")", where a
-// backslash takes the next character whatever it is. The backslashes stay: gjson reads them.
+// backslash takes the next character whatever it is and a "(" takes everything up to its
+// matching ")". The backslashes stay: gjson reads them.
 func (p *parser) lexPath() (string, *SyntaxError) {
 	start := p.pos
 	for p.pos < len(p.s) {
@@ -304,12 +305,47 @@ func (p *parser) lexPath() (string, *SyntaxError) {
 			p.pos += 1 + next
 			continue
 		}
+		if r == '(' {
+			// A gjson query (`data.#(path%"*/frozen").value`) holds operators, spaces
+			// and quotes of its own: it runs to its matching ")".
+			end := matchParen(p.s[p.pos:])
+			if end < 0 {
+				return "", p.errAt(p.pos, `unclosed "(" in the path`)
+			}
+			p.pos += end
+			continue
+		}
 		if unicode.IsSpace(r) || r == ')' || strings.ContainsRune(opChars, r) {
 			break
 		}
 		p.pos += size
 	}
 	return p.s[start:p.pos], nil
+}
+
+// matchParen returns the length of the parenthesized text at the start of s, nested
+// parentheses, JSON strings and backslash escapes included, or -1 when it is not closed.
+func matchParen(s string) int {
+	depth := 0
+	inString := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\':
+			i++
+		case inString:
+			inString = c != '"'
+		case c == '"':
+			inString = true
+		case c == '(':
+			depth++
+		case c == ')':
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		}
+	}
+	return -1
 }
 
 // lexOp reads an operator other than "in"; it returns opTruthy, consuming nothing, when none
