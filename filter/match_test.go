@@ -69,7 +69,7 @@ func TestMatchCluster(t *testing.T) {
 		{`monitor.nodes.db1\.example\.com.status=idle`, true},
 		{`monitor.nodes.db2\.example\.com.status=rejoin`, true},
 		{`monitor.nodes.db1\.example\.com.services.db.monitor.placement=leader`, true},
-		{`monitor.nodes.db1.example.com.status=idle`, false}, // no node "db1"
+		{`monitor.nodes.db1.example.com.status=idle`, false},     // no node "db1"
 		{`monitor.services.db.up in ["db1.example.com"]`, false}, // the array is not an element
 		{`monitor.services.db.up.0=db1.example.com`, true},
 		{`monitor.services.db.up~"\"db1\\.example\\.com\""`, true},
@@ -207,7 +207,7 @@ func TestMatchRecords(t *testing.T) {
  "data": {"id": "instance_start", "reason": "failover", "svcname": "web", "instance": "web@n1"}}`)
 
 	cases := []struct {
-		filter                  string
+		filter                 string
 		patch, event, instance bool
 	}{
 		{"kind=event", false, true, true},
