@@ -31,12 +31,12 @@ type Subscription struct {
 
 	// mu is held by Next (also while it waits, which Close interrupts
 	// through done) and by Close; it guards the fields below.
-	mu  sync.Mutex
+	mu   sync.Mutex
 	pos  uint64 // seq of the last record returned
 	buf  []*Record
-	bufi int // next record of buf to return
-	cur *cursor // open journal segment while catching up from disk
-	err error   // sticky end of the subscription
+	bufi int     // next record of buf to return
+	cur  *cursor // open journal segment while catching up from disk
+	err  error   // sticky end of the subscription
 }
 
 var _ Subscriber = (*Subscription)(nil)
@@ -60,7 +60,9 @@ func (s *Subscription) addSkipped(n uint64) {
 // Next returns the next record in seq order. It blocks until there is one,
 // ctx is done (ctx.Err(), the subscription stays usable), or the
 // subscription ends: ErrClosed, an error wrapping ErrSlow for a non-durable
-// subscription that fell too far behind, or a journal read error.
+// subscription that fell too far behind, or a journal read error. Called
+// with a ctx already done, it still returns a record that is available
+// without waiting, so callers can gather batches without blocking.
 func (s *Subscription) Next(ctx context.Context) (*Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -76,9 +78,6 @@ func (s *Subscription) Next(ctx context.Context) (*Record, error) {
 			s.err = ErrClosed
 			continue
 		default:
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
 		}
 		if s.bufi < len(s.buf) {
 			if err := s.checkLag(); err != nil {
@@ -135,6 +134,10 @@ func (s *Subscription) fill(ctx context.Context) error {
 		return ErrClosed
 	}
 	if next > b.seq {
+		if err := ctx.Err(); err != nil {
+			b.mu.Unlock()
+			return err
+		}
 		ch := b.notify
 		b.waiting = true
 		b.mu.Unlock()

@@ -1,0 +1,125 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testLogger discards logs unless EVENTS_TEST_LOG is set.
+func testLogger() *slog.Logger {
+	if os.Getenv("EVENTS_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// fakeClock is a clock that tests move by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{t: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func openBus(t testing.TB, cfg Config) *Bus {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger()
+	}
+	b, err := Open(cfg)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+func publishN(b *Bus, n int) []*Record {
+	out := make([]*Record, 0, n)
+	for i := range n {
+		kind := KindPatch
+		if i%3 == 2 {
+			kind = KindEvent
+		}
+		data := json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))
+		out = append(out, b.Publish("n1", kind, data))
+	}
+	return out
+}
+
+func subscribe(t testing.TB, b *Bus, opts SubscribeOptions) *Subscription {
+	t.Helper()
+	s, err := b.Subscribe(opts)
+	if err != nil {
+		t.Fatalf("Subscribe(%+v): %v", opts, err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// collect reads n records, failing the test if they do not come within a
+// generous deadline (a hang, not a timing assertion).
+func collect(t testing.TB, s *Subscription, n int) []*Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out := make([]*Record, 0, n)
+	for len(out) < n {
+		r, err := s.Next(ctx)
+		if err != nil {
+			t.Fatalf("Next after %d of %d records: %v", len(out), n, err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// checkSeqs fails unless recs are exactly seqs from..from+len-1.
+func checkSeqs(t testing.TB, recs []*Record, from uint64) {
+	t.Helper()
+	for i, r := range recs {
+		if want := from + uint64(i); r.Seq != want {
+			t.Fatalf("record %d has seq %d, want %d", i, r.Seq, want)
+		}
+	}
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// noWait is a context already done: Next returns only what is available.
+func noWait() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
