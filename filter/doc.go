@@ -56,8 +56,11 @@
 // byte: a JSON string by its content, any other value by its JSON text (`true`, `null`,
 // `10`, `["n1"]`). So a document's number 10 equals the value "10", and a document's string
 // "10" sorts before 9, as "10" sorts before "9"; `frozen=true` holds for the boolean true and
-// for the string "true". `=` and `==` are the same operator. `in` holds when the value
-// equals, by these rules, at least one element of the array.
+// for the string "true". `~` and `!~` search the same string form, so `seq~^12` works on a
+// number and `up~"\"n1\""` on an array. `=` and `==` are the same operator. `in` holds when
+// the value equals, by these rules, at least one element of the array; an array in the
+// document is one value, not a set of elements (`up in ["n1"]` does not hold for ["n1"]):
+// ask gjson whether it holds an element with `up.#(=="n1")`.
 //
 // The document should be valid JSON; on anything else Match still returns, with an
 // unspecified result.

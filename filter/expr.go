@@ -47,7 +47,7 @@ func Get(doc []byte, path string) (raw string, ok bool) {
 }
 
 // Any is a set of expressions of which one must hold: repeated --filter options (and
-// repeated filter= query parameters) are OR'ed.
+// repeated filter= query parameters) are OR'ed. Its elements come from [Parse]; none is nil.
 type Any []*Expr
 
 // Match reports whether any expression of a holds on doc. An empty Any holds on every

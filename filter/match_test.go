@@ -2,6 +2,7 @@ package filter
 
 import (
 	"os"
+	"sync"
 	"testing"
 )
 
@@ -72,6 +73,9 @@ func TestMatchCluster(t *testing.T) {
 		{`monitor.nodes.db1.example.com.status=idle`, false},     // no node "db1"
 		{`monitor.services.db.up in ["db1.example.com"]`, false}, // the array is not an element
 		{`monitor.services.db.up.0=db1.example.com`, true},
+		{`monitor.services.db.up.#(=="db1.example.com")`, true},
+		{`monitor.services.db.up.#(=="n1")`, false},
+		{`monitor.services.cache.up.#(%"db*")#|# = 2`, true},
 		{`monitor.services.db.up~"\"db1\\.example\\.com\""`, true},
 		// labels: present, absent, empty object
 		{"monitor.nodes.n1.labels.zone=a", true},
@@ -289,4 +293,26 @@ func TestGet(t *testing.T) {
 			t.Errorf("Get(%q) = %q, %v; want %q, %v", tt.path, raw, ok, tt.raw, tt.ok)
 		}
 	}
+}
+
+// TestMatchConcurrent lets the race detector check that an Expr may be shared.
+func TestMatchConcurrent(t *testing.T) {
+	doc := readCluster(t)
+	e, err := Parse(`monitor.nodes.n2.frozen=0 and monitor.nodes.db1\.example\.com.status~^id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 100 {
+				if !e.Match(doc) {
+					t.Error("no match")
+					return
+				}
+				_ = e.String()
+			}
+		})
+	}
+	wg.Wait()
 }
