@@ -24,9 +24,10 @@ const DefaultDebounce = 200 * time.Millisecond
 
 // Log attribute keys.
 const (
-	logKeyPath    = "path"
-	logKeyService = "service"
-	logKeyErr     = "err"
+	logKeyComponent = "component"
+	logKeyPath      = "path"
+	logKeyService   = "service"
+	logKeyErr       = "err"
 )
 
 // Change is one config file whose content changed.
@@ -102,7 +103,7 @@ func NewWatcher(paths Paths, hostname string, debounce time.Duration, logger *sl
 		paths:    paths,
 		hostname: hostname,
 		debounce: debounce,
-		logger:   logger.With("component", "config"),
+		logger:   logger.With(logKeyComponent, "config"),
 		fsw:      fsw,
 		changes:  make(chan Change, 16),
 		done:     make(chan struct{}),
