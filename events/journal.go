@@ -113,8 +113,9 @@ func openJournal(cfg Config, log *slog.Logger) (*journal, uint64, time.Time, err
 		return nil, 0, time.Time{}, err
 	}
 	epoch, reason := j.load(segs)
-	if reason == "" {
-		if onDisk, err := os.ReadFile(filepath.Join(j.dir, epochFile)); err != nil || strings.TrimSpace(string(onDisk)) != epoch {
+	onDisk, _ := os.ReadFile(filepath.Join(j.dir, epochFile))
+	if reason == "" && len(j.segs) > 0 {
+		if strings.TrimSpace(string(onDisk)) != epoch {
 			// The epoch file is removed when a write fails and written back
 			// once the journal holds the newest record again: without it,
 			// records were published that the journal does not have, and
@@ -134,8 +135,15 @@ func openJournal(cfg Config, log *slog.Logger) (*journal, uint64, time.Time, err
 		j.segs, j.total = nil, 0
 	}
 	j.epoch = epoch
-	if err := j.writeEpoch(); err != nil {
-		return nil, 0, time.Time{}, err
+	if strings.TrimSpace(string(onDisk)) != epoch {
+		if err := j.writeEpoch(); err != nil {
+			// Not fatal: the agent runs from memory on a full or read-only
+			// disk, and without the file the next start takes a new epoch,
+			// which is the safe side.
+			j.writeErrs++
+			j.failures++
+			j.log.Error("cannot write journal epoch file", keyErr, err)
+		}
 	}
 	j.retain()
 	var head uint64

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -363,5 +364,41 @@ func TestReadOnlyJournalDirectory(t *testing.T) {
 	checkSeqs(t, collect(t, s, 3), 1)
 	if st := b.Stats(); st.JournalWriteErrors == 0 {
 		t.Fatal("no journal write error counted on a read-only directory")
+	}
+}
+
+// warnCounter counts log records at Warn and above.
+type warnCounter struct{ n atomic.Int64 }
+
+func (w *warnCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (w *warnCounter) Handle(_ context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		w.n.Add(1)
+	}
+	return nil
+}
+func (w *warnCounter) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *warnCounter) WithGroup(string) slog.Handler      { return w }
+
+func TestCleanStartsAndRestartsDoNotWarn(t *testing.T) {
+	dir := t.TempDir()
+	var warns warnCounter
+	cfg := Config{Dir: dir, Logger: slog.New(&warns)}
+	for range 3 {
+		b := openBus(t, cfg)
+		publishN(b, 2)
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := warns.n.Load(); n != 0 {
+		t.Fatalf("%d warnings on clean starts", n)
+	}
+	b := openBus(t, cfg)
+	if seq, _ := b.Position(); seq != 6 {
+		t.Fatalf("Position %d after three runs of 2 records", seq)
+	}
+	if st := b.Stats(); st.JournalSegments != 1 || st.JournalBytes == 0 {
+		t.Fatalf("journal stats %+v: restarts should append to the newest segment", st)
 	}
 }
