@@ -13,12 +13,9 @@ type Bus interface {
 	Subscribe(opts events.SubscribeOptions) (Subscription, error)
 }
 
-// Subscription is one subscription of a Bus.
-//
-// The handler relies on one property of Next beyond events.Subscriber:
-// called with a context that is already done, Next returns a record that is
-// already available, or the context's error without consuming one. It uses
-// that to gather batches without blocking.
+// Subscription is one subscription of a Bus. As with *events.Subscription,
+// a Next that ends because its ctx is done leaves the subscription usable,
+// and an error that ends the subscription is returned again by later calls.
 type Subscription interface {
 	events.Subscriber
 	// Start is the sequence number after which delivery starts.
@@ -27,3 +24,23 @@ type Subscription interface {
 	// and the subscription starts at the head instead; it says why.
 	Reset() string
 }
+
+// BusAdapter makes an *events.Bus a Bus (Subscribe returns the concrete
+// *events.Subscription, which Go does not convert by itself).
+type BusAdapter struct {
+	*events.Bus
+}
+
+// Subscribe subscribes to the underlying bus.
+func (a BusAdapter) Subscribe(opts events.SubscribeOptions) (Subscription, error) {
+	s, err := a.Bus.Subscribe(opts)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+var (
+	_ Bus          = BusAdapter{}
+	_ Subscription = (*events.Subscription)(nil)
+)

@@ -24,13 +24,9 @@ var (
 	errClientGone = errors.New("client went away")
 )
 
-// doneCtx is a context that is already done: Next with it returns only what
-// is already available (see Subscription).
-var doneCtx = func() context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	return ctx
-}()
+// drainSlack is how long a batch waits for more once it has taken what
+// was available.
+const drainSlack = time.Millisecond
 
 // session is one websocket subscriber. All its fields are owned by the
 // goroutine running ServeHTTP, except where noted.
@@ -262,8 +258,10 @@ func (s *session) see(rec *events.Record) {
 	}
 }
 
-// writeBatch gathers, for one batch window, the records that follow first
-// and writes them in one frame separated by "\n".
+// writeBatch gathers the records that follow first for one batch window,
+// then writes them in one frame separated by "\n". It sleeps through the
+// window rather than waking for each record, then takes what came; that is
+// what makes batch=1 cheap for the bus and the scheduler.
 func (s *session) writeBatch(ctx context.Context, first *events.Record) error {
 	s.sent++
 	s.batch = append(s.batch[:0], first.JSON()...)
@@ -272,12 +270,16 @@ func (s *session) writeBatch(ctx context.Context, first *events.Record) error {
 	case <-s.batchTimer.C:
 	case <-ctx.Done():
 		s.batchTimer.Stop()
+		return ctx.Err()
 	}
+	// Next returns what is available at once and blocks only when caught
+	// up; the short deadline ends the gathering then.
+	drain, cancel := context.WithTimeout(ctx, drainSlack)
+	defer cancel()
 	for len(s.batch) < maxBatchBytes && (s.req.limit == 0 || s.sent < s.req.limit) {
-		// An error here (nothing available, or the end of the
-		// subscription) ends the batch; an ending error comes back at the
-		// next Next.
-		rec, err := s.sub.Next(doneCtx)
+		// An error here (caught up, or the end of the subscription) ends
+		// the batch; an ending error comes back at the next Next.
+		rec, err := s.sub.Next(drain)
 		if err != nil {
 			break
 		}

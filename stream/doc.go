@@ -1,0 +1,54 @@
+// Package stream serves the agent's records to websocket subscribers
+// (GET /v1/events, SPEC sections 4 and 7), dials such a stream with
+// resumption (Dial), and rebuilds the cluster data from it (Mirror).
+//
+// # Server: what a subscriber receives
+//
+// Each websocket text frame holds one record's JSON (events.Record.JSON).
+// With the opt-in batch=1 extension a frame may hold several records
+// separated by "\n"; the order and the guarantees are the same.
+//
+//   - snapshot=1 without a resume point: a full record at seq S (the
+//     document exact at S), then every selected record after S.
+//   - since=SEQ&epoch=E: every selected record after SEQ, none twice. When
+//     the bus cannot resume there (other epoch, records gone, a point in
+//     the future), first a reset record at the head with data.reason, then,
+//     if snapshot=1, a full record, then the records after it. Never a
+//     silent gap. A since without epoch means the current epoch.
+//   - neither: a progress record at the start position, then the records
+//     after it (since_time=RFC3339 starts at the first record at or after
+//     that time).
+//   - a progress record (data null) whenever nothing was sent for the
+//     progress interval. Its seq is the newest seq the subscriber has been
+//     given or passed over, so resuming from it misses nothing it selected.
+//
+// kind= and filter= (OR'ed) select patch and event records only; full,
+// reset and progress records always go through. limit=N closes the stream
+// with status 1000 after N patch and event records.
+//
+// Close codes: 1008 (policy violation) with "could not keep up: ..." when
+// the subscriber fell behind the bus's lag limit; 1001 when the handler
+// closes (agent shutdown) or the bus ends; 1009 for a client frame over the
+// read limit; 1002 for a malformed client frame; 1011 when the subscription
+// fails otherwise. A subscriber whose socket stays full longer than the
+// write timeout is dropped without a close frame. None of this slows the
+// bus or the other subscribers: each subscriber is served by its own
+// goroutine pulling from its own subscription.
+//
+// Every session has two goroutines (the request's, which writes, and a
+// reader); both end when the client goes, the request context ends, or
+// Handler.Close, which waits for them.
+//
+// # Client
+//
+// Stream.Next delivers records in order. With Reconnect, a dropped
+// connection is redialled with bounded backoff and resumed after the last
+// record delivered; records repeated by the agent are dropped, so the
+// caller sees neither gap nor duplicate (a loss the agent cannot repair
+// shows as a reset record, followed by a full one when Snapshot was asked).
+//
+// # Mirror
+//
+// Mirror applies a full record and the patches after it (RFC 6902, in seq
+// order) to hold the document exact at Mirror.Seq.
+package stream
