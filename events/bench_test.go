@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -124,4 +125,57 @@ func BenchmarkCatchUpFromJournal(b *testing.B) {
 		s.Close()
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// BenchmarkDeliveryPaced publishes one record at a time and waits until
+// every subscriber has it: the latency without a backlog, i.e. the cost of
+// waking the subscribers.
+func BenchmarkDeliveryPaced(b *testing.B) {
+	for _, subs := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("active=%d", subs), func(b *testing.B) {
+			n := b.N
+			bus := openBus(b, Config{})
+			sent := make([]time.Time, n+1)
+			lat := make([][]time.Duration, subs)
+			var left atomic.Int64
+			all := make(chan struct{}, 1)
+			var wg sync.WaitGroup
+			for i := range subs {
+				s := subscribe(b, bus, SubscribeOptions{})
+				wg.Go(func() {
+					samples := make([]time.Duration, 0, n)
+					for range n {
+						r, err := s.Next(context.Background())
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						samples = append(samples, time.Since(sent[r.Seq]))
+						if left.Add(-1) == 0 {
+							all <- struct{}{}
+						}
+					}
+					lat[i] = samples
+				})
+			}
+			b.ResetTimer()
+			for i := 1; i <= n; i++ {
+				left.Store(int64(subs))
+				sent[i] = time.Now()
+				bus.Publish("n1", KindPatch, benchData)
+				<-all
+			}
+			wg.Wait()
+			b.StopTimer()
+			var merged []time.Duration
+			for _, l := range lat {
+				merged = append(merged, l...)
+			}
+			slices.Sort(merged)
+			if len(merged) > 0 {
+				b.ReportMetric(float64(merged[len(merged)/2].Microseconds()), "p50-µs")
+				b.ReportMetric(float64(merged[len(merged)*99/100].Microseconds()), "p99-µs")
+			}
+		})
+	}
 }
