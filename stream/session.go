@@ -264,6 +264,9 @@ func (s *session) see(rec *events.Record) {
 // what makes batch=1 cheap for the bus and the scheduler.
 func (s *session) writeBatch(ctx context.Context, first *events.Record) error {
 	s.sent++
+	if s.batch == nil {
+		s.batch = make([]byte, 0, 8<<10)
+	}
 	s.batch = append(s.batch[:0], first.JSON()...)
 	s.batchTimer.Reset(s.h.cfg.BatchWindow)
 	select {
