@@ -1,0 +1,321 @@
+package heartbeat
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"agent/internal/testutil"
+	"agent/monitor"
+)
+
+// memBus numbers records in memory: enough for the heartbeat tests.
+type memBus struct {
+	mu   sync.Mutex
+	recs []memRecord
+}
+
+type memRecord struct {
+	nodename, kind string
+	data           json.RawMessage
+}
+
+func (b *memBus) Publish(nodename, kind string, data json.RawMessage) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.recs = append(b.recs, memRecord{nodename, kind, data})
+}
+
+func (b *memBus) eventIDs() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var ids []string
+	for _, r := range b.recs {
+		if r.kind != monitor.KindEvent {
+			continue
+		}
+		var d struct {
+			ID   string `json:"id"`
+			Node string `json:"node"`
+		}
+		_ = json.Unmarshal(r.data, &d)
+		ids = append(ids, d.ID+":"+d.Node)
+	}
+	return ids
+}
+
+type testNode struct {
+	name   string
+	store  *monitor.Store
+	hb     *Heartbeat
+	bus    *memBus
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+// fastTimings shrinks memberlist's timings to milliseconds.
+func fastTimings(drop func(from string, msg []byte) bool) func(*memberlist.Config) {
+	return func(c *memberlist.Config) {
+		c.ProbeInterval = 50 * time.Millisecond
+		c.ProbeTimeout = 25 * time.Millisecond
+		c.GossipInterval = 10 * time.Millisecond
+		c.PushPullInterval = 300 * time.Millisecond
+		c.SuspicionMult = 2
+		c.TCPTimeout = 500 * time.Millisecond
+		c.GossipToTheDeadTime = 500 * time.Millisecond
+		c.DeadNodeReclaimTime = 10 * time.Millisecond
+	}
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func startNode(t *testing.T, name string, port int, seeds []string, tweak func(*Config)) *testNode {
+	t.Helper()
+	bus := &memBus{}
+	st, err := monitor.New(monitor.Config{Name: name, ClusterName: "test", Publish: bus.Publish, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		Name: name, ClusterName: "test", BindAddr: "127.0.0.1", BindPort: port, Seeds: seeds,
+		Profile: "local", ForgetAfter: time.Hour, FullRetry: 100 * time.Millisecond,
+		Refresh: 20 * time.Millisecond, Tune: fastTimings(nil), Logger: quietLogger(),
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	hb, err := New(cfg, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &testNode{name: name, store: st, hb: hb, bus: bus, cancel: cancel, done: make(chan error, 1)}
+	go func() { n.done <- hb.Run(ctx) }()
+	_, _, _ = st.UpdateLocal("boot", func(d *monitor.NodeData) { d.Status = monitor.StatusIdle })
+	return n
+}
+
+// kill stops a node without leaving: the others must detect it dead.
+func (n *testNode) kill() {
+	n.once.Do(func() {
+		n.cancel()
+		<-n.done
+		_ = n.hb.Close()
+	})
+}
+
+func startCluster(t *testing.T, count int, tweak func(*Config)) []*testNode {
+	t.Helper()
+	nodes := []*testNode{startNode(t, "n1", 0, nil, tweak)}
+	seed := nodes[0].hb.Addr()
+	for i := 2; i <= count; i++ {
+		nodes = append(nodes, startNode(t, fmt.Sprintf("n%d", i), 0, []string{seed}, tweak))
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.kill()
+		}
+	})
+	waitConverged(t, nodes)
+	return nodes
+}
+
+// monitorNodes returns the canonical monitor.nodes section of a store.
+func monitorNodes(s *monitor.Store) string {
+	var doc struct {
+		Monitor struct {
+			Nodes json.RawMessage `json:"nodes"`
+		} `json:"monitor"`
+	}
+	_ = json.Unmarshal(s.Document(), &doc)
+	return string(doc.Monitor.Nodes)
+}
+
+func waitConverged(t *testing.T, nodes []*testNode) {
+	t.Helper()
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		want := monitorNodes(nodes[0].store)
+		for _, n := range nodes[1:] {
+			if monitorNodes(n.store) != want {
+				return false
+			}
+		}
+		return len(nodes[0].store.NodeNames()) == len(nodes)
+	}, "monitor sections differ")
+}
+
+func TestClusterConvergesAfterRandomChanges(t *testing.T) {
+	leak := testutil.CheckGoroutines(t)
+	func() {
+		nodes := startCluster(t, 5, nil)
+		rng := rand.New(rand.NewSource(1))
+		for i := 0; i < 3000; i++ {
+			n := nodes[rng.Intn(len(nodes))]
+			randomChange(rng, n.store)
+		}
+		waitConverged(t, nodes)
+		for _, n := range nodes {
+			if s := n.hb.Stats(); s.DeltasApplied == 0 {
+				t.Errorf("%s applied no delta: %+v", n.name, s)
+			}
+		}
+		for _, n := range nodes {
+			n.kill()
+		}
+	}()
+	leak()
+}
+
+func randomChange(rng *rand.Rand, s *monitor.Store) {
+	_, _, _ = s.UpdateLocal("cli", func(d *monitor.NodeData) {
+		switch rng.Intn(4) {
+		case 0:
+			if d.Frozen == 0 {
+				d.Frozen = time.Now().Unix()
+			} else {
+				d.Frozen = 0
+			}
+		case 1:
+			d.Labels[fmt.Sprintf("k%d", rng.Intn(20))] = fmt.Sprintf("v%d", rng.Intn(1000))
+		case 2:
+			delete(d.Labels, fmt.Sprintf("k%d", rng.Intn(20)))
+		case 3:
+			d.Stats.Load15m = float64(rng.Intn(100)) / 10
+			d.Stats.MemAvailPct = rng.Intn(100)
+		}
+	})
+}
+
+func TestLostDeltasRepaired(t *testing.T) {
+	// n2 drops every delta from n1 for a while: it must notice the gap on
+	// the next delta it does take, or be repaired by anti-entropy when
+	// nothing follows.
+	var mu sync.Mutex
+	dropping := false
+	tweak := func(c *Config) {
+		if c.Name != "n2" {
+			return
+		}
+		c.DropIncoming = func(msg []byte) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return dropping && len(msg) > 0 && msg[0] == msgDelta
+		}
+	}
+	nodes := startCluster(t, 3, tweak)
+	mu.Lock()
+	dropping = true
+	mu.Unlock()
+	for i := 0; i < 20; i++ {
+		_, _, _ = nodes[0].store.UpdateLocal("cli", func(d *monitor.NodeData) { d.Labels["x"] = fmt.Sprint(i) })
+	}
+	// Keep dropping until the deltas have gone out: n3, which drops
+	// nothing, holds the last value.
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		d, _ := nodes[2].store.Node("n1")
+		return d.Labels["x"] == "19"
+	}, "n3 never got n1's changes")
+	mu.Lock()
+	dropping = false
+	mu.Unlock()
+	// No further change: only anti-entropy (push/pull) can repair n2.
+	waitConverged(t, nodes)
+	d, _ := nodes[1].store.Node("n1")
+	if d.Labels["x"] != "19" {
+		t.Fatalf("n2 holds n1 label x=%q, want 19", d.Labels["x"])
+	}
+	if s := nodes[1].hb.Stats(); s.Resyncs == 0 {
+		t.Errorf("expected a resync on n2, stats %+v", s)
+	}
+}
+
+func TestKillAndRestart(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	victim := nodes[2]
+	addr := victim.hb.Addr()
+	_, _, _ = victim.store.UpdateLocal("cli", func(d *monitor.NodeData) { d.Labels["before"] = "kill" })
+	waitConverged(t, nodes)
+	victim.kill()
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return nodes[0].store.Members()["n3"].State == monitor.StateDead
+	}, "n1 never marked n3 dead")
+	if _, ok := nodes[0].store.Node("n3"); !ok {
+		t.Fatal("n3's data was dropped before the grace period")
+	}
+	_, portStr, _ := splitHostPort(addr)
+	restarted := startNode(t, "n3", portStr, []string{nodes[0].hb.Addr()}, nil)
+	nodes[2] = restarted
+	waitConverged(t, nodes)
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return nodes[0].store.Members()["n3"].State == monitor.StateAlive
+	}, "n1 never saw n3 alive again")
+	ids := fmt.Sprint(nodes[0].bus.eventIDs())
+	for _, want := range []string{"node_down:n3", "node_up:n3", "peer_resync:n3"} {
+		if !bytes.Contains([]byte(ids), []byte(want)) {
+			t.Errorf("n1 events %s lack %s", ids, want)
+		}
+	}
+}
+
+func TestForgetAfterGrace(t *testing.T) {
+	nodes := startCluster(t, 3, func(c *Config) { c.ForgetAfter = 200 * time.Millisecond })
+	nodes[2].kill()
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		_, ok := nodes[0].store.Node("n3")
+		return !ok
+	}, "n3 never forgotten")
+	if ids := fmt.Sprint(nodes[0].bus.eventIDs()); !bytes.Contains([]byte(ids), []byte("forget_peer:n3")) {
+		t.Errorf("no forget_peer event: %s", ids)
+	}
+}
+
+func TestGracefulLeave(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	if err := nodes[2].hb.Leave(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return nodes[0].store.Members()["n3"].State == monitor.StateLeft
+	}, "n1 never saw n3 leave")
+}
+
+func TestNameConflictRefused(t *testing.T) {
+	nodes := startCluster(t, 2, nil)
+	bus := &memBus{}
+	st, _ := monitor.New(monitor.Config{Name: "n1", ClusterName: "test", Publish: bus.Publish, Logger: quietLogger()})
+	hb, err := New(Config{Name: "n1", ClusterName: "test", BindAddr: "127.0.0.1", Seeds: []string{nodes[1].hb.Addr()},
+		Profile: "local", Tune: fastTimings(nil), Logger: quietLogger()}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = hb.Run(ctx)
+	if err == nil || !isConflict(err) {
+		t.Fatalf("Run = %v, want a name conflict", err)
+	}
+}
+
+func TestMalformedMessagesDropped(t *testing.T) {
+	nodes := startCluster(t, 2, nil)
+	target := nodes[1].hb.peers["n1"]
+	for _, msg := range [][]byte{{msgDelta}, []byte("dgarbage"), []byte("f{\"n\":1}"), []byte("zzz"), {msgOrder, '{', '}'}} {
+		if err := nodes[1].hb.ml.SendReliable(target, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return nodes[0].hb.Stats().BadMessages >= 5 }, "bad messages not counted")
+	_, _, _ = nodes[0].store.UpdateLocal("cli", func(d *monitor.NodeData) { d.Labels["still"] = "working" })
+	waitConverged(t, nodes)
+}

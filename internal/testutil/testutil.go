@@ -1,0 +1,57 @@
+// Package testutil holds helpers shared by the agent's tests: waiting on a
+// condition with a deadline, and checking that goroutines do not leak.
+package testutil
+
+import (
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Eventually polls cond every few milliseconds until it holds or timeout
+// passes, then fails the test with msg. It asserts a condition, not a time:
+// the timeout only bounds a test that would otherwise hang.
+func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s: "+msg, append([]any{timeout}, args...)...)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// CheckGoroutines records the goroutine count and returns a function that
+// fails the test if, after cleanup, the count does not come back to it.
+func CheckGoroutines(t testing.TB) func() {
+	t.Helper()
+	base := runtime.NumGoroutine()
+	return func() {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			n := runtime.NumGoroutine()
+			if n <= base {
+				return
+			}
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				buf = buf[:runtime.Stack(buf, true)]
+				t.Fatalf("goroutines: %d after shutdown, %d before\n%s", n, base, trimStacks(string(buf)))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+func trimStacks(s string) string {
+	if len(s) > 20000 {
+		return s[:20000] + "\n..." + strings.Repeat("", 0)
+	}
+	return s
+}

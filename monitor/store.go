@@ -1,0 +1,609 @@
+package monitor
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+)
+
+// Record kinds the store publishes; the same names as package events uses
+// (the agent's tests check they agree).
+const (
+	KindPatch = "patch"
+	KindEvent = "event"
+)
+
+// PublishFunc publishes one record on the event bus: nodename is the node
+// whose change it is (patch) or this node (event); data is the record's data.
+type PublishFunc func(nodename, kind string, data json.RawMessage)
+
+// PersistentState is what a node keeps across restarts: its freeze, and a
+// reserved generation so that its gen never goes backwards in anyone's view.
+type PersistentState struct {
+	// Frozen is the node's frozen time (0: thawed).
+	Frozen int64 `json:"frozen"`
+	// GenReserved is a generation the node has not reached yet; after a
+	// restart it starts counting from there.
+	GenReserved uint64 `json:"gen_reserved"`
+}
+
+// Config configures a Store.
+type Config struct {
+	// Name is this node's name.
+	Name string
+	// ClusterName is cluster.name.
+	ClusterName string
+	// Publish receives one patch record per change and the node events.
+	Publish PublishFunc
+	// Labels are the node's labels at start.
+	Labels map[string]string
+	// Restored is the state kept from the previous run (zero if none).
+	Restored PersistentState
+	// GenBlock is how many generations are reserved at a time; default 10000.
+	GenBlock uint64
+	// Persist saves the state; called with the store lock held, when the
+	// freeze changes or a new block of generations is reserved. May be nil.
+	Persist func(PersistentState) error
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Result says what the store did with a peer's delta.
+type Result int
+
+// Results of ApplyDelta.
+const (
+	// Applied: the delta moved the held copy to its generation.
+	Applied Result = iota
+	// Stale: the store already holds that generation or a newer one.
+	Stale
+	// NeedFull: the delta could not be applied (unknown peer, new boot,
+	// gap, or failed operations); the caller must ask for the whole data.
+	NeedFull
+)
+
+// nodeEntry is the held copy of one node's data.
+type nodeEntry struct {
+	raw  []byte // canonical JSON
+	data NodeData
+	boot string
+}
+
+// Store holds the cluster data document. All methods are safe for
+// concurrent use.
+type Store struct {
+	cfg    Config
+	log    *slog.Logger
+	now    func() time.Time
+	boot   string
+	localC chan struct{}
+
+	mu       sync.Mutex
+	nodes    map[string]*nodeEntry
+	members  map[string]Member
+	services map[string]json.RawMessage
+	reserved uint64
+	observer func(node string, old, new *NodeData)
+}
+
+// New makes a store whose local node data starts in status init, with the
+// restored freeze and the next generation after the reserved one.
+func New(cfg Config) (*Store, error) {
+	if cfg.Name == "" {
+		return nil, errors.New("monitor: node name is empty")
+	}
+	if cfg.Publish == nil {
+		return nil, errors.New("monitor: no publish function")
+	}
+	if cfg.GenBlock == 0 {
+		cfg.GenBlock = 10000
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Store{
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "monitor"),
+		now:      cfg.Now,
+		boot:     newBootID(),
+		localC:   make(chan struct{}, 1),
+		nodes:    map[string]*nodeEntry{},
+		members:  map[string]Member{},
+		services: map[string]json.RawMessage{},
+	}
+	labels := map[string]string{}
+	for k, v := range cfg.Labels {
+		labels[k] = v
+	}
+	d := NodeData{
+		Gen:           cfg.Restored.GenReserved + 1,
+		Status:        StatusInit,
+		StatusUpdated: s.now().UTC(),
+		Frozen:        cfg.Restored.Frozen,
+		Labels:        labels,
+		Services:      map[string]Instance{},
+	}
+	raw, err := marshalCanonical(d)
+	if err != nil {
+		return nil, err
+	}
+	s.reserved = d.Gen + cfg.GenBlock
+	if err := s.persist(d); err != nil {
+		return nil, err
+	}
+	s.nodes[cfg.Name] = &nodeEntry{raw: raw, data: d, boot: s.boot}
+	s.publishPatch(cfg.Name, addOp(Pointer("monitor", "nodes", cfg.Name), raw))
+	if d.Frozen != 0 {
+		s.event(map[string]any{"id": "node_freeze", "reason": "boot", "node": cfg.Name})
+	}
+	return s, nil
+}
+
+func newBootID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Name is this node's name.
+func (s *Store) Name() string { return s.cfg.Name }
+
+// Boot identifies this run of the local node; a peer seeing it change knows
+// the node restarted.
+func (s *Store) Boot() string { return s.boot }
+
+// LocalChanged is signalled (without blocking; coalesced) after every local
+// change. The heartbeat sender waits on it.
+func (s *Store) LocalChanged() <-chan struct{} { return s.localC }
+
+// SetObserver installs fn, called with the store lock held after any node's
+// data changed (old is nil for a new node, new is nil for a forgotten one).
+// fn must not call back into the store.
+func (s *Store) SetObserver(fn func(node string, old, new *NodeData)) {
+	s.mu.Lock()
+	s.observer = fn
+	s.mu.Unlock()
+}
+
+// Local returns the local node's data: generation, canonical JSON and a copy.
+func (s *Store) Local() (gen uint64, raw []byte, data NodeData) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.nodes[s.cfg.Name]
+	return e.data.Gen, e.raw, e.data.Clone()
+}
+
+// UpdateLocal changes the local node's data with fn. When fn changed
+// anything, the generation increments, a patch record is published, node
+// events are emitted (with reason for freeze/thaw), and LocalChanged is
+// signalled. It reports the new generation and whether anything changed.
+func (s *Store) UpdateLocal(reason string, fn func(d *NodeData)) (uint64, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.nodes[s.cfg.Name]
+	old := e.data
+	d := old.Clone()
+	fn(&d)
+	d.Gen = old.Gen
+	if d.Status != old.Status {
+		d.StatusUpdated = s.now().UTC()
+	}
+	raw, err := marshalCanonical(d)
+	if err != nil {
+		return old.Gen, false, fmt.Errorf("encode local data: %w", err)
+	}
+	if string(raw) == string(e.raw) {
+		return old.Gen, false, nil
+	}
+	d.Gen = old.Gen + 1
+	if raw, err = marshalCanonical(d); err != nil {
+		return old.Gen, false, fmt.Errorf("encode local data: %w", err)
+	}
+	ops, err := Diff(e.raw, raw, Pointer("monitor", "nodes", s.cfg.Name))
+	if err != nil {
+		return old.Gen, false, fmt.Errorf("diff local data: %w", err)
+	}
+	if d.Gen >= s.reserved || d.Frozen != old.Frozen {
+		if d.Gen >= s.reserved {
+			s.reserved = d.Gen + s.cfg.GenBlock
+		}
+		if err := s.persist(d); err != nil {
+			return old.Gen, false, err
+		}
+	}
+	e.raw, e.data = raw, d
+	s.publishPatch(s.cfg.Name, ops)
+	s.transitions(s.cfg.Name, &old, &e.data, reason)
+	select {
+	case s.localC <- struct{}{}:
+	default:
+	}
+	return d.Gen, true, nil
+}
+
+func (s *Store) persist(d NodeData) error {
+	if s.cfg.Persist == nil {
+		return nil
+	}
+	if err := s.cfg.Persist(PersistentState{Frozen: d.Frozen, GenReserved: s.reserved}); err != nil {
+		return fmt.Errorf("save node state: %w", err)
+	}
+	return nil
+}
+
+// Held returns the generation and boot of the copy held for node.
+func (s *Store) Held(node string) (gen uint64, boot string, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.nodes[node]
+	if !ok {
+		return 0, "", false
+	}
+	return e.data.Gen, e.boot, true
+}
+
+// Node returns a copy of node's data.
+func (s *Store) Node(node string) (NodeData, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.nodes[node]
+	if !ok {
+		return NodeData{}, false
+	}
+	return e.data.Clone(), true
+}
+
+// Nodes returns a copy of every node's data, by name.
+func (s *Store) Nodes() map[string]NodeData {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]NodeData, len(s.nodes))
+	for n, e := range s.nodes {
+		out[n] = e.data.Clone()
+	}
+	return out
+}
+
+// ApplyDelta applies a peer's operation list taking its data from
+// generation base to gen, made during the peer run boot. It never changes
+// the local node's data and never half-applies.
+func (s *Store) ApplyDelta(node, boot string, base, gen uint64, ops json.RawMessage) (Result, string) {
+	if node == s.cfg.Name {
+		return Stale, ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.nodes[node]
+	switch {
+	case !ok:
+		return NeedFull, "unknown"
+	case e.boot != boot:
+		return NeedFull, "restart"
+	case gen <= e.data.Gen:
+		return Stale, ""
+	case base != e.data.Gen:
+		return NeedFull, "gap"
+	}
+	patch, err := jsonpatch.DecodePatch(ops)
+	if err != nil {
+		return NeedFull, "apply_failed"
+	}
+	out, err := patch.Apply(e.raw)
+	if err != nil {
+		return NeedFull, "apply_failed"
+	}
+	raw, d, err := decodeNode(out)
+	if err != nil || d.Gen != gen {
+		return NeedFull, "apply_failed"
+	}
+	prefixed, err := Prefix(ops, Pointer("monitor", "nodes", node))
+	if err != nil {
+		return NeedFull, "apply_failed"
+	}
+	old := e.data
+	e.raw, e.data = raw, d
+	s.publishPatch(node, prefixed)
+	s.transitions(node, &old, &e.data, "peer")
+	return Applied, ""
+}
+
+// ApplyFull takes a peer's whole data when the store holds none, holds an
+// older generation, or holds data from another boot of the peer. why is the
+// reason given in the peer_resync event ("" for a first sight, which emits
+// none). It reports whether the data was taken.
+func (s *Store) ApplyFull(node, boot string, gen uint64, data []byte, why string) (bool, error) {
+	if node == s.cfg.Name {
+		return false, nil
+	}
+	raw, d, err := decodeNode(data)
+	if err != nil {
+		return false, fmt.Errorf("full data of %s: %w", node, err)
+	}
+	if d.Gen != gen {
+		return false, fmt.Errorf("full data of %s: gen %d in the data, %d in the message", node, d.Gen, gen)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.nodes[node]
+	if ok && e.boot == boot && gen <= e.data.Gen {
+		return false, nil
+	}
+	path := Pointer("monitor", "nodes", node)
+	if !ok {
+		e = &nodeEntry{raw: raw, data: d, boot: boot}
+		s.nodes[node] = e
+		s.publishPatch(node, addOp(path, raw))
+		s.transitions(node, nil, &e.data, "peer")
+		return true, nil
+	}
+	ops, err := Diff(e.raw, raw, path)
+	if err != nil {
+		return false, fmt.Errorf("diff full data of %s: %w", node, err)
+	}
+	old := e.data
+	if why == "" {
+		why = "full"
+		if e.boot != boot {
+			why = "restart"
+		}
+	}
+	e.raw, e.data, e.boot = raw, d, boot
+	s.publishPatch(node, ops)
+	{
+		s.event(map[string]any{"id": "peer_resync", "reason": why, "node": node, "gen": gen})
+	}
+	s.transitions(node, &old, &e.data, "peer")
+	return true, nil
+}
+
+// Forget drops a peer's data (it has been dead or gone longer than the
+// grace period) and its membership entry.
+func (s *Store) Forget(node, reason string) bool {
+	if node == s.cfg.Name {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.nodes[node]
+	_, member := s.members[node]
+	if !ok && !member {
+		return false
+	}
+	if ok {
+		delete(s.nodes, node)
+		s.publishPatch(node, removeOp(Pointer("monitor", "nodes", node)))
+		if s.observer != nil {
+			s.observer(node, &e.data, nil)
+		}
+	}
+	if member {
+		delete(s.members, node)
+		s.publishPatch(s.cfg.Name, removeOp(Pointer("cluster", "nodes", node)))
+	}
+	s.event(map[string]any{"id": "forget_peer", "reason": reason, "node": node})
+	return true
+}
+
+// SetMember records this agent's view of a node's membership, emitting
+// node_join, node_leave, node_down or node_up on the transitions that mean
+// them. Since is set to now when the state changes.
+func (s *Store) SetMember(node, state, addr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, had := s.members[node]
+	if had && old.State == state && old.Addr == addr {
+		return
+	}
+	m := Member{State: state, Addr: addr, Since: old.Since}
+	if !had || old.State != state {
+		m.Since = s.now().UTC()
+	}
+	s.members[node] = m
+	raw, _ := json.Marshal(m)
+	s.publishPatch(s.cfg.Name, addOp(Pointer("cluster", "nodes", node), raw))
+	if node == s.cfg.Name {
+		return
+	}
+	id := ""
+	switch {
+	case state == StateAlive && (!had || old.State == StateLeft):
+		id = "node_join"
+	case state == StateAlive && old.State == StateDead:
+		id = "node_up"
+	case state == StateDead && had && old.State != StateDead:
+		id = "node_down"
+	case state == StateLeft && had && old.State != StateLeft:
+		id = "node_leave"
+	}
+	if id != "" {
+		s.event(map[string]any{"id": id, "reason": "membership", "node": node, "addr": addr})
+	}
+}
+
+// Members returns a copy of cluster.nodes.
+func (s *Store) Members() map[string]Member {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]Member, len(s.members))
+	for k, v := range s.members {
+		out[k] = v
+	}
+	return out
+}
+
+// SetService sets (raw != nil) or removes (raw == nil) the derived summary
+// monitor.services.NAME, publishing a patch when it changed.
+func (s *Store) SetService(name string, raw json.RawMessage) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, had := s.services[name]
+	path := Pointer("monitor", "services", name)
+	if raw == nil {
+		if had {
+			delete(s.services, name)
+			s.publishPatch(s.cfg.Name, removeOp(path))
+		}
+		return nil
+	}
+	c, err := Canonical(raw)
+	if err != nil {
+		return fmt.Errorf("service summary %s: %w", name, err)
+	}
+	if had && string(old) == string(c) {
+		return nil
+	}
+	s.services[name] = c
+	if !had {
+		s.publishPatch(s.cfg.Name, addOp(path, c))
+		return nil
+	}
+	ops, err := Diff(old, c, path)
+	if err != nil {
+		return err
+	}
+	s.publishPatch(s.cfg.Name, ops)
+	return nil
+}
+
+// Event publishes an event record from this node with the store lock held,
+// so it is ordered with the patches around it.
+func (s *Store) Event(data map[string]any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.event(data)
+}
+
+// Document returns the cluster data as JSON.
+func (s *Store) Document() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.document()
+}
+
+// SnapshotWith returns the cluster data and calls fn with the store lock
+// held, so that fn can subscribe to the bus at exactly the document's
+// position: no patch can be published between the two.
+func (s *Store) SnapshotWith(fn func() error) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	doc := s.document()
+	if fn != nil {
+		if err := fn(); err != nil {
+			return nil, err
+		}
+	}
+	return doc, nil
+}
+
+type clusterDoc struct {
+	Cluster struct {
+		Name  string            `json:"name"`
+		Nodes map[string]Member `json:"nodes"`
+	} `json:"cluster"`
+	Monitor struct {
+		Nodes    map[string]json.RawMessage `json:"nodes"`
+		Services map[string]json.RawMessage `json:"services"`
+	} `json:"monitor"`
+}
+
+func (s *Store) document() []byte {
+	var d clusterDoc
+	d.Cluster.Name = s.cfg.ClusterName
+	d.Cluster.Nodes = s.members
+	d.Monitor.Nodes = make(map[string]json.RawMessage, len(s.nodes))
+	for n, e := range s.nodes {
+		d.Monitor.Nodes[n] = e.raw
+	}
+	d.Monitor.Services = s.services
+	raw, err := json.Marshal(d)
+	if err != nil {
+		// Every part is valid JSON the store made itself.
+		s.log.Error("encode cluster data", "err", err)
+		return []byte("{}")
+	}
+	return raw
+}
+
+// NodeNames returns the names of the nodes whose data is held, sorted.
+func (s *Store) NodeNames() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := make([]string, 0, len(s.nodes))
+	for n := range s.nodes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// transitions emits the events a change of node's data means and calls the
+// observer. Lock held.
+func (s *Store) transitions(node string, old, new *NodeData, reason string) {
+	var was int64
+	if old != nil {
+		was = old.Frozen
+	}
+	if node != s.cfg.Name {
+		reason = "peer"
+	}
+	switch {
+	case was == 0 && new.Frozen != 0:
+		s.event(map[string]any{"id": "node_freeze", "reason": reason, "node": node})
+	case was != 0 && new.Frozen == 0:
+		s.event(map[string]any{"id": "node_thaw", "reason": reason, "node": node})
+	}
+	if s.observer != nil {
+		s.observer(node, old, new)
+	}
+}
+
+func (s *Store) publishPatch(nodename string, ops json.RawMessage) {
+	if string(ops) == "[]" {
+		return
+	}
+	s.cfg.Publish(nodename, KindPatch, ops)
+}
+
+func (s *Store) event(data map[string]any) {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		s.log.Error("encode event", "err", err)
+		return
+	}
+	s.cfg.Publish(s.cfg.Name, KindEvent, raw)
+}
+
+func decodeNode(data []byte) ([]byte, NodeData, error) {
+	raw, err := Canonical(data)
+	if err != nil {
+		return nil, NodeData{}, err
+	}
+	var d NodeData
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return nil, NodeData{}, err
+	}
+	return raw, d, nil
+}
+
+func addOp(path string, value json.RawMessage) json.RawMessage {
+	p, _ := json.Marshal(path)
+	return json.RawMessage(`[{"op":"add","path":` + string(p) + `,"value":` + string(value) + `}]`)
+}
+
+func removeOp(path string) json.RawMessage {
+	p, _ := json.Marshal(path)
+	return json.RawMessage(`[{"op":"remove","path":` + string(p) + `}]`)
+}

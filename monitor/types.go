@@ -1,0 +1,103 @@
+package monitor
+
+import "time"
+
+// Node status values (SPEC section 3).
+const (
+	StatusInit         = "init"
+	StatusIdle         = "idle"
+	StatusRejoin       = "rejoin"
+	StatusShuttingDown = "shutting down"
+)
+
+// Membership states of cluster.nodes.
+const (
+	StateAlive   = "alive"
+	StateSuspect = "suspect"
+	StateDead    = "dead"
+	StateLeft    = "left"
+)
+
+// NodeData is monitor.nodes.N: the data node N owns and every agent copies.
+type NodeData struct {
+	// Gen counts the node's changes; a receiver applies a delta only on top
+	// of the generation it holds.
+	Gen uint64 `json:"gen"`
+	// Status is the node's daemon status: init, idle, rejoin, shutting down.
+	Status string `json:"status"`
+	// StatusUpdated is when Status last changed.
+	StatusUpdated time.Time `json:"status_updated"`
+	// Frozen is 0 when thawed, else the unix time the node was frozen.
+	Frozen int64 `json:"frozen"`
+	// Labels are the free key=value pairs of node.conf.
+	Labels map[string]string `json:"labels"`
+	// Stats are rounded so that noise does not become patches.
+	Stats Stats `json:"stats"`
+	// Services holds this node's instance of each service.
+	Services map[string]Instance `json:"services"`
+}
+
+// Stats are the periodic measures of a node, rounded to meaningful steps.
+type Stats struct {
+	// Load15m is the 15-minute load average, rounded to 0.1.
+	Load15m float64 `json:"load_15m"`
+	// MemAvailPct is the available memory in percent, rounded to 1.
+	MemAvailPct int `json:"mem_avail_pct"`
+}
+
+// Instance is a node's instance of a service: monitor.nodes.N.services.S.
+type Instance struct {
+	// Avail is the result of the last check: up, down, warn, unknown, n/a.
+	Avail string `json:"avail"`
+	// Frozen is 0 when thawed, else the unix time the instance was frozen.
+	Frozen int64 `json:"frozen"`
+	// Monitor is the orchestration state of the instance.
+	Monitor InstanceMonitor `json:"monitor"`
+	// Updated is when Avail last changed.
+	Updated time.Time `json:"updated"`
+}
+
+// InstanceMonitor is the orchestration state of one instance.
+type InstanceMonitor struct {
+	// Status: idle, starting, stopping, start failed, stop failed, ready,
+	// wait leader.
+	Status string `json:"status"`
+	// GlobalExpect is the service-wide order this node last adopted:
+	// started, stopped, frozen, thawed, or "" for none.
+	GlobalExpect string `json:"global_expect"`
+	// GlobalExpectUpdated is when that order was given; the latest order
+	// wins everywhere.
+	GlobalExpectUpdated time.Time `json:"global_expect_updated"`
+	// Placement is leader or "" (non-leader) for the instance.
+	Placement string `json:"placement"`
+}
+
+// Member is one entry of cluster.nodes: this agent's view of a node's
+// membership.
+type Member struct {
+	// State: alive, suspect, dead, left.
+	State string `json:"state"`
+	// Addr is the node's heartbeat address host:port.
+	Addr string `json:"addr"`
+	// Since is when State last changed.
+	Since time.Time `json:"since"`
+}
+
+// Clone returns a deep copy, so that a caller's changes never reach data
+// the store has published.
+func (d NodeData) Clone() NodeData {
+	c := d
+	if d.Labels != nil {
+		c.Labels = make(map[string]string, len(d.Labels))
+		for k, v := range d.Labels {
+			c.Labels[k] = v
+		}
+	}
+	if d.Services != nil {
+		c.Services = make(map[string]Instance, len(d.Services))
+		for k, v := range d.Services {
+			c.Services[k] = v
+		}
+	}
+	return c
+}
