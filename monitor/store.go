@@ -354,15 +354,14 @@ func (s *Store) ApplyFull(node, boot string, gen uint64, data []byte, why string
 		return false, fmt.Errorf("diff full data of %s: %w", node, err)
 	}
 	old := e.data
-	if why == "" {
-		why = "full"
-		if e.boot != boot {
-			why = "restart"
-		}
+	if why == "" && e.boot != boot {
+		why = "restart"
 	}
 	e.raw, e.data, e.boot = raw, d, boot
 	s.publishPatch(node, ops)
-	{
+	// A full sent on (re)join with the same boot is catching up, not a
+	// resync after a loss: no event for it.
+	if why != "" {
 		s.event(map[string]any{"id": "peer_resync", "reason": why, "node": node, "gen": gen})
 	}
 	s.transitions(node, &old, &e.data, "peer")

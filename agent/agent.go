@@ -1,0 +1,330 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"agent/config"
+	"agent/events"
+	"agent/heartbeat"
+	"agent/monitor"
+	"agent/stream"
+)
+
+// Options configure one agent. The zero value plus Paths runs an agent as
+// `agent daemon run` does.
+type Options struct {
+	// Paths say where the agent's files are (config.ResolvePaths).
+	Paths config.Paths
+	// Hostname names the node when node.conf does not; default os.Hostname.
+	Hostname string
+	// Logger receives every component's logs; default slog.Default().
+	Logger *slog.Logger
+	// StatsInterval is how often load and memory are sampled; default 10s,
+	// <0 disables sampling (tests).
+	StatsInterval time.Duration
+	// ForgetAfter is how long a dead peer's data is kept; default 5m.
+	ForgetAfter time.Duration
+	// ConfigDebounce is the delay that merges bursts of config file events;
+	// default 200ms.
+	ConfigDebounce time.Duration
+	// OrderTimeout bounds how long a forwarded order waits for the target
+	// node's data to show it; default 10s.
+	OrderTimeout time.Duration
+	// LeaveTimeout bounds the graceful leave at shutdown; default 2s.
+	LeaveTimeout time.Duration
+	// TuneHeartbeat adjusts memberlist's config last (tests and the demo
+	// shrink timings).
+	TuneHeartbeat func(*memberlist.Config)
+	// ProgressInterval is the idle time after which stream subscribers get
+	// a progress record; default stream.DefaultProgress.
+	ProgressInterval time.Duration
+}
+
+// Agent is one running node agent: config, record bus, monitor store,
+// heartbeat, API listeners. New builds and binds it, Run runs it until its
+// context ends, Close releases what is left.
+type Agent struct {
+	opts  Options
+	paths config.Paths
+	log   *slog.Logger
+
+	cfgMu sync.Mutex
+	cfg   config.Node
+
+	bus     *events.Bus
+	store   *monitor.Store
+	hb      *heartbeat.Heartbeat
+	watcher *config.Watcher
+	stream  *stream.Handler
+	token   string
+	ext     extensions
+
+	unixLn  net.Listener
+	tcpLn   net.Listener
+	servers []served
+
+	runOnce   sync.Once
+	closeOnce sync.Once
+	closeErr  error
+	wg        sync.WaitGroup
+	stop      chan struct{}
+}
+
+// New loads the node config (refusing a bad one with file:line), opens the
+// journal, builds the monitor store, binds the heartbeat and the API
+// listeners. Nothing runs until Run.
+func New(opts Options) (a *Agent, err error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Hostname == "" {
+		opts.Hostname, _ = os.Hostname()
+	}
+	if opts.StatsInterval == 0 {
+		opts.StatsInterval = 10 * time.Second
+	}
+	if opts.ForgetAfter == 0 {
+		opts.ForgetAfter = 5 * time.Minute
+	}
+	if opts.ConfigDebounce == 0 {
+		opts.ConfigDebounce = 200 * time.Millisecond
+	}
+	if opts.OrderTimeout == 0 {
+		opts.OrderTimeout = 10 * time.Second
+	}
+	if opts.LeaveTimeout == 0 {
+		opts.LeaveTimeout = 2 * time.Second
+	}
+	a = &Agent{opts: opts, paths: opts.Paths, log: opts.Logger, stop: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			a.release()
+		}
+	}()
+
+	if err := os.MkdirAll(a.paths.VarDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create var directory: %w", err)
+	}
+	a.watcher, err = config.NewWatcher(a.paths, opts.Hostname, opts.ConfigDebounce, a.log)
+	if err != nil {
+		return nil, err
+	}
+	snap := a.watcher.Initial()
+	if snap.NodeErr != nil {
+		return nil, snap.NodeErr
+	}
+	a.cfg = snap.Node
+	cfg := a.cfg
+	a.log = a.log.With("node", cfg.Node.Name)
+
+	a.bus, err = events.Open(events.Config{
+		Dir:      filepath.Join(a.paths.VarDir, "journal"),
+		MaxBytes: cfg.Journal.MaxBytes,
+		MaxAge:   cfg.Journal.MaxAge,
+		Logger:   a.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	restored, err := loadState(a.statePath())
+	if err != nil {
+		return nil, err
+	}
+	a.store, err = monitor.New(monitor.Config{
+		Name:        cfg.Node.Name,
+		ClusterName: cfg.Cluster.Name,
+		Publish: func(nodename, kind string, data json.RawMessage) {
+			a.bus.Publish(nodename, kind, data)
+		},
+		Labels:   cfg.Node.Labels,
+		Restored: restored,
+		Persist:  func(s monitor.PersistentState) error { return saveState(a.statePath(), s) },
+		Logger:   a.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.hb, err = heartbeat.New(heartbeat.Config{
+		Name:        cfg.Node.Name,
+		ClusterName: cfg.Cluster.Name,
+		Secret:      cfg.Cluster.Secret,
+		BindAddr:    cfg.HB.Addr,
+		BindPort:    cfg.HB.Port,
+		Advertise:   cfg.HB.Advertise,
+		Profile:     string(cfg.HB.Profile),
+		Seeds:       cfg.Cluster.Seeds,
+		ForgetAfter: opts.ForgetAfter,
+		Tune:        opts.TuneHeartbeat,
+		Logger:      a.log,
+	}, a.store)
+	if err != nil {
+		return nil, err
+	}
+	a.hb.OnOrder(a.onOrder)
+	if err := a.initExtensions(); err != nil {
+		return nil, err
+	}
+	if err := a.listen(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *Agent) statePath() string { return filepath.Join(a.paths.VarDir, "state.json") }
+
+// Name is this node's name.
+func (a *Agent) Name() string { return a.store.Name() }
+
+// Store is the agent's cluster data.
+func (a *Agent) Store() *monitor.Store { return a.store }
+
+// Bus is the agent's record bus.
+func (a *Agent) Bus() *events.Bus { return a.bus }
+
+// Heartbeat is the agent's heartbeat.
+func (a *Agent) Heartbeat() *heartbeat.Heartbeat { return a.hb }
+
+// Paths are the agent's file locations.
+func (a *Agent) Paths() config.Paths { return a.paths }
+
+// Config returns the node config in force.
+func (a *Agent) Config() config.Node {
+	a.cfgMu.Lock()
+	defer a.cfgMu.Unlock()
+	return a.cfg
+}
+
+// ListenAddr is the TCP listener's address, or "" without one.
+func (a *Agent) ListenAddr() string {
+	if a.tcpLn == nil {
+		return ""
+	}
+	return a.tcpLn.Addr().String()
+}
+
+// Token is the bearer token of the TCP listener ("" with auth = none).
+func (a *Agent) Token() string { return a.token }
+
+// Run runs the agent until ctx is done, then leaves the cluster gracefully
+// and stops every part. It returns an error when a part cannot run (the
+// node name is already used in the cluster, a listener fails).
+func (a *Agent) Run(ctx context.Context) error {
+	err := errors.New("agent: Run called twice")
+	a.runOnce.Do(func() { err = a.run(ctx) })
+	return err
+}
+
+func (a *Agent) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 4)
+
+	hbDone := make(chan error, 1)
+	go func() { hbDone <- a.hb.Run(ctx) }()
+	for _, s := range a.servers {
+		a.wg.Add(1)
+		go func(s served) {
+			defer a.wg.Done()
+			if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("API listener %s: %w", s.ln.Addr(), err)
+			}
+		}(s)
+	}
+	a.wg.Add(2)
+	go func() { defer a.wg.Done(); a.statsLoop(ctx) }()
+	go func() { defer a.wg.Done(); a.configLoop(ctx) }()
+	a.startExtensions(ctx)
+
+	if _, _, err := a.store.UpdateLocal("boot", func(d *monitor.NodeData) { d.Status = monitor.StatusIdle }); err != nil {
+		a.log.Error("set status idle", "err", err)
+	}
+	a.log.Info("agent running", "cluster", a.Config().Cluster.Name, "heartbeat", a.hb.Addr(),
+		"socket", a.paths.Socket, "listener", a.ListenAddr())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-hbDone:
+		hbDone <- runErr
+		if runErr != nil {
+			a.log.Error("heartbeat stopped", "err", runErr)
+		}
+	case runErr = <-errc:
+		a.log.Error("agent stopping", "err", runErr)
+	}
+
+	// Graceful stop: tell the cluster, leave, then stop every part.
+	if _, _, err := a.store.UpdateLocal("shutdown", func(d *monitor.NodeData) { d.Status = monitor.StatusShuttingDown }); err != nil {
+		a.log.Error("set status shutting down", "err", err)
+	}
+	a.stopExtensions()
+	if runErr == nil {
+		if err := a.hb.Leave(a.opts.LeaveTimeout); err != nil {
+			a.log.Warn("graceful leave incomplete", "err", err)
+		}
+	}
+	cancel()
+	<-hbDone
+	a.stopServers()
+	a.wg.Wait()
+	a.log.Info("agent stopped")
+	return runErr
+}
+
+func (a *Agent) stopServers() {
+	if a.stream != nil {
+		_ = a.stream.Close()
+	}
+	for _, s := range a.servers {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = s.srv.Shutdown(ctx)
+		cancel()
+		_ = s.srv.Close()
+	}
+}
+
+// Close releases everything New acquired. Call it after Run returns (or
+// instead of Run). Safe to call twice.
+func (a *Agent) Close() error {
+	a.closeOnce.Do(func() { a.closeErr = a.release() })
+	return a.closeErr
+}
+
+func (a *Agent) release() error {
+	var errs []error
+	a.stopServers()
+	if a.unixLn != nil {
+		_ = a.unixLn.Close()
+		_ = os.Remove(a.paths.Socket)
+	}
+	if a.tcpLn != nil {
+		_ = a.tcpLn.Close()
+	}
+	a.closeExtensions()
+	if a.hb != nil {
+		if err := a.hb.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if a.watcher != nil {
+		_ = a.watcher.Close()
+	}
+	if a.bus != nil {
+		if err := a.bus.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

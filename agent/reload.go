@@ -1,0 +1,88 @@
+package agent
+
+import (
+	"context"
+	"maps"
+	"reflect"
+	"slices"
+
+	"agent/config"
+	"agent/monitor"
+)
+
+// configLoop applies config file changes as the watcher reports them.
+func (a *Agent) configLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ch, ok := <-a.watcher.Changes():
+			if !ok {
+				return
+			}
+			if ch.Service != "" {
+				a.serviceChange(ch)
+				continue
+			}
+			a.nodeConfigChange(ch)
+		}
+	}
+}
+
+// nodeConfigChange applies a new node.conf: labels and hooks take effect
+// at once; settings that need a restart are named in the event and the
+// log. A refused edit keeps the running config.
+func (a *Agent) nodeConfigChange(ch config.Change) {
+	if ch.Err != nil {
+		a.log.Error("node.conf edit refused, running config kept", "err", ch.Err)
+		a.store.Event(map[string]any{"id": "node_config_change", "reason": "invalid", "node": a.Name(), "error": ch.Err.Error()})
+		return
+	}
+	a.cfgMu.Lock()
+	old := a.cfg
+	a.cfg.Node.Labels = ch.Node.Node.Labels
+	a.cfg.Hooks = ch.Node.Hooks
+	a.cfg.Source = ch.Node.Source
+	a.cfgMu.Unlock()
+
+	var changed, restart []string
+	if !maps.Equal(old.Node.Labels, ch.Node.Node.Labels) {
+		changed = append(changed, "labels")
+		labels := maps.Clone(ch.Node.Node.Labels)
+		if _, _, err := a.store.UpdateLocal("config", func(d *monitor.NodeData) { d.Labels = labels }); err != nil {
+			a.log.Error("apply labels", "err", err)
+		}
+	}
+	if !reflect.DeepEqual(old.Hooks, ch.Node.Hooks) {
+		changed = append(changed, "hooks")
+		a.reloadHooks(ch.Node.Hooks)
+	}
+	for _, c := range []struct {
+		name     string
+		old, new any
+	}{
+		{"node.name", old.Node.Name, ch.Node.Node.Name},
+		{"cluster", old.Cluster, ch.Node.Cluster},
+		{"hb", old.HB, ch.Node.HB},
+		{"listener", old.Listener, ch.Node.Listener},
+		{"journal", old.Journal, ch.Node.Journal},
+	} {
+		if !reflect.DeepEqual(c.old, c.new) {
+			restart = append(restart, c.name)
+		}
+	}
+	if len(restart) > 0 {
+		a.log.Warn("node.conf changes that take effect at the next restart", "sections", restart)
+	}
+	slices.Sort(changed)
+	a.log.Info("node.conf reloaded", "applied", changed, "restart_required", restart)
+	a.store.Event(map[string]any{"id": "node_config_change", "reason": "reload", "node": a.Name(),
+		"applied": nonNil(changed), "restart_required": nonNil(restart)})
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

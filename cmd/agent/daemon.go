@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"agent/agent"
+	"agent/filter"
+)
+
+func newDaemonCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "daemon",
+		Short: "Run the agent, or show its cluster data",
+	}
+	cmd.AddCommand(newDaemonRunCmd(g), newDaemonStatusCmd(g))
+	return cmd
+}
+
+func logger(g *globals) *slog.Logger {
+	level := slog.LevelInfo
+	if g.debug {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newDaemonRunCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "run",
+		Short: "Run the agent in the foreground (SIGTERM leaves the cluster gracefully)",
+		Long: `Run the agent in the foreground, as systemd or a terminal expects. Without
+node.conf it runs a one-node cluster named after the host, heartbeat on
+127.0.0.1. SIGTERM or SIGINT sets the node status to "shutting down", leaves
+the cluster gracefully and exits 0; a second signal exits at once.`,
+		Example: `  agent daemon run
+  agent daemon run --root /srv/agents/n1 --debug`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := logger(g)
+			a, err := agent.New(agent.Options{Paths: g.paths(), Logger: log})
+			if err != nil {
+				return failf("%v", err)
+			}
+			defer a.Close()
+			ctx, stop := signalContext()
+			defer stop()
+			if err := a.Run(ctx); err != nil {
+				return failf("%v", err)
+			}
+			return nil
+		},
+	}
+}
+
+// signalContext ends at the first SIGINT or SIGTERM; a second one exits
+// the process at once.
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ch:
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case <-ch:
+			fmt.Fprintln(os.Stderr, "agent: second signal, exiting now")
+			os.Exit(exitUsage)
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(ch)
+		close(done)
+		cancel()
+	}
+}
+
+func newDaemonStatusCmd(g *globals) *cobra.Command {
+	var out, path string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Print the cluster data, or the value at one path",
+		Example: `  agent daemon status -o json
+  agent daemon status --filter monitor.nodes.n2.frozen
+  agent daemon status --filter 'cluster.nodes.n3.state'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out != "json" && out != "text" {
+				return failf("-o %q: want json or text", out)
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			body, err := c.do(cmd.Context(), "GET", "/v1/status", nil)
+			if err != nil {
+				return asExit(err)
+			}
+			if path != "" {
+				raw, ok := filter.Get(body, path)
+				if !ok {
+					return failf("no value at %s", path)
+				}
+				fmt.Println(raw)
+				return nil
+			}
+			if out == "text" {
+				return printStatusTable(os.Stdout, body)
+			}
+			var v any
+			if err := json.Unmarshal(body, &v); err != nil {
+				return failf("cluster data is not JSON: %v", err)
+			}
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(v)
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "json", "output format: json or text")
+	cmd.Flags().StringVar(&path, "filter", "", "print only the value at `PATH` (gjson path), raw")
+	return cmd
+}
+
+var errTimeout = errors.New("timeout")

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"agent/monitor"
+)
+
+func newStatusCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show nodes and services × nodes as a table",
+		Example: `  agent status
+  agent status --server http://10.0.0.1:1215 --token "$(cat /etc/agent/token)"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			body, err := c.do(cmd.Context(), "GET", "/v1/status", nil)
+			if err != nil {
+				return asExit(err)
+			}
+			return printStatusTable(cmd.OutOrStdout(), body)
+		},
+	}
+}
+
+// statusDoc is the part of the cluster data the table shows.
+type statusDoc struct {
+	Cluster struct {
+		Name  string                    `json:"name"`
+		Nodes map[string]monitor.Member `json:"nodes"`
+	} `json:"cluster"`
+	Monitor struct {
+		Nodes    map[string]monitor.NodeData `json:"nodes"`
+		Services map[string]struct {
+			Avail     string   `json:"avail"`
+			Overall   string   `json:"overall"`
+			Frozen    string   `json:"frozen"`
+			Placement string   `json:"placement"`
+			Up        []string `json:"up"`
+		} `json:"services"`
+	} `json:"monitor"`
+}
+
+// printStatusTable prints the nodes table and, when there are services,
+// the services × nodes matrix.
+func printStatusTable(w io.Writer, body []byte) error {
+	var d statusDoc
+	if err := json.Unmarshal(body, &d); err != nil {
+		return failf("cluster data is not what this client expects: %v", err)
+	}
+	names := map[string]bool{}
+	for n := range d.Cluster.Nodes {
+		names[n] = true
+	}
+	for n := range d.Monitor.Nodes {
+		names[n] = true
+	}
+	nodes := make([]string, 0, len(names))
+	for n := range names {
+		nodes = append(nodes, n)
+	}
+	sort.Strings(nodes)
+
+	fmt.Fprintf(w, "cluster %s\n\n", d.Cluster.Name)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tSTATE\tSTATUS\tFROZEN\tGEN\tLOAD15\tMEM%\tLABELS")
+	for _, n := range nodes {
+		m, hasM := d.Cluster.Nodes[n]
+		nd, hasD := d.Monitor.Nodes[n]
+		state := "-"
+		if hasM {
+			state = m.State
+		}
+		status, frozen, gen, load, mem, labels := "-", "-", "-", "-", "-", "-"
+		if hasD {
+			status = nd.Status
+			frozen = "no"
+			if nd.Frozen != 0 {
+				frozen = time.Unix(nd.Frozen, 0).UTC().Format("2006-01-02T15:04:05Z")
+			}
+			gen = fmt.Sprint(nd.Gen)
+			load = fmt.Sprintf("%.1f", nd.Stats.Load15m)
+			mem = fmt.Sprint(nd.Stats.MemAvailPct)
+			labels = formatLabels(nd.Labels)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n, state, status, frozen, gen, load, mem, labels)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	svcs := map[string]bool{}
+	for s := range d.Monitor.Services {
+		svcs[s] = true
+	}
+	for _, nd := range d.Monitor.Nodes {
+		for s := range nd.Services {
+			svcs[s] = true
+		}
+	}
+	if len(svcs) == 0 {
+		return nil
+	}
+	list := make([]string, 0, len(svcs))
+	for s := range svcs {
+		list = append(list, s)
+	}
+	sort.Strings(list)
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "SERVICE\tAVAIL\tFROZEN\tPLACEMENT\t%s\n", strings.Join(nodes, "\t"))
+	for _, s := range list {
+		sum := d.Monitor.Services[s]
+		row := []string{s, dash(sum.Avail), dash(sum.Frozen), dash(sum.Placement)}
+		for _, n := range nodes {
+			inst, ok := d.Monitor.Nodes[n].Services[s]
+			if !ok {
+				row = append(row, "-")
+				continue
+			}
+			cell := inst.Avail
+			if inst.Monitor.Placement == "leader" {
+				cell += "^"
+			}
+			if inst.Frozen != 0 {
+				cell += "*"
+			}
+			if st := inst.Monitor.Status; st != "" && st != "idle" {
+				cell += " (" + st + ")"
+			}
+			row = append(row, cell)
+		}
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\n^ leader  * frozen")
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func formatLabels(l map[string]string) string {
+	if len(l) == 0 {
+		return "-"
+	}
+	keys := make([]string, 0, len(l))
+	for k := range l {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + l[k]
+	}
+	return strings.Join(parts, " ")
+}
