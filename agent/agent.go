@@ -108,9 +108,10 @@ func New(opts Options) (a *Agent, err error) {
 		opts.LeaveTimeout = 2 * time.Second
 	}
 	a = &Agent{opts: opts, paths: opts.Paths, log: opts.Logger, stop: make(chan struct{})}
+	built := a
 	defer func() {
 		if err != nil {
-			a.release()
+			_ = built.release()
 		}
 	}()
 
