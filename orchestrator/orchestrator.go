@@ -1,0 +1,462 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"agent/config"
+	"agent/monitor"
+)
+
+// Defaults of Config.
+const (
+	// DefaultReadyPeriod is how long a failover leader stays ready before
+	// it starts an instance.
+	DefaultReadyPeriod = 5 * time.Second
+	// DefaultTick is the longest time between two evaluations.
+	DefaultTick = time.Second
+)
+
+// Log attribute keys.
+const (
+	logKeyComponent = "component"
+	logKeyService   = "service"
+	logKeyAction    = "action"
+	logKeyReason    = "reason"
+	logKeyExit      = "exit"
+	logKeyOutput    = "output"
+	logKeyTimeout   = "timeout"
+	logKeyErr       = "err"
+	logKeyPath      = "path"
+)
+
+// Errors callers test.
+var (
+	// ErrNoService: the service is not declared on this node.
+	ErrNoService = errors.New("no such service")
+	// ErrBadAction: the order is not start, stop, freeze or thaw.
+	ErrBadAction = errors.New("unknown service action")
+	// ErrClosed: the orchestrator is closed.
+	ErrClosed = errors.New("orchestrator closed")
+)
+
+// Config configures an Orchestrator.
+type Config struct {
+	// Store holds the cluster data; required.
+	Store *monitor.Store
+	// Nodename is this node's name; default Store.Name().
+	Nodename string
+	// ClusterNodes are the configured cluster nodes ([cluster] nodes), the
+	// base of the quorum; empty: the nodes of the membership view that have
+	// not left, plus this one.
+	ClusterNodes []string
+	// Quorum makes a node that sees no strict majority of the cluster's
+	// nodes alive apply SplitAction and orchestrate nothing.
+	Quorum bool
+	// SplitAction is stop (default), freeze or none.
+	SplitAction config.SplitAction
+	// ReadyPeriod is how long a failover leader stays ready before it
+	// starts an instance; default DefaultReadyPeriod.
+	ReadyPeriod time.Duration
+	// Tick is the longest time between two evaluations; default
+	// DefaultTick. Evaluations also run on Notify, on command results and
+	// when a check or a ready period is due.
+	Tick time.Duration
+	// Runner runs the check, start and stop commands; default ExecRunner.
+	Runner CommandRunner
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock for the data's times and the ready period; default
+	// time.Now. Waiting itself uses real timers.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() error {
+	if c.Store == nil {
+		return errors.New("orchestrator: no store")
+	}
+	if c.Nodename == "" {
+		c.Nodename = c.Store.Name()
+	}
+	if c.SplitAction == "" {
+		c.SplitAction = config.SplitStop
+	}
+	switch c.SplitAction {
+	case config.SplitStop, config.SplitFreeze, config.SplitNone:
+	default:
+		return fmt.Errorf("orchestrator: split action %q: want stop, freeze or none", c.SplitAction)
+	}
+	if c.ReadyPeriod < 0 {
+		return fmt.Errorf("orchestrator: negative ready period %s", c.ReadyPeriod)
+	}
+	if c.ReadyPeriod == 0 {
+		c.ReadyPeriod = DefaultReadyPeriod
+	}
+	if c.Tick <= 0 {
+		c.Tick = DefaultTick
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Runner == nil {
+		c.Runner = &ExecRunner{Logger: c.Logger.With(logKeyComponent, "orchestrator")}
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+// Orchestrator runs the checks of the services declared on this node and
+// starts and stops their local instances by the placement rules. Create it
+// with New, feed it with SetService, RemoveService and Notify, run it with
+// Run, stop it with Close.
+type Orchestrator struct {
+	cfg   Config
+	log   *slog.Logger
+	store *monitor.Store
+
+	wake    chan struct{} // coalesced: something changed
+	results chan result   // command results, read by the loop
+
+	// mu guards the declared services and the run state.
+	mu       sync.Mutex
+	services map[string]*config.Service
+	removing map[string]*config.Service
+	running  bool
+	closed   bool
+	cancel   context.CancelFunc
+	done     chan struct{}
+
+	stats counters
+
+	// Owned by the Run goroutine.
+	local     map[string]*local
+	leaders   map[string]string
+	lastUp    map[string]string
+	quorum    bool
+	published map[string]bool // summaries this node set
+	cmds      sync.WaitGroup
+}
+
+// local is what this node remembers of its instance of one service
+// between evaluations. Owned by the Run goroutine.
+type local struct {
+	busy       bool      // a command is in flight
+	nextCheck  time.Time // when the next check is due
+	readySince time.Time // when the instance became ready
+	handled    time.Time // orchestrate = no: the last order acted on
+	stopTried  bool      // removal: the stop was tried
+}
+
+// result is the outcome of one command run.
+type result struct {
+	svc    string
+	action string
+	reason string
+	code   int
+	err    error
+	// check is the check run right after a start or stop.
+	checkCode int
+	checkErr  error
+}
+
+// New validates cfg and returns an orchestrator that does nothing until
+// Run.
+func New(cfg Config) (*Orchestrator, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	return &Orchestrator{
+		cfg:      cfg,
+		log:      cfg.Logger.With(logKeyComponent, "orchestrator"),
+		store:    cfg.Store,
+		wake:     make(chan struct{}, 1),
+		results:  make(chan result, 16),
+		services: map[string]*config.Service{},
+		removing: map[string]*config.Service{},
+		local:    map[string]*local{},
+		leaders:  map[string]string{},
+		lastUp:   map[string]string{},
+		quorum:   true,
+	}, nil
+}
+
+// Notify tells the orchestrator that the cluster data or the membership
+// changed. It never blocks and may be called with the store lock held (from
+// the store observer).
+func (o *Orchestrator) Notify() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// SetService declares or changes a service on this node: service_add for a
+// new one, service_config_change (reason config) for a changed one. Its
+// instance appears in this node's data at the next evaluation and is
+// checked at once.
+func (o *Orchestrator) SetService(s *config.Service) error {
+	if s == nil {
+		return errors.New("orchestrator: nil service")
+	}
+	if err := s.Validate(); err != nil {
+		return fmt.Errorf("service %s: %w", s.Name, err)
+	}
+	c := *s
+	o.mu.Lock()
+	_, had := o.services[c.Name]
+	_, wasRemoving := o.removing[c.Name]
+	o.services[c.Name] = &c
+	delete(o.removing, c.Name)
+	o.mu.Unlock()
+	id, reason := EventServiceAdd, ReasonConfig
+	if had || wasRemoving {
+		id = EventServiceConfigChange
+	}
+	o.store.Event(map[string]any{"id": id, "reason": reason, "svcname": c.Name, "node": o.cfg.Nodename, "path": c.Source})
+	o.Notify()
+	return nil
+}
+
+// RemoveService forgets a service (its config file vanished): it emits
+// service_remove, then, at the next evaluations, stops the local instance
+// if it is up (reason target; unless the node or the service is frozen),
+// and drops the instance from this node's data. Stopping first keeps a
+// failover service from running twice: once its instance is gone from the
+// data, the other nodes may start it. Unknown names are ignored.
+func (o *Orchestrator) RemoveService(name string) {
+	o.mu.Lock()
+	s, ok := o.services[name]
+	if ok {
+		delete(o.services, name)
+		o.removing[name] = s
+	}
+	o.mu.Unlock()
+	if !ok {
+		return
+	}
+	o.store.Event(map[string]any{"id": EventServiceRemove, "reason": ReasonConfig, "svcname": name, "node": o.cfg.Nodename, "path": s.Source})
+	o.Notify()
+}
+
+// InvalidService reports a service config that was refused: an event
+// service_config_change with reason invalid, the path and the error. The
+// previous version of the service, if any, keeps running.
+func (o *Orchestrator) InvalidService(path string, err error) {
+	name, _ := config.ServiceName(path)
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	o.store.Event(map[string]any{"id": EventServiceConfigChange, "reason": ReasonInvalid, "svcname": name, "node": o.cfg.Nodename, "path": path, "error": msg})
+	o.log.Warn("service config refused, the previous one stays", logKeyPath, path, logKeyErr, err)
+}
+
+// Services returns the names of the services declared on this node, sorted.
+func (o *Orchestrator) Services() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make([]string, 0, len(o.services))
+	for n := range o.services {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Order gives a service-wide order: action start, stop, freeze or thaw
+// sets the global expect (started, stopped, frozen, thawed) of the local
+// instance, timed now (and after any order already seen, so that it is the
+// latest). It replicates with this node's data and every node adopts the
+// latest order seen across all instances. A new order clears the start
+// failed and stop failed statuses. Errors: ErrNoService when the service
+// is not declared here, ErrBadAction, or an error for a start or stop of an
+// orchestrate = no service that lacks the command.
+func (o *Orchestrator) Order(svc, action string) error {
+	ge, ok := expectOf[action]
+	if !ok {
+		return fmt.Errorf("%w %q: want start, stop, freeze or thaw", ErrBadAction, action)
+	}
+	o.mu.Lock()
+	s, declared := o.services[svc]
+	o.mu.Unlock()
+	if !declared {
+		return fmt.Errorf("%w: %s", ErrNoService, svc)
+	}
+	if (action == "start" && len(s.Start) == 0) || (action == "stop" && len(s.Stop) == 0) {
+		return fmt.Errorf("service %s has no %s command", svc, action)
+	}
+	v := o.readView()
+	if _, ok := v.instance(o.cfg.Nodename, svc); !ok {
+		// Declared but not yet in the data: make the instance now so the
+		// order has a place to live.
+		o.ensureInstance(v, svc)
+		v = o.readView()
+	}
+	_, latest := v.latestExpect(svc)
+	at := o.cfg.Now().UTC()
+	if !at.After(latest) {
+		at = latest.Add(time.Microsecond)
+	}
+	o.adopt(v, s, ge, at, ReasonCLI)
+	o.Notify()
+	return nil
+}
+
+var expectOf = map[string]string{
+	"start":  ExpectStarted,
+	"stop":   ExpectStopped,
+	"freeze": ExpectFrozen,
+	"thaw":   ExpectThawed,
+}
+
+// Done reports whether the orchestration of svc is done, from this node's
+// view of the cluster data; the same value is published as
+// monitor.services.NAME.done, so that `agent svc start NAME --wait` can
+// run `agent wait --filter monitor.services.NAME.done=true` after the
+// order's patch, or poll Done. Done means: every present instance has
+// adopted the latest global expect; none is ready, starting or stopping;
+// and the expect is reached (started: the service avail is up; stopped: no
+// instance up; frozen: every present instance frozen; thawed: none). A
+// service without instances in the data is not done.
+func (o *Orchestrator) Done(svc string) bool {
+	o.mu.Lock()
+	s := o.services[svc]
+	o.mu.Unlock()
+	v := o.readView()
+	if len(v.holders(svc)) == 0 {
+		return false
+	}
+	return v.summarize(svc, s).Done
+}
+
+// Run evaluates until ctx ends or Close is called, then waits for the
+// commands in flight (their context is cancelled: the runner kills them).
+// It can be called once.
+func (o *Orchestrator) Run(ctx context.Context) error {
+	o.mu.Lock()
+	if o.running || o.closed {
+		o.mu.Unlock()
+		if o.closed {
+			return ErrClosed
+		}
+		return errors.New("orchestrator: already running")
+	}
+	o.running = true
+	ctx, o.cancel = context.WithCancel(ctx)
+	o.done = make(chan struct{})
+	o.mu.Unlock()
+	defer close(o.done)
+	defer o.cmds.Wait()
+	defer o.cancel()
+
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-o.wake:
+		case r := <-o.results:
+			o.handle(r)
+		case <-timer.C:
+		}
+		// Drain what else is ready so that one evaluation covers it.
+		for more := true; more; {
+			select {
+			case r := <-o.results:
+				o.handle(r)
+			case <-o.wake:
+			default:
+				more = false
+			}
+		}
+		next := o.evaluate(ctx)
+		timer.Reset(next)
+	}
+}
+
+// Close stops Run and waits for it to return. Safe to call more than once,
+// and before or without Run.
+func (o *Orchestrator) Close() error {
+	o.mu.Lock()
+	o.closed = true
+	cancel, done := o.cancel, o.done
+	o.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	return nil
+}
+
+// Stats returns the orchestrator's counters.
+func (o *Orchestrator) Stats() Stats {
+	return o.stats.snapshot()
+}
+
+// Stats are the orchestrator's figures.
+type Stats struct {
+	// Checks counts the check commands run.
+	Checks uint64
+	// CheckErrors counts checks that did not give up, down or warn.
+	CheckErrors uint64
+	// Starts and Stops count the start and stop commands run.
+	Starts, Stops uint64
+	// StartFailures and StopFailures count those that failed.
+	StartFailures, StopFailures uint64
+	// Failovers counts starts with reason failover; Restarts with restart.
+	Failovers, Restarts uint64
+	// QuorumLost counts the losses of quorum.
+	QuorumLost uint64
+	// Services is the number of services declared here.
+	Services int
+	// Quorum is false while this node sees no quorum.
+	Quorum bool
+}
+
+// Metrics returns the figures as counters and gauges by name, the shape
+// the metrics package exports.
+func (s Stats) Metrics() (counters map[string]uint64, gauges map[string]float64) {
+	q := 0.0
+	if s.Quorum {
+		q = 1
+	}
+	return map[string]uint64{
+			"checks": s.Checks, "check_errors": s.CheckErrors,
+			"starts": s.Starts, "stops": s.Stops,
+			"start_failures": s.StartFailures, "stop_failures": s.StopFailures,
+			"failovers": s.Failovers, "restarts": s.Restarts, "quorum_lost": s.QuorumLost,
+		}, map[string]float64{
+			"services": float64(s.Services), "quorum": q,
+		}
+}
+
+type counters struct {
+	checks, checkErrors, starts, stops, startFailures, stopFailures atomic.Uint64
+	failovers, restarts, quorumLost                                 atomic.Uint64
+	services                                                        atomic.Int64
+	noQuorum                                                        atomic.Bool
+}
+
+func (c *counters) snapshot() Stats {
+	return Stats{
+		Checks: c.checks.Load(), CheckErrors: c.checkErrors.Load(),
+		Starts: c.starts.Load(), Stops: c.stops.Load(),
+		StartFailures: c.startFailures.Load(), StopFailures: c.stopFailures.Load(),
+		Failovers: c.failovers.Load(), Restarts: c.restarts.Load(), QuorumLost: c.quorumLost.Load(),
+		Services: int(c.services.Load()), Quorum: !c.noQuorum.Load(),
+	}
+}
+
+// readView reads the cluster data once.
+func (o *Orchestrator) readView() *view {
+	return &view{self: o.cfg.Nodename, nodes: o.store.Nodes(), members: o.store.Members()}
+}
