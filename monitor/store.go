@@ -217,10 +217,14 @@ func (s *Store) UpdateLocal(reason string, fn func(d *NodeData)) (uint64, bool, 
 		return old.Gen, false, fmt.Errorf("diff local data: %w", err)
 	}
 	if d.Gen >= s.reserved || d.Frozen != old.Frozen {
+		prev := s.reserved
 		if d.Gen >= s.reserved {
 			s.reserved = d.Gen + s.cfg.GenBlock
 		}
 		if err := s.persist(d); err != nil {
+			// Not saved: later changes must try again before their gen
+			// passes the block on disk.
+			s.reserved = prev
 			return old.Gen, false, err
 		}
 	}
