@@ -1,9 +1,8 @@
-package agent
+package agent_test
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,30 +17,16 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/hashicorp/memberlist"
 
+	"agent/agent"
 	"agent/config"
+	"agent/internal/agenttest"
 	"agent/internal/testutil"
 	"agent/monitor"
 	"agent/stream"
 )
 
-func fastTimings(c *memberlist.Config) {
-	c.ProbeInterval = 50 * time.Millisecond
-	c.ProbeTimeout = 25 * time.Millisecond
-	c.GossipInterval = 10 * time.Millisecond
-	c.PushPullInterval = 300 * time.Millisecond
-	c.SuspicionMult = 2
-	c.TCPTimeout = 500 * time.Millisecond
-	c.DeadNodeReclaimTime = 10 * time.Millisecond
-}
-
-type testAgent struct {
-	*Agent
-	root   string
-	cancel context.CancelFunc
-	done   chan error
-}
+type testAgent = agenttest.Node
 
 // shortTemp returns a short directory: unix socket paths are limited to
 // 108 bytes and t.TempDir can be long.
@@ -66,96 +51,17 @@ func writeConf(t *testing.T, root, text string) {
 	}
 }
 
-func nodeConf(name string, seeds []string, extra string) string {
-	return fmt.Sprintf("[node]\nname = %s\n[cluster]\nname = test\nseeds = %s\n[hb]\naddr = 127.0.0.1\nport = 0\nprofile = local\n%s",
-		name, strings.Join(seeds, " "), extra)
+func nodeConf(name string, extra string) string {
+	return fmt.Sprintf("[node]\nname = %s\n[cluster]\nname = test\n[hb]\naddr = 127.0.0.1\nport = 0\nprofile = local\n%s", name, extra)
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func newAgent(t *testing.T, root string) (*Agent, error) {
-	t.Helper()
-	return New(Options{
-		Paths:         config.ResolvePaths(root, os.Geteuid(), ""),
-		Logger:        quiet(),
-		StatsInterval: -1,
-		ForgetAfter:   time.Hour,
-		TuneHeartbeat: fastTimings,
-		LeaveTimeout:  500 * time.Millisecond,
-	})
-}
-
-// startAgent builds and runs an agent under root; Cleanup stops it.
-func startAgent(t *testing.T, root string) *testAgent {
-	t.Helper()
-	a, err := newAgent(t, root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ta := &testAgent{Agent: a, root: root, cancel: cancel, done: make(chan error, 1)}
-	go func() { ta.done <- a.Run(ctx) }()
-	t.Cleanup(ta.stop)
-	testutil.Eventually(t, 5*time.Second, func() bool {
-		_, _, d := a.Store().Local()
-		return d.Status == monitor.StatusIdle
-	}, "%s never idle", a.Name())
-	return ta
-}
-
-func (ta *testAgent) stop() {
-	if ta.cancel == nil {
-		return
-	}
-	ta.cancel()
-	<-ta.done
-	_ = ta.Close()
-	ta.cancel = nil
-}
-
-func startCluster(t *testing.T, n int) []*testAgent {
-	t.Helper()
-	base := shortTemp(t)
-	var agents []*testAgent
-	var seed []string
-	for i := 1; i <= n; i++ {
-		root := filepath.Join(base, fmt.Sprintf("n%d", i))
-		writeConf(t, root, nodeConf(fmt.Sprintf("n%d", i), seed, ""))
-		a := startAgent(t, root)
-		if seed == nil {
-			seed = []string{a.Heartbeat().Addr()}
-		}
-		agents = append(agents, a)
-	}
-	waitConverged(t, agents)
-	return agents
-}
-
-func monitorNodes(doc []byte) string {
-	var d struct {
-		Monitor struct {
-			Nodes json.RawMessage `json:"nodes"`
-		} `json:"monitor"`
-	}
-	_ = json.Unmarshal(doc, &d)
-	return string(d.Monitor.Nodes)
-}
-
-func waitConverged(t *testing.T, agents []*testAgent) {
-	t.Helper()
-	testutil.Eventually(t, 20*time.Second, func() bool {
-		want := monitorNodes(agents[0].Store().Document())
-		if len(agents[0].Store().NodeNames()) != len(agents) {
-			return false
-		}
-		for _, a := range agents[1:] {
-			if monitorNodes(a.Store().Document()) != want {
-				return false
-			}
-		}
-		return true
-	}, "cluster data never converged")
-}
+var (
+	startAgent    = agenttest.Start
+	waitConverged = agenttest.WaitConverged
+	startCluster  = func(t *testing.T, n int) []*testAgent { return agenttest.StartCluster(t, n, agenttest.Options{}) }
+)
 
 // canonical re-encodes JSON with sorted keys.
 func canonical(t *testing.T, raw []byte) string {
@@ -175,7 +81,7 @@ func TestMirrorProperty(t *testing.T) {
 	func() {
 		agents := startCluster(t, 3)
 		n1 := agents[0]
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
 		defer cancel()
 		opts := stream.DialOptions{HTTPClient: stream.UnixHTTPClient(n1.Paths().Socket), URL: "http://unix/v1/events", Snapshot: true, Batch: true, Logger: quiet()}
 		st, err := stream.Dial(ctx, opts)
@@ -239,7 +145,7 @@ func TestMirrorProperty(t *testing.T) {
 			t.Fatalf("mirror differs from the agent's document:\nmirror %s\nagent  %s", got, want)
 		}
 		for _, a := range agents {
-			a.stop()
+			a.Stop()
 		}
 	}()
 	leak()
@@ -318,7 +224,7 @@ func TestTokenListener(t *testing.T) {
 	root := shortTemp(t)
 	tokenFile := filepath.Join(root, "token")
 	port := freePort(t)
-	writeConf(t, root, nodeConf("n1", nil, fmt.Sprintf("[listener]\naddr = 127.0.0.1:%d\nauth = token\ntoken_file = %s\n", port, tokenFile)))
+	writeConf(t, root, nodeConf("n1", fmt.Sprintf("[listener]\naddr = 127.0.0.1:%d\nauth = token\ntoken_file = %s\n", port, tokenFile)))
 	a := startAgent(t, root)
 	tok, err := os.ReadFile(tokenFile)
 	if err != nil || a.Token() == "" || strings.TrimSpace(string(tok)) != a.Token() {
@@ -372,7 +278,7 @@ func TestTokenListener(t *testing.T) {
 func TestBadConfigRefused(t *testing.T) {
 	root := shortTemp(t)
 	writeConf(t, root, "[node]\nname = n1\nnmae = x\n")
-	_, err := newAgent(t, root)
+	_, err := agent.New(agent.Options{Paths: config.ResolvePaths(root, os.Geteuid(), ""), Logger: quiet()})
 	if err == nil || !strings.Contains(err.Error(), "node.conf:3") || !strings.Contains(err.Error(), "nmae") {
 		t.Fatalf("err = %v, want file:line naming the key", err)
 	}
@@ -383,13 +289,13 @@ func TestBadConfigRefused(t *testing.T) {
 
 func TestFrozenAndGenSurviveRestart(t *testing.T) {
 	root := shortTemp(t)
-	writeConf(t, root, nodeConf("n1", nil, ""))
+	writeConf(t, root, nodeConf("n1", ""))
 	a := startAgent(t, root)
-	if _, err := a.applyNodeOrder(actionFreeze, "cli"); err != nil {
+	if _, _, err := a.Store().UpdateLocal("cli", func(d *monitor.NodeData) { d.Frozen = time.Now().Unix() }); err != nil {
 		t.Fatal(err)
 	}
 	gen1, _, d1 := a.Store().Local()
-	a.stop()
+	a.Stop()
 
 	b := startAgent(t, root)
 	gen2, _, d2 := b.Store().Local()
@@ -408,9 +314,9 @@ func TestFrozenAndGenSurviveRestart(t *testing.T) {
 
 func TestLabelsReloadLive(t *testing.T) {
 	root := shortTemp(t)
-	writeConf(t, root, nodeConf("n1", nil, ""))
+	writeConf(t, root, nodeConf("n1", ""))
 	a := startAgent(t, root)
-	writeConf(t, root, strings.Replace(nodeConf("n1", nil, ""), "name = n1\n", "name = n1\nlabels = zone=b\n", 1))
+	writeConf(t, root, strings.Replace(nodeConf("n1", ""), "name = n1\n", "name = n1\nlabels = zone=b\n", 1))
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		_, _, d := a.Store().Local()
 		return d.Labels["zone"] == "b"
@@ -426,7 +332,7 @@ func TestLabelsReloadLive(t *testing.T) {
 }
 
 // eventsOf reads every retained record of a's bus.
-func eventsOf(t *testing.T, a *Agent) []byte {
+func eventsOf(t *testing.T, a *agent.Agent) []byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

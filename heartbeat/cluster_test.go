@@ -143,7 +143,7 @@ func monitorNodes(s *monitor.Store) string {
 
 func waitConverged(t *testing.T, nodes []*testNode) {
 	t.Helper()
-	testutil.Eventually(t, 20*time.Second, func() bool {
+	testutil.Eventually(t, 60*time.Second, func() bool {
 		want := monitorNodes(nodes[0].store)
 		for _, n := range nodes[1:] {
 			if monitorNodes(n.store) != want {

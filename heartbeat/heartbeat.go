@@ -346,6 +346,16 @@ func (h *Heartbeat) SendOrder(o Order) error {
 	n, ok := h.peers[o.Target]
 	h.mu.Unlock()
 	if !ok {
+		// memberlist may know the peer before the main loop has
+		// processed its join.
+		for _, m := range h.ml.Members() {
+			if m.Name == o.Target {
+				n, ok = m, true
+				break
+			}
+		}
+	}
+	if !ok {
 		return fmt.Errorf("node %s is not an alive member of the cluster", o.Target)
 	}
 	o.From = h.cfg.Name

@@ -118,17 +118,17 @@ func newDaemonStatusCmd(g *globals) *cobra.Command {
 				if !ok {
 					return failf("no value at %s", path)
 				}
-				fmt.Println(raw)
+				fmt.Fprintln(cmd.OutOrStdout(), raw)
 				return nil
 			}
 			if out == "text" {
-				return printStatusTable(os.Stdout, body)
+				return printStatusTable(cmd.OutOrStdout(), body)
 			}
 			var v any
 			if err := json.Unmarshal(body, &v); err != nil {
 				return failf("cluster data is not JSON: %v", err)
 			}
-			enc := json.NewEncoder(os.Stdout)
+			enc := json.NewEncoder(cmd.OutOrStdout())
 			enc.SetIndent("", "  ")
 			return enc.Encode(v)
 		},

@@ -6,6 +6,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -41,13 +42,16 @@ type globals struct {
 }
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string) int {
+// run runs the command line args and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
 	g := &globals{}
 	root := newRootCmd(g)
 	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	err := root.Execute()
 	if err == nil {
 		return exitOK
@@ -55,12 +59,12 @@ func run(args []string) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.msg != "" {
-			fmt.Fprintln(os.Stderr, "agent:", ee.msg)
+			fmt.Fprintln(stderr, "agent:", ee.msg)
 		}
 		return ee.code
 	}
 	// cobra's own errors: unknown command or flag, bad arguments.
-	fmt.Fprintln(os.Stderr, "agent:", err)
+	fmt.Fprintln(stderr, "agent:", err)
 	return exitUsage
 }
 
