@@ -37,7 +37,7 @@ type asset struct {
 	etag  string
 }
 
-// assets maps a URL path ("/", "/assets/app.js") to its file.
+// assets maps a URL path ("/", "/static/app.js") to its file.
 var assets = loadAssets()
 
 func loadAssets() map[string]*asset {
@@ -61,7 +61,7 @@ func loadAssets() map[string]*asset {
 			m["/index.html"] = a
 			return nil
 		}
-		m["/assets/"+name] = a
+		m["/static/"+name] = a
 		return nil
 	})
 	if err != nil {

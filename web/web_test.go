@@ -47,7 +47,7 @@ func TestIndex(t *testing.T) {
 			t.Errorf("GET %s: headers %v", p, resp.Header)
 		}
 		b := body(t, resp)
-		for _, want := range []string{"<!doctype html>", `src="assets/app.js"`, `href="assets/app.css"`, `id="nodes"`, `id="matrix"`, `id="log"`} {
+		for _, want := range []string{"<!doctype html>", `src="static/app.js"`, `href="static/app.css"`, `id="nodes"`, `id="matrix"`, `id="log"`} {
 			if !strings.Contains(b, want) {
 				t.Errorf("GET %s: no %q in the page", p, want)
 			}
@@ -58,10 +58,10 @@ func TestIndex(t *testing.T) {
 func TestAssets(t *testing.T) {
 	h := web.Handler()
 	want := map[string]string{
-		"/assets/app.js":    "text/javascript; charset=utf-8",
-		"/assets/patch.js":  "text/javascript; charset=utf-8",
-		"/assets/filter.js": "text/javascript; charset=utf-8",
-		"/assets/app.css":   "text/css; charset=utf-8",
+		"/static/app.js":    "text/javascript; charset=utf-8",
+		"/static/patch.js":  "text/javascript; charset=utf-8",
+		"/static/filter.js": "text/javascript; charset=utf-8",
+		"/static/app.css":   "text/css; charset=utf-8",
 	}
 	for p, ct := range want {
 		resp := get(t, h, http.MethodGet, p)
@@ -107,8 +107,8 @@ func TestNotFoundAndMethods(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Content-Type") != "application/json" {
 		t.Errorf("GET /nope: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	if resp := get(t, h, http.MethodGet, "/assets/../web.go"); resp.StatusCode != http.StatusNotFound {
-		t.Errorf("GET /assets/../web.go: %d", resp.StatusCode)
+	if resp := get(t, h, http.MethodGet, "/static/../web.go"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /static/../web.go: %d", resp.StatusCode)
 	}
 	resp = get(t, h, http.MethodPost, "/")
 	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") == "" {
@@ -122,11 +122,11 @@ func TestNotFoundAndMethods(t *testing.T) {
 
 func TestETag(t *testing.T) {
 	h := web.Handler()
-	etag := get(t, h, http.MethodGet, "/assets/app.js").Header.Get("ETag")
-	if resp := get(t, h, http.MethodGet, "/assets/app.js", "If-None-Match", etag); resp.StatusCode != http.StatusNotModified {
+	etag := get(t, h, http.MethodGet, "/static/app.js").Header.Get("ETag")
+	if resp := get(t, h, http.MethodGet, "/static/app.js", "If-None-Match", etag); resp.StatusCode != http.StatusNotModified {
 		t.Errorf("If-None-Match %s: %d", etag, resp.StatusCode)
 	}
-	if resp := get(t, h, http.MethodGet, "/assets/app.js", "If-None-Match", `"other"`); resp.StatusCode != http.StatusOK {
+	if resp := get(t, h, http.MethodGet, "/static/app.js", "If-None-Match", `"other"`); resp.StatusCode != http.StatusOK {
 		t.Errorf("If-None-Match other: %d", resp.StatusCode)
 	}
 }

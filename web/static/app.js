@@ -74,6 +74,17 @@
     }
   }
 
+  // takeURLToken moves a token given as ?token= (a link printed by the
+  // agent) into sessionStorage and out of the address bar and history.
+  function takeURLToken() {
+    const u = new URL(location.href);
+    const tok = u.searchParams.get("token");
+    if (!tok) return;
+    setToken(tok, false);
+    u.searchParams.delete("token");
+    history.replaceState(null, "", u.pathname + u.search + u.hash);
+  }
+
   // A browser websocket cannot send Authorization; the token goes as the
   // subprotocol: as is when it is a valid RFC 7230 token, else "b64." and
   // its base64url encoding (web.BearerToken reads both).
@@ -536,6 +547,7 @@
 
   // The rate and the banner's figures move without records too.
   setInterval(schedule, 1000);
+  takeURLToken();
   connect();
   schedule();
 })();

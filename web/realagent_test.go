@@ -1,0 +1,110 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// Environment of TestBrowserRealAgent, besides envWebURL.
+const (
+	// envToken is the listener token, when auth = token.
+	envToken = "AGENT_TOKEN"
+	// envWebNodes is how many nodes the page must show (default: at least 1).
+	envWebNodes = "AGENT_WEB_NODES"
+	// envFreezeNode is the node the test freezes then thaws (default: the
+	// second node of the table; none with a one-node cluster).
+	envFreezeNode = "AGENT_WEB_FREEZE_NODE"
+)
+
+// TestBrowserRealAgent points the browser at a running agent's page
+// (AGENT_WEB_URL=http://127.0.0.1:1215/), waits for the live cluster, freezes
+// a node through the API and waits for the page to show it frozen and the
+// node_freeze event, then thaws it.
+func TestBrowserRealAgent(t *testing.T) {
+	raw := os.Getenv(envWebURL)
+	if raw == "" {
+		t.Skip("set " + envWebURL + " to run the page against a real agent")
+	}
+	page, err := url.Parse(raw)
+	if err != nil {
+		t.Fatalf("%s: %v", envWebURL, err)
+	}
+	token := os.Getenv(envToken)
+	if token != "" {
+		q := page.Query()
+		q.Set("token", token)
+		page.RawQuery = q.Encode()
+	}
+	b := newBrowser(t)
+	if err := b.do(chromedp.Navigate(page.String())); err != nil {
+		t.Fatal(err)
+	}
+	want := 1
+	if s := os.Getenv(envWebNodes); s != "" {
+		if want, err = strconv.Atoi(s); err != nil {
+			t.Fatalf("%s: %v", envWebNodes, err)
+		}
+	}
+	b.waitFor("live", jsLive)
+	b.waitFor(strconv.Itoa(want)+" nodes", jsNodeRows+` === `+strconv.Itoa(want))
+	b.waitFor("alive nodes", `document.querySelectorAll('#nodes tbody tr[data-state="alive"]').length === `+strconv.Itoa(want))
+	b.screenshot("live")
+
+	node := os.Getenv(envFreezeNode)
+	if node == "" {
+		names := eval[[]string](b, `Array.from(document.querySelectorAll('#nodes tbody tr[data-node]'), r => r.dataset.node)`)
+		if len(names) < 2 {
+			t.Log("one node: freeze not tried")
+			b.checkConsole()
+			return
+		}
+		node = names[1]
+	}
+	api := *page
+	api.RawQuery, api.Fragment = "", ""
+	base := strings.TrimSuffix(api.String(), "/")
+	order := func(action string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), browserWait)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/nodes/"+url.PathEscape(node)+"/"+action, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", action, node, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode/100 != 2 {
+			t.Fatalf("%s %s: %d %s", action, node, resp.StatusCode, body)
+		}
+	}
+	sel, _ := json.Marshal(`#nodes tr[data-node="` + node + `"]`)
+	start := time.Now()
+	order("freeze")
+	t.Cleanup(func() { order("thaw") })
+	b.waitFor(node+" frozen", `document.querySelector(`+string(sel)+`)?.dataset.frozen === "1"`)
+	b.waitFor("node_freeze of "+node, `Array.from(document.querySelectorAll('#log tbody tr[data-id="node_freeze"]')).some(r => r.textContent.includes('"node":"`+node+`"'))`)
+	t.Logf("freeze of %s shown in %v", node, time.Since(start).Round(time.Millisecond))
+	b.screenshot("frozen")
+	start = time.Now()
+	order("thaw")
+	b.waitFor(node+" thawed", `document.querySelector(`+string(sel)+`)?.dataset.frozen === "0"`)
+	t.Logf("thaw of %s shown in %v", node, time.Since(start).Round(time.Millisecond))
+	b.checkConsole()
+}
