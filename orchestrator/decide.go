@@ -178,9 +178,8 @@ type placement struct {
 }
 
 // place computes the placement of s. Failover: the leader is the first
-// eligible candidate running the service, else the first eligible one that
-// already holds the leader placement (a leader keeps its role while it
-// restarts the service), else the first eligible candidate. Flex: the
+// eligible candidate running the service, else the first eligible
+// candidate. Flex: the
 // eligible candidates running it are kept first, in order, then the others
 // fill up to flex_target, counting the instances up on present but
 // ineligible nodes (a frozen node's instance) as already placed.
@@ -206,14 +205,6 @@ func (v *view) place(s *config.Service) placement {
 			if v.running(n, s.Name) {
 				p.leader = n
 				break
-			}
-		}
-		if p.leader == "" {
-			for _, n := range elig {
-				if i, _ := v.instance(n, s.Name); i.Monitor.Placement == PlacementLeader {
-					p.leader = n
-					break
-				}
 			}
 		}
 		if p.leader == "" && len(elig) > 0 {

@@ -31,23 +31,26 @@
 //     node status is idle, the node and the instance are not frozen, and
 //     the instance is not "start failed" nor "stop failed".
 //   - Failover: the leader is the first eligible candidate running the
-//     service, else the first eligible one already holding the leader
-//     placement, else the first eligible candidate. There is no automatic
+//     service, else the first eligible candidate. There is no automatic
 //     failback: a service that failed over stays where it runs
-//     (monitor.services.NAME.placement is then non-optimal).
+//     (monitor.services.NAME.placement is then non-optimal) until it stops
+//     running there.
 //     The leader moves to the status "ready" when the service runs on no
 //     present (alive or suspect) node, no other present instance is
 //     unchecked, starting, stopping or "stop failed", and no candidate
 //     before it is ready; after ReadyPeriod with those conditions still
 //     holding, it starts the instance ("starting"). Two failover instances
 //     can thus only both start if a change takes longer than ReadyPeriod
-//     to replicate. A non-leader that runs the service while the leader
-//     runs it too stops its own (reason failover).
+//     to replicate. Two instances up (after a split without quorum) are
+//     not stopped automatically: data just after a partition heals is
+//     stale, and the summary's overall shows warn until an operator acts.
 //   - Flex: the eligible candidates running it are kept first, then the
 //     other eligible candidates fill up to flex_target; instances up on
 //     present ineligible nodes count as placed. A kept instance that is
 //     down starts, an eligible running instance not kept stops (reason
-//     flex_threshold). No ready period.
+//     flex_threshold). A flex start goes through the ready period too, so
+//     that a node that has not yet seen its peers' instances does not start
+//     one too many; only the failover start checks the other instances.
 //   - Start reasons: restart when the service last ran here, failover when
 //     it last ran on another node, target otherwise. A start is followed by
 //     a check: a start that fails or leaves the instance not up sets

@@ -24,7 +24,7 @@ const (
 	// service that never ran.
 	ReasonTarget = "target"
 	// ReasonFailover: the service ran on another node that is gone or no
-	// longer eligible; or, for a stop, a failover service ran twice.
+	// longer eligible.
 	ReasonFailover = "failover"
 	// ReasonRestart: the service ran here and its check found it down.
 	ReasonRestart = "restart"

@@ -240,23 +240,18 @@ func (o *Orchestrator) decide(ctx context.Context, v *view, s *config.Service, p
 			return
 		}
 	}
-	if s.Topology == config.Flex {
-		switch {
-		case p.targets[self] && !up && inst.Monitor.Status == StatusIdle:
-			o.act(ctx, s, st, ActionStart, ReasonFlexThreshold)
-		case !p.targets[self] && up && v.eligible(self, s.Name):
+	flex := s.Topology == config.Flex
+	if !p.targets[self] {
+		o.unready(s.Name, st, inst)
+		// A failover instance running besides the leader's is left alone:
+		// it can only come from a split or from data not yet resent after
+		// one, and stopping on stale data would stop the wrong one.
+		if flex && up && v.eligible(self, s.Name) {
 			o.act(ctx, s, st, ActionStop, ReasonFlexThreshold)
 		}
 		return
 	}
-	if p.leader != self {
-		o.unready(s.Name, st, inst)
-		if up && v.eligible(self, s.Name) && p.leader != "" && v.running(p.leader, s.Name) {
-			o.act(ctx, s, st, ActionStop, ReasonFailover)
-		}
-		return
-	}
-	if up || v.startBlocker(s) != "" {
+	if up || (!flex && v.startBlocker(s) != "") {
 		o.unready(s.Name, st, inst)
 		return
 	}
@@ -273,6 +268,8 @@ func (o *Orchestrator) decide(ctx context.Context, v *view, s *config.Service, p
 	}
 	reason := ReasonTarget
 	switch last := o.lastUp[s.Name]; {
+	case flex:
+		reason = ReasonFlexThreshold
 	case last == self:
 		reason = ReasonRestart
 	case last != "":

@@ -1,0 +1,442 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand"
+	"sync"
+	"testing"
+	"time"
+
+	"agent/config"
+	"agent/internal/testutil"
+	"agent/monitor"
+)
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// world is the fake state of the service processes on every node: what
+// the fake runner's start, stop and check act on. It records violations of
+// "one failover instance up at a time".
+type world struct {
+	mu         sync.Mutex
+	up         map[string]map[string]bool // svc -> node -> up
+	failStart  map[string]bool            // node -> start fails
+	failover   map[string]bool            // svc -> failover topology
+	starts     map[string]int             // node/svc -> starts
+	stops      map[string]int             // node/svc -> stops
+	violations []string
+	delay      time.Duration
+	rng        *rand.Rand
+}
+
+func newWorld() *world {
+	return &world{
+		up: map[string]map[string]bool{}, failStart: map[string]bool{}, failover: map[string]bool{},
+		starts: map[string]int{}, stops: map[string]int{}, rng: rand.New(rand.NewSource(1)),
+	}
+}
+
+func (w *world) setUp(node, svc string, up bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.setUpLocked(node, svc, up)
+}
+
+func (w *world) setUpLocked(node, svc string, up bool) {
+	if w.up[svc] == nil {
+		w.up[svc] = map[string]bool{}
+	}
+	w.up[svc][node] = up
+	if up && w.failover[svc] {
+		if n := len(w.upNodesLocked(svc)); n > 1 {
+			w.violations = append(w.violations, fmt.Sprintf("%s up on %v", svc, w.upNodesLocked(svc)))
+		}
+	}
+}
+
+func (w *world) upNodesLocked(svc string) []string {
+	var out []string
+	for n, u := range w.up[svc] {
+		if u {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (w *world) upNodes(svc string) map[string]bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[string]bool{}
+	for _, n := range w.upNodesLocked(svc) {
+		out[n] = true
+	}
+	return out
+}
+
+func (w *world) count(m map[string]int, node, svc string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return m[node+"/"+svc]
+}
+
+func (w *world) setFailStart(node string, fail bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.failStart[node] = fail
+}
+
+func (w *world) violated() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.violations...)
+}
+
+// fakeRunner runs the commands of one node against the world.
+type fakeRunner struct {
+	w    *world
+	node string
+}
+
+func (r *fakeRunner) Run(ctx context.Context, c Command) (int, error) {
+	r.w.mu.Lock()
+	d := r.w.delay
+	if d > 0 {
+		d = time.Duration(r.w.rng.Int63n(int64(d)) + 1)
+	}
+	r.w.mu.Unlock()
+	if d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return -1, ctx.Err()
+		}
+	}
+	r.w.mu.Lock()
+	defer r.w.mu.Unlock()
+	key := r.node + "/" + c.Service
+	switch c.Action {
+	case ActionStart:
+		r.w.starts[key]++
+		if r.w.failStart[r.node] {
+			return 1, nil
+		}
+		r.w.setUpLocked(r.node, c.Service, true)
+	case ActionStop:
+		r.w.stops[key]++
+		r.w.setUpLocked(r.node, c.Service, false)
+	case ActionCheck:
+		if r.w.up[c.Service][r.node] {
+			return 0, nil
+		}
+		return 1, nil
+	}
+	return 0, nil
+}
+
+// bus keeps the records a store publishes.
+type bus struct {
+	mu     sync.Mutex
+	events []map[string]any
+}
+
+func (b *bus) publish(_, kind string, data json.RawMessage) {
+	if kind != monitor.KindEvent {
+		return
+	}
+	var m map[string]any
+	_ = json.Unmarshal(data, &m)
+	b.mu.Lock()
+	b.events = append(b.events, m)
+	b.mu.Unlock()
+}
+
+// find returns the events with id and, when reason is set, that reason.
+func (b *bus) find(id, reason string) []map[string]any {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []map[string]any
+	for _, e := range b.events {
+		if e["id"] == id && (reason == "" || e["reason"] == reason) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// tnode is one agent of a test cluster: a store, an orchestrator and a
+// relay that copies its data to the peers it is linked to.
+type tnode struct {
+	name   string
+	store  *monitor.Store
+	orch   *Orchestrator
+	bus    *bus
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+// cluster connects stores directly: a local change is copied whole to the
+// linked peers (ApplyFull), membership is set by the test.
+type cluster struct {
+	t     testing.TB
+	w     *world
+	nodes []*tnode
+
+	mu   sync.Mutex
+	cut  map[[2]string]bool // unlinked pairs
+	dead map[string]bool
+}
+
+type clusterOpts struct {
+	ready  time.Duration
+	quorum bool
+}
+
+func newCluster(t testing.TB, names []string, o clusterOpts) *cluster {
+	t.Helper()
+	if o.ready == 0 {
+		o.ready = 50 * time.Millisecond
+	}
+	c := &cluster{t: t, w: newWorld(), cut: map[[2]string]bool{}, dead: map[string]bool{}}
+	for _, name := range names {
+		b := &bus{}
+		st, err := monitor.New(monitor.Config{Name: name, ClusterName: "test", Publish: b.publish, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		orch, err := New(Config{
+			Store: st, ClusterNodes: names, Quorum: o.quorum, ReadyPeriod: o.ready, Tick: 20 * time.Millisecond,
+			Runner: &fakeRunner{w: c.w, node: name}, Logger: quietLogger(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.SetObserver(func(string, *monitor.NodeData, *monitor.NodeData) { orch.Notify() })
+		c.nodes = append(c.nodes, &tnode{name: name, store: st, orch: orch, bus: b, done: make(chan struct{})})
+	}
+	for _, n := range c.nodes {
+		for _, p := range c.nodes {
+			if p != n {
+				n.store.SetMember(p.name, monitor.StateAlive, "127.0.0.1:0")
+			}
+		}
+	}
+	for _, n := range c.nodes {
+		ctx, cancel := context.WithCancel(context.Background())
+		n.cancel = cancel
+		relayDone := make(chan struct{})
+		runDone := make(chan struct{})
+		go func() { defer close(relayDone); c.relay(ctx, n) }()
+		go func() { defer close(runDone); _ = n.orch.Run(ctx) }()
+		go func() { <-relayDone; <-runDone; close(n.done) }()
+		_, _, _ = n.store.UpdateLocal("boot", func(d *monitor.NodeData) { d.Status = monitor.StatusIdle })
+	}
+	t.Cleanup(c.stop)
+	return c
+}
+
+func (c *cluster) node(name string) *tnode {
+	for _, n := range c.nodes {
+		if n.name == name {
+			return n
+		}
+	}
+	c.t.Fatalf("no node %s", name)
+	return nil
+}
+
+func (c *cluster) linked(a, b string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.dead[a] && !c.dead[b] && !c.cut[[2]string{a, b}] && !c.cut[[2]string{b, a}]
+}
+
+// relay copies n's data to its linked peers after every local change.
+func (c *cluster) relay(ctx context.Context, n *tnode) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.store.LocalChanged():
+		}
+		c.push(n)
+	}
+}
+
+func (c *cluster) push(n *tnode) {
+	gen, raw, _ := n.store.Local()
+	for _, p := range c.nodes {
+		if p != n && c.linked(n.name, p.name) {
+			_, _ = p.store.ApplyFull(n.name, n.store.Boot(), gen, raw, "")
+		}
+	}
+}
+
+// kill crashes a node: its orchestrator stops, its service processes die,
+// and the others declare it dead.
+func (c *cluster) kill(name string) {
+	n := c.node(name)
+	c.mu.Lock()
+	c.dead[name] = true
+	c.mu.Unlock()
+	n.shutdown()
+	c.w.mu.Lock()
+	for _, m := range c.w.up {
+		delete(m, name)
+	}
+	c.w.mu.Unlock()
+	for _, p := range c.nodes {
+		if p != n {
+			p.store.SetMember(name, monitor.StateDead, "127.0.0.1:0")
+			p.orch.Notify()
+		}
+	}
+}
+
+// partition cuts the links between the two groups and sets each side's
+// membership view.
+func (c *cluster) partition(a, b []string) {
+	c.mu.Lock()
+	for _, x := range a {
+		for _, y := range b {
+			c.cut[[2]string{x, y}] = true
+		}
+	}
+	c.mu.Unlock()
+	c.setViews(a, b, monitor.StateDead)
+}
+
+// heal relinks everything and resends every node's data.
+func (c *cluster) heal(a, b []string) {
+	c.mu.Lock()
+	c.cut = map[[2]string]bool{}
+	c.mu.Unlock()
+	c.setViews(a, b, monitor.StateAlive)
+	for _, n := range c.nodes {
+		c.push(n)
+	}
+}
+
+func (c *cluster) setViews(a, b []string, state string) {
+	for _, x := range a {
+		for _, y := range b {
+			c.node(x).store.SetMember(y, state, "127.0.0.1:0")
+			c.node(y).store.SetMember(x, state, "127.0.0.1:0")
+		}
+	}
+	for _, n := range c.nodes {
+		n.orch.Notify()
+	}
+}
+
+func (n *tnode) shutdown() {
+	n.once.Do(func() {
+		n.cancel()
+		<-n.done
+		_ = n.orch.Close()
+	})
+}
+
+func (c *cluster) stop() {
+	for _, n := range c.nodes {
+		n.shutdown()
+	}
+}
+
+// addService declares s on every live node.
+func (c *cluster) addService(s config.Service) {
+	c.t.Helper()
+	c.w.mu.Lock()
+	c.w.failover[s.Name] = s.Topology != config.Flex
+	c.w.mu.Unlock()
+	for _, n := range c.nodes {
+		cp := s
+		if err := n.orch.SetService(&cp); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+}
+
+func testService(name string, topo config.Topology, nodes ...string) config.Service {
+	s := config.DefaultService(name)
+	s.Topology = topo
+	if len(nodes) > 0 {
+		s.Nodes = nodes
+	}
+	s.Check, s.Start, s.Stop = []string{"check"}, []string{"start"}, []string{"stop"}
+	s.CheckInterval = 20 * time.Millisecond
+	s.Timeout = 5 * time.Second
+	return s
+}
+
+// instance returns node on's view of node of's instance of svc.
+func (c *cluster) instance(on, of, svc string) monitor.Instance {
+	d, _ := c.node(on).store.Node(of)
+	return d.Services[svc]
+}
+
+func (c *cluster) waitUp(svc string, want ...string) {
+	c.t.Helper()
+	testutil.Eventually(c.t, 10*time.Second, func() bool {
+		up := c.w.upNodes(svc)
+		if len(up) != len(want) {
+			return false
+		}
+		for _, n := range want {
+			if !up[n] {
+				return false
+			}
+		}
+		return true
+	}, "%s not up on exactly %v (up: %v)", svc, want, func() any { return c.w.upNodes(svc) }())
+}
+
+// waitChecks waits until every live node ran at least k more checks: a
+// way to let the orchestration go round several times without sleeping.
+func (c *cluster) waitChecks(k uint64) {
+	c.t.Helper()
+	base := map[string]uint64{}
+	for _, n := range c.nodes {
+		base[n.name] = n.orch.Stats().Checks
+	}
+	testutil.Eventually(c.t, 10*time.Second, func() bool {
+		for _, n := range c.nodes {
+			c.mu.Lock()
+			dead := c.dead[n.name]
+			c.mu.Unlock()
+			if !dead && n.orch.Stats().Checks < base[n.name]+k {
+				return false
+			}
+		}
+		return true
+	}, "checks did not run")
+}
+
+func (c *cluster) summary(on, svc string) Summary {
+	var doc struct {
+		Monitor struct {
+			Services map[string]Summary `json:"services"`
+		} `json:"monitor"`
+	}
+	_ = json.Unmarshal(c.node(on).store.Document(), &doc)
+	return doc.Monitor.Services[svc]
+}
+
+// dump is the cluster data of every node, for failure messages.
+func (c *cluster) dump() string {
+	var out string
+	for _, n := range c.nodes {
+		out += "\n" + n.name + ": " + string(n.store.Document())
+	}
+	return out
+}
+
+// lazy formats as f() when printed.
+type lazy func() string
+
+func (l lazy) String() string { return l() }
