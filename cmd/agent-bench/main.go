@@ -1,0 +1,230 @@
+// Command agent-bench measures the agent against its performance targets
+// and prints one markdown table: what was measured, the result, the target
+// and whether it is met.
+//
+// Propagation, bytes per change, resyncs and failure detection run
+// in-process: a monitor store and a heartbeat per node on 127.0.0.1 with
+// memberlist's real UDP/TCP transport and the `local` profile's timings.
+// The `wait` latency runs in-process agents and the real `agent wait`
+// binary; idle RSS and CPU are those of real `agent daemon run` processes.
+// Rows for other packages come from their `go test -bench` benchmarks when
+// they exist.
+//
+// Run it from the module root:
+//
+//	go run ./cmd/agent-bench
+//	go run ./cmd/agent-bench --quick --nodes 3,5
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// row is one line of the table.
+type row struct {
+	metric, result, target, verdict string
+}
+
+// bench holds the flags and the rows gathered so far.
+type bench struct {
+	quick   bool
+	nodes   []int
+	idle    time.Duration
+	agent   string
+	rows    []row
+	verbose io.Writer
+}
+
+func main() {
+	b := &bench{verbose: os.Stderr}
+	var nodes string
+	flag.BoolVar(&b.quick, "quick", false, "fewer samples and shorter idle measurement")
+	flag.StringVar(&nodes, "nodes", "3,5,10,30", "cluster sizes for propagation and failure detection, comma separated")
+	flag.DurationVar(&b.idle, "idle", 0, "how long to measure idle CPU (default 20s, 5s with --quick)")
+	flag.StringVar(&b.agent, "agent", "", "agent binary to use (default: go build ./cmd/agent)")
+	flag.Parse()
+	for _, s := range strings.Split(nodes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 2 || n > 250 {
+			fmt.Fprintf(os.Stderr, "agent-bench: --nodes %q: want sizes from 2 to 250\n", nodes)
+			os.Exit(2)
+		}
+		b.nodes = append(b.nodes, n)
+	}
+	if b.idle == 0 {
+		b.idle = 20 * time.Second
+		if b.quick {
+			b.idle = 5 * time.Second
+		}
+	}
+	if err := b.run(); err != nil {
+		fmt.Fprintln(os.Stderr, "agent-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.verbose, "agent-bench: "+format+"\n", args...)
+}
+
+func (b *bench) add(metric, result, target string, ok *bool) {
+	verdict := ""
+	if ok != nil {
+		verdict = "no"
+		if *ok {
+			verdict = "yes"
+		}
+	}
+	b.rows = append(b.rows, row{metric, result, target, verdict})
+}
+
+func ptr(v bool) *bool { return &v }
+
+func (b *bench) run() error {
+	dir, err := os.MkdirTemp("", "agent-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if b.agent == "" {
+		b.agent = filepath.Join(dir, "agent")
+		b.logf("building the agent")
+		cmd := exec.Command("go", "build", "-o", b.agent, "agent/cmd/agent")
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("go build agent/cmd/agent (run from the module root, or pass --agent): %w", err)
+		}
+	}
+
+	for _, n := range b.nodes {
+		b.clusterRows(n)
+	}
+	b.waitRow(dir)
+	b.idleRow(dir)
+	b.goBenchRows()
+
+	printTable(os.Stdout, b.rows)
+	return nil
+}
+
+// clusterRows measures propagation, bytes, resyncs and failure detection
+// in an in-process cluster of n nodes.
+func (b *bench) clusterRows(n int) {
+	samples := 200
+	if n >= 30 {
+		samples = 90
+	}
+	if b.quick {
+		samples = 30
+	}
+	b.logf("%d nodes: starting", n)
+	c, err := startHBCluster(n)
+	if err != nil {
+		b.add(fmt.Sprintf("propagation, %d nodes", n), "not measured: "+err.Error(), "", nil)
+		return
+	}
+	defer c.close()
+	// Let the join's full exchanges and push-pulls settle before counting.
+	time.Sleep(time.Second)
+	b.logf("%d nodes: %d changes", n, samples)
+	p := c.measurePropagation(samples)
+	p50, p99 := quantile(p.lat, 0.50), quantile(p.lat, 0.99)
+	target, ok := "", (*bool)(nil)
+	switch {
+	case n <= 5:
+		target, ok = "p99 ≤ 25 ms (set at 5 nodes)", ptr(p99 <= 25*time.Millisecond)
+	case n >= 30:
+		target, ok = "p99 ≤ 250 ms (set at 30 nodes)", ptr(p99 <= 250*time.Millisecond)
+	}
+	res := fmt.Sprintf("p50 %s, p99 %s (%d samples)", ms(p50), ms(p99), len(p.lat))
+	if p.lost > 0 {
+		res += fmt.Sprintf(", %d not applied within 5 s", p.lost)
+		ok = ptr(false)
+	}
+	b.add(fmt.Sprintf("propagation A→B, %d nodes", n), res, target, ok)
+	b.add(fmt.Sprintf("bytes sent per change, %d nodes", n),
+		fmt.Sprintf("%.0f B (%.0f B per receiving peer)", p.bytesPerChange, p.bytesPerChange/float64(n-1)), "", nil)
+	b.add(fmt.Sprintf("full resyncs in steady state, %d nodes", n),
+		fmt.Sprintf("%d resyncs, %d full requests over %d changes", p.resyncs, p.fullRequests, p.changes), "0",
+		ptr(p.resyncs == 0 && p.fullRequests == 0))
+	d, err := c.measureDetection()
+	if err != nil {
+		b.add(fmt.Sprintf("failure detection, %d nodes", n), "not measured: "+err.Error(), "", nil)
+		return
+	}
+	b.add(fmt.Sprintf("failure detection (kill without leave → dead everywhere), %d nodes", n), ms(d), "", nil)
+}
+
+// waitRow measures remote change → `agent wait` exits.
+func (b *bench) waitRow(dir string) {
+	samples := 40
+	if b.quick {
+		samples = 10
+	}
+	b.logf("wait latency: %d samples", samples)
+	ia, err := startAgents(filepath.Join(dir, "wait"), 3)
+	if err != nil {
+		b.add("remote change → `agent wait` exits", "not measured: "+err.Error(), "p99 ≤ 50 ms", nil)
+		return
+	}
+	defer ia.close()
+	lat, err := measureWait(b.agent, ia, samples)
+	if err != nil {
+		b.add("remote change → `agent wait` exits", "not measured: "+err.Error(), "p99 ≤ 50 ms", nil)
+		return
+	}
+	p99 := quantile(lat, 0.99)
+	b.add("remote change → `agent wait` exits, 3 nodes", fmt.Sprintf("p50 %s, p99 %s (%d samples)", ms(quantile(lat, 0.5)), ms(p99), len(lat)),
+		"p99 ≤ 50 ms", ptr(p99 <= 50*time.Millisecond))
+}
+
+// idleRow measures the RSS and CPU of real idle agents.
+func (b *bench) idleRow(dir string) {
+	b.logf("idle usage: 5 real agents, %v", b.idle)
+	pc, _, err := startProcs(b.agent, filepath.Join(dir, "idle"), 5)
+	if err != nil {
+		b.add("idle agent, 5-node cluster", "not measured: "+err.Error(), "", nil)
+		return
+	}
+	defer pc.stop()
+	time.Sleep(2 * time.Second) // past the start-up exchanges
+	rss, cpu, err := pc.idleUsage(b.idle)
+	if err != nil {
+		b.add("idle agent, 5-node cluster", "not measured: "+err.Error(), "", nil)
+		return
+	}
+	b.add("idle RSS of a real agent, 5-node cluster (max of 5)", fmt.Sprintf("%.1f MB", float64(rss)/1024), "≤ 40 MB", ptr(rss <= 40*1024))
+	b.add(fmt.Sprintf("idle CPU of a real agent, 5-node cluster (max of 5, over %v)", b.idle), fmt.Sprintf("%.2f%% of a core", cpu),
+		"≤ 0.5%", ptr(cpu <= 0.5))
+}
+
+func quantile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := int(q*float64(len(s))+0.5) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+
+func printTable(w io.Writer, rows []row) {
+	fmt.Fprintln(w, "| metric | result | target | met |")
+	fmt.Fprintln(w, "|---|---|---|---|")
+	for _, r := range rows {
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", esc(r.metric), esc(r.result), esc(r.target), r.verdict)
+	}
+}
+
+func esc(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "|", `\|`), "\n", " ") }
