@@ -17,8 +17,8 @@
 // with, is kept in Dir/NAME.cursor, written atomically (a temporary file
 // renamed over it). It is written after every run, never before the run
 // ended; records that do not match advance it too, but their writes are
-// batched (up to cursorBatch records, or when the hook has caught up with
-// the stream). After a restart the hook resumes after its cursor, so
+// batched (every 1024 records, and whenever the hook has caught up with
+// the stream or stops). After a restart the hook resumes after its cursor, so
 // delivery is at least once: the only record that can run twice is the one
 // that was running when the agent stopped (or the few whose cursor write
 // the OS had not yet made durable when the machine lost power: the cursor
@@ -50,7 +50,7 @@
 // arguments. Its stdin is the record JSON line, byte for byte what
 // `agent events -o json` prints, with a trailing newline. Its environment is
 // the agent's plus AGENT_EVENT_ID (data.id), AGENT_NODENAME (the record's
-// nodename), AGENT_SEQ and AGENT_HOOK. It runs in its own process group; at
+// nodename: the node that published the event), AGENT_SEQ and AGENT_HOOK. It runs in its own process group; at
 // its timeout the group gets SIGTERM, then SIGKILL after Config.KillGrace.
 // The exit status, the duration and the first Config.OutputLimit bytes of
 // stdout and stderr are logged with the hook name and the seq. A run that
