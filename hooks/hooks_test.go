@@ -243,3 +243,32 @@ func TestUpdateRefusesBadHooks(t *testing.T) {
 		t.Fatalf("bf ran %d times, want 1", n)
 	}
 }
+
+func TestRemovedHookFinishesItsRun(t *testing.T) {
+	check := testutil.CheckGoroutines(t)
+	dir := t.TempDir()
+	hooksDir := filepath.Join(dir, "hooks")
+	bus := openBus(t, events.Config{})
+	r := newRunner(t, Config{Bus: bus, Dir: hooksDir})
+	out, gate := filepath.Join(dir, "out"), filepath.Join(dir, "gate")
+	cmd := script(t, dir, "gated.sh", `while [ ! -e "$2" ]; do sleep 0.01; done; cat >> "$1"`)
+	update(t, r, hook("h", cmd, out, gate))
+	publishEvent(bus, "e1", nil)
+	testutil.Eventually(t, waitLong, func() bool { s, _ := statsOf(r, "h"); return s.Running }, "h running")
+	publishEvent(bus, "e2", nil)
+
+	update(t, r) // removes h while it runs for e1
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, waitLong, func() bool {
+		_, err := os.Stat(filepath.Join(hooksDir, "h.cursor"))
+		return os.IsNotExist(err) && len(readLines(t, out)) == 1
+	}, "the run for e1 finished and the cursor removed")
+	_ = r.Close()
+	if ids := eventIDs(t, readLines(t, out)); !slices.Equal(ids, []string{"e1"}) {
+		t.Fatalf("removed hook ran for %v, want [e1] only", ids)
+	}
+	_ = bus.Close()
+	check()
+}

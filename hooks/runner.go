@@ -336,6 +336,7 @@ const (
 	keyFile      = "file"
 	keyCount     = "count"
 	keyReason    = "reason"
+	keyDetail    = "detail"
 	keyEpoch     = "epoch"
 	keyOldEpoch  = "old_epoch"
 	keyExit      = "exit"

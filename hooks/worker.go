@@ -176,7 +176,7 @@ func (w *worker) open() error {
 		// that is still retained.
 		sub.Close()
 		w.loss(ReasonEpoch, nil, slog.String(keyOldEpoch, from.Epoch), slog.Uint64(keySeq, from.Seq),
-			slog.String(keyReason, why))
+			slog.String(keyDetail, why))
 		sub, err = bus.Subscribe(events.SubscribeOptions{Resume: true, Since: 0, Epoch: w.r.epoch, Durable: true})
 		if err != nil {
 			return err
