@@ -1,0 +1,194 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"agent/config"
+	"agent/heartbeat"
+	"agent/monitor"
+)
+
+// hbNode is one agent of a benchmark cluster: a store, a real heartbeat on
+// loopback and an orchestrator.
+type hbNode struct {
+	name   string
+	store  *monitor.Store
+	hb     *heartbeat.Heartbeat
+	orch   *Orchestrator
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+
+	mu       sync.Mutex
+	downAt   map[string]time.Time // node_down seen, by node
+	startAt  time.Time            // instance_start emitted here
+	startWhy string
+}
+
+func (n *hbNode) publish(_, kind string, data json.RawMessage) {
+	if kind == monitor.KindEvent {
+		var e struct{ ID, Reason, Node string }
+		_ = json.Unmarshal(data, &e)
+		now := time.Now()
+		n.mu.Lock()
+		switch e.ID {
+		case "node_down":
+			n.downAt[e.Node] = now
+		case EventInstanceStart:
+			n.startAt, n.startWhy = now, e.Reason
+		}
+		n.mu.Unlock()
+	}
+	// Every record (a patch of the data or of the membership) may change
+	// a decision: this is how the agent should wire Notify too.
+	if n.orch != nil {
+		n.orch.Notify()
+	}
+}
+
+func (n *hbNode) kill() {
+	n.once.Do(func() {
+		n.cancel()
+		n.wg.Wait()
+		_ = n.hb.Close()
+		_ = n.orch.Close()
+	})
+}
+
+type timings struct {
+	profile string
+	tune    func(*memberlist.Config)
+	ready   time.Duration
+}
+
+func startHBNode(b *testing.B, name string, seeds []string, w *world, tm timings) *hbNode {
+	n := &hbNode{name: name, downAt: map[string]time.Time{}}
+	st, err := monitor.New(monitor.Config{Name: name, ClusterName: "bench", Publish: n.publish, Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	n.store = st
+	n.hb, err = heartbeat.New(heartbeat.Config{
+		Name: name, ClusterName: "bench", BindAddr: "127.0.0.1", Seeds: seeds, Profile: tm.profile,
+		ForgetAfter: time.Hour, Tune: tm.tune, Logger: quietLogger(),
+	}, st)
+	if err != nil {
+		b.Fatal(err)
+	}
+	n.orch, err = New(Config{Store: st, ReadyPeriod: tm.ready, Tick: 100 * time.Millisecond,
+		Runner: &fakeRunner{w: w, node: name}, Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	n.wg.Add(2)
+	go func() { defer n.wg.Done(); _ = n.hb.Run(ctx) }()
+	go func() { defer n.wg.Done(); _ = n.orch.Run(ctx) }()
+	_, _, _ = st.UpdateLocal("boot", func(d *monitor.NodeData) { d.Status = monitor.StatusIdle })
+	return n
+}
+
+func waitFor(b *testing.B, timeout time.Duration, cond func() bool, what string) time.Time {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			b.Fatalf("timeout waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return time.Now()
+}
+
+// BenchmarkFailover measures, in a three-node in-process cluster over real
+// memberlist on loopback, the time from killing the node that runs a
+// failover service to the instance up on the next node, and its parts:
+// detection (kill to node_down on the next node), ready (node_down to
+// instance_start: the ready period and the evaluation) and start (the
+// start command and the check after it; the fake runner is instant).
+func BenchmarkFailover(b *testing.B) {
+	for _, tm := range []struct {
+		name string
+		timings
+	}{
+		{"local_profile_ready1s", timings{profile: "local", ready: time.Second}},
+		{"fast_ms_ready50ms", timings{profile: "local", ready: 50 * time.Millisecond, tune: func(c *memberlist.Config) {
+			c.ProbeInterval = 50 * time.Millisecond
+			c.ProbeTimeout = 25 * time.Millisecond
+			c.GossipInterval = 10 * time.Millisecond
+			c.SuspicionMult = 2
+		}}},
+	} {
+		b.Run(tm.name, func(b *testing.B) {
+			var total, detect, ready, start time.Duration
+			for i := 0; i < b.N; i++ {
+				d, r, s := failoverOnce(b, tm.timings)
+				detect += d
+				ready += r
+				start += s
+				total += d + r + s
+			}
+			n := float64(b.N)
+			b.ReportMetric(float64(total.Milliseconds())/n, "failover_ms")
+			b.ReportMetric(float64(detect.Milliseconds())/n, "detect_ms")
+			b.ReportMetric(float64(ready.Milliseconds())/n, "ready_ms")
+			b.ReportMetric(float64(start.Microseconds())/n/1000, "start_ms")
+		})
+	}
+}
+
+func failoverOnce(b *testing.B, tm timings) (detect, ready, start time.Duration) {
+	b.StopTimer()
+	w := newWorld()
+	w.failover["web"] = true
+	n1 := startHBNode(b, "n1", nil, w, tm)
+	nodes := []*hbNode{n1}
+	for i := 2; i <= 3; i++ {
+		nodes = append(nodes, startHBNode(b, fmt.Sprintf("n%d", i), []string{n1.hb.Addr()}, w, tm))
+	}
+	defer func() {
+		for _, n := range nodes {
+			n.kill()
+		}
+	}()
+	svc := testService("web", config.Failover, "n1", "n2", "n3")
+	svc.CheckInterval = time.Second
+	for _, n := range nodes {
+		s := svc
+		if err := n.orch.SetService(&s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	waitFor(b, 30*time.Second, func() bool {
+		for _, n := range nodes {
+			if !n.orch.Done("web") || len(n.store.NodeNames()) != 3 {
+				return false
+			}
+		}
+		return w.upNodes("web")["n1"]
+	}, "web up on n1 everywhere")
+	b.StartTimer()
+	killed := time.Now()
+	n1.kill()
+	w.setUp("n1", "web", false)
+	upAt := waitFor(b, 60*time.Second, func() bool { return w.upNodes("web")["n2"] }, "web up on n2")
+	b.StopTimer()
+	n2 := nodes[1]
+	n2.mu.Lock()
+	downAt, startAt, why := n2.downAt["n1"], n2.startAt, n2.startWhy
+	n2.mu.Unlock()
+	if why != ReasonFailover {
+		b.Errorf("start reason %q", why)
+	}
+	if v := w.violated(); len(v) > 0 {
+		b.Fatalf("violations: %v", v)
+	}
+	return downAt.Sub(killed), startAt.Sub(downAt), upAt.Sub(startAt)
+}
