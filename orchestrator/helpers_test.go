@@ -195,6 +195,10 @@ type cluster struct {
 type clusterOpts struct {
 	ready  time.Duration
 	quorum bool
+	split  config.SplitAction
+	// membershipQuorum leaves ClusterNodes empty: the quorum counts the
+	// membership view.
+	membershipQuorum bool
 }
 
 func newCluster(t testing.TB, names []string, o clusterOpts) *cluster {
@@ -209,8 +213,12 @@ func newCluster(t testing.TB, names []string, o clusterOpts) *cluster {
 		if err != nil {
 			t.Fatal(err)
 		}
+		clusterNodes := names
+		if o.membershipQuorum {
+			clusterNodes = nil
+		}
 		orch, err := New(Config{
-			Store: st, ClusterNodes: names, Quorum: o.quorum, ReadyPeriod: o.ready, Tick: 20 * time.Millisecond,
+			Store: st, ClusterNodes: clusterNodes, Quorum: o.quorum, SplitAction: o.split, ReadyPeriod: o.ready, Tick: 20 * time.Millisecond,
 			Runner: &fakeRunner{w: c.w, node: name}, Logger: quietLogger(),
 		})
 		if err != nil {

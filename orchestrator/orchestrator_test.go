@@ -331,3 +331,32 @@ func TestOrchestrateNoActsOnOrdersOnly(t *testing.T) {
 		t.Fatalf("orchestrate=no restarted: %v", got)
 	}
 }
+
+func TestQuorumSplitFreezeByMembership(t *testing.T) {
+	names := []string{"n1", "n2", "n3", "n4", "n5"}
+	c := newCluster(t, names, clusterOpts{quorum: true, split: config.SplitFreeze, membershipQuorum: true})
+	s := testService("api", config.Flex)
+	s.FlexTarget = 5
+	c.addService(s)
+	c.waitUp("api", names...)
+	// 2 against 3: the pair freezes, keeps its instances, starts nothing.
+	c.partition([]string{"n4", "n5"}, []string{"n1", "n2", "n3"})
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		for _, n := range []string{"n4", "n5"} {
+			d, _ := c.node(n).store.Node(n)
+			if d.Frozen == 0 || len(c.node(n).bus.find(EventQuorumLost, "")) != 1 {
+				return false
+			}
+		}
+		return true
+	}, "minority not frozen")
+	c.waitChecks(3)
+	if got := c.w.upNodes("api"); len(got) != 5 {
+		t.Fatalf("split freeze stopped instances: %v", got)
+	}
+	for _, n := range []string{"n1", "n2", "n3"} {
+		if len(c.node(n).bus.find(EventQuorumLost, "")) != 0 {
+			t.Errorf("%s lost quorum", n)
+		}
+	}
+}
