@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -108,6 +107,7 @@ func New(opts Options) (a *Agent, err error) {
 		opts.LeaveTimeout = 2 * time.Second
 	}
 	a = &Agent{opts: opts, paths: opts.Paths, log: opts.Logger, stop: make(chan struct{})}
+	a.ext.metrics = a.newMetrics()
 	built := a
 	defer func() {
 		if err != nil {
@@ -146,13 +146,11 @@ func New(opts Options) (a *Agent, err error) {
 	a.store, err = monitor.New(monitor.Config{
 		Name:        cfg.Node.Name,
 		ClusterName: cfg.Cluster.Name,
-		Publish: func(nodename, kind string, data json.RawMessage) {
-			a.bus.Publish(nodename, kind, data)
-		},
-		Labels:   cfg.Node.Labels,
-		Restored: restored,
-		Persist:  func(s monitor.PersistentState) error { return saveState(a.statePath(), s) },
-		Logger:   a.log,
+		Publish:     a.publish,
+		Labels:      cfg.Node.Labels,
+		Restored:    restored,
+		Persist:     func(s monitor.PersistentState) error { return saveState(a.statePath(), s) },
+		Logger:      a.log,
 	})
 	if err != nil {
 		return nil, err

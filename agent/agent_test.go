@@ -357,3 +357,21 @@ func eventsOf(t *testing.T, a *agent.Agent) []byte {
 		}
 	}
 }
+
+func TestMetricsAndPage(t *testing.T) {
+	agents := startCluster(t, 2)
+	c := stream.UnixHTTPClient(agents[0].Paths().Socket)
+	if _, _, err := agents[1].Store().UpdateLocal("cli", func(d *monitor.NodeData) { d.Frozen = 1 }); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		code, body := apiGet(t, c, "http://unix/metrics")
+		return code == 200 && bytes.Contains(body, []byte(`agent_events_total{id="node_freeze"} 1`)) &&
+			bytes.Contains(body, []byte(`agent_cluster_nodes{state="alive"} 2`)) &&
+			bytes.Contains(body, []byte(`agent_records_published_total{kind="patch"}`))
+	}, "metrics never showed the freeze event and both nodes alive")
+	code, body := apiGet(t, c, "http://unix/")
+	if code != 200 || !bytes.Contains(body, []byte("<html")) {
+		t.Fatalf("GET /: %d %.200s", code, body)
+	}
+}

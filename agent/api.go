@@ -19,6 +19,7 @@ import (
 	"agent/events"
 	"agent/filter"
 	"agent/stream"
+	"agent/web"
 )
 
 // served is one HTTP server and the listener it serves.
@@ -137,21 +138,15 @@ func loadOrCreateToken(path string) (string, error) {
 
 // authenticate guards the TCP listener: with a token, every request
 // carries it as "Authorization: Bearer TOKEN", or (browsers' websockets)
-// as the first subprotocol, or (the web page's first load) as ?token=.
+// as the first subprotocol (see web.BearerToken). The page and its static
+// files are served without it: the page asks for the token.
 func (a *Agent) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if a.token == "" || r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/static/") || r.URL.Path == "/favicon.ico" {
 			next.ServeHTTP(w, r)
 			return
 		}
-		got := ""
-		if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "Bearer ") {
-			got = strings.TrimSpace(strings.TrimPrefix(h, "Bearer "))
-		} else if p := r.Header.Get("Sec-WebSocket-Protocol"); p != "" {
-			got = strings.TrimSpace(strings.Split(p, ",")[0])
-		} else if t := r.URL.Query().Get("token"); t != "" {
-			got = t
-		}
+		got := web.BearerToken(r)
 		if subtle.ConstantTimeCompare([]byte(got), []byte(a.token)) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="agent"`)
 			writeError(w, http.StatusUnauthorized, "missing or wrong token")

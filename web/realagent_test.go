@@ -3,7 +3,9 @@ package web_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -13,6 +15,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"agent/internal/agenttest"
 )
 
 // Environment of TestBrowserRealAgent, besides envWebURL.
@@ -40,6 +44,47 @@ func TestBrowserRealAgent(t *testing.T) {
 		t.Fatalf("%s: %v", envWebURL, err)
 	}
 	token := os.Getenv(envToken)
+	want := 1
+	if s := os.Getenv(envWebNodes); s != "" {
+		if want, err = strconv.Atoi(s); err != nil {
+			t.Fatalf("%s: %v", envWebNodes, err)
+		}
+	}
+	checkRealAgent(t, page, token, want, os.Getenv(envFreezeNode))
+}
+
+// TestBrowserCluster runs the page of a real 3-node cluster (in-process
+// agents on 127.0.0.1-3 with their TCP listeners): three alive nodes, a
+// freeze of n2 shown frozen with its node_freeze event, then the thaw.
+func TestBrowserCluster(t *testing.T) {
+	chromiumPath(t) // skips (or fails when required) before starting agents
+	port := freeTCPPort(t)
+	nodes := agenttest.StartCluster(t, 3, agenttest.Options{
+		Extra: fmt.Sprintf("[listener]\naddr = 127.0.0.%%d:%d\nauth = none\n", port),
+	})
+	page, err := url.Parse("http://" + nodes[0].ListenAddr() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRealAgent(t, page, "", 3, "n2")
+}
+
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// checkRealAgent loads the page of a running agent, waits for want alive
+// nodes, freezes node (default: the second in the table) through the API,
+// waits for the page to show it frozen and its node_freeze event, then
+// thaws it.
+func checkRealAgent(t *testing.T, page *url.URL, token string, want int, node string) {
+	t.Helper()
 	if token != "" {
 		q := page.Query()
 		q.Set("token", token)
@@ -49,18 +94,11 @@ func TestBrowserRealAgent(t *testing.T) {
 	if err := b.do(chromedp.Navigate(page.String())); err != nil {
 		t.Fatal(err)
 	}
-	want := 1
-	if s := os.Getenv(envWebNodes); s != "" {
-		if want, err = strconv.Atoi(s); err != nil {
-			t.Fatalf("%s: %v", envWebNodes, err)
-		}
-	}
 	b.waitFor("live", jsLive)
 	b.waitFor(strconv.Itoa(want)+" nodes", jsNodeRows+` === `+strconv.Itoa(want))
 	b.waitFor("alive nodes", `document.querySelectorAll('#nodes tbody tr[data-state="alive"]').length === `+strconv.Itoa(want))
 	b.screenshot("live")
 
-	node := os.Getenv(envFreezeNode)
 	if node == "" {
 		names := eval[[]string](b, `Array.from(document.querySelectorAll('#nodes tbody tr[data-node]'), r => r.dataset.node)`)
 		if len(names) < 2 {
