@@ -72,7 +72,7 @@ func TestNeverTwoFailoverInstances(t *testing.T) {
 			}())
 		})
 	}
-	if total < 3*runs {
+	if !testing.Short() && total < 3*runs {
 		t.Errorf("only %d starts in %d runs: the runs exercised little", total, runs)
 	}
 }
