@@ -149,6 +149,22 @@ func deadExpr(nodes []int) string {
 
 func TestFaultPartitionHeals(t *testing.T) {
 	t.Parallel()
+	testPartition(t, 0)
+}
+
+// TestFaultLongPartitionHeals holds the partition past memberlist's
+// GossipToTheDeadTime (15 s in the local profile), after which memberlist
+// itself no longer talks to the other side: only a rejoin of dead peers
+// heals it.
+func TestFaultLongPartitionHeals(t *testing.T) {
+	t.Parallel()
+	testPartition(t, 20*time.Second)
+}
+
+// testPartition splits {n1,n2} from {n3,n4,n5} until each side has the
+// other dead, changes data on both sides, holds the split for hold more,
+// heals it and expects byte-identical monitor.nodes everywhere.
+func testPartition(t *testing.T, hold time.Duration) {
 	ns, c := newFaultCluster(t, 5)
 	a, b := []int{1, 2}, []int{3, 4, 5}
 	before := waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
@@ -171,6 +187,11 @@ func TestFaultPartitionHeals(t *testing.T) {
 	c.node(2).waitFor("monitor.nodes.n1.frozen!=0", detectTimeout)
 	c.node(5).waitFor("monitor.nodes.n4.frozen!=0", detectTimeout)
 	c.node(3).waitFor("monitor.nodes.n4.frozen!=0", detectTimeout)
+	if hold > 0 {
+		// The point is the elapsed time itself: memberlist's gossip to
+		// the dead must have expired.
+		time.Sleep(hold)
+	}
 
 	ns.heal()
 	v := waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
