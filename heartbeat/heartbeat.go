@@ -94,14 +94,17 @@ type Heartbeat struct {
 	conflict atomic.Pointer[error]
 	joined   atomic.Bool // set once the initial join is over: later conflicts are the joiner's
 
-	mu        sync.Mutex
-	peers     map[string]*memberlist.Node // alive or suspect peers, by name
-	gone      map[string]time.Time        // dead or left peers: since when
-	pending   map[string]time.Time        // outstanding full requests: when sent
-	leaving   map[string]time.Time        // peers that announced a graceful leave
-	lastSent  []byte                      // local data as last sent
-	lastGen   uint64
-	lastSendT time.Time
+	mu         sync.Mutex
+	peers      map[string]*memberlist.Node // alive or suspect peers, by name
+	gone       map[string]time.Time        // dead or left peers: since when
+	pending    map[string]time.Time        // outstanding full requests: when sent
+	leaving    map[string]time.Time        // peers that announced a graceful leave
+	lastSent   []byte                      // local data as last sent
+	lastGen    uint64
+	lastSendT  time.Time
+	lastRejoin time.Time
+
+	rejoining atomic.Bool // a rejoin of dead peers is under way
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -574,6 +577,7 @@ func (h *Heartbeat) refresh() {
 	for _, name := range forget {
 		h.store.Forget(name, "grace_expired")
 	}
+	h.rejoinDead(now)
 	for _, name := range retry {
 		h.requestFull(name, "retry")
 	}
@@ -702,3 +706,41 @@ func splitHostPort(addr string) (string, int, error) {
 }
 
 func isConflict(err error) bool { return errors.Is(err, ErrNameConflict) }
+
+// rejoinDead tries, every few seconds, to join the peers failure detection
+// declared dead (not those that left). memberlist stops gossiping to a dead
+// node after GossipToTheDeadTime and never probes it again, so without this
+// the two sides of a healed partition would stay apart for good.
+func (h *Heartbeat) rejoinDead(now time.Time) {
+	h.mu.Lock()
+	if now.Sub(h.lastRejoin) < 2*time.Second || len(h.gone) == 0 {
+		h.mu.Unlock()
+		return
+	}
+	h.lastRejoin = now
+	names := make([]string, 0, len(h.gone))
+	for name := range h.gone {
+		names = append(names, name)
+	}
+	h.mu.Unlock()
+	members := h.store.Members()
+	var addrs []string
+	for _, name := range names {
+		if m, ok := members[name]; ok && m.State == monitor.StateDead && m.Addr != "" {
+			addrs = append(addrs, m.Addr)
+		}
+	}
+	if len(addrs) == 0 || !h.rejoining.CompareAndSwap(false, true) {
+		return
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		defer h.rejoining.Store(false)
+		if n, err := h.ml.Join(addrs); n > 0 {
+			h.log.Info("rejoined dead peers", "contacted", n)
+		} else {
+			h.log.Debug("dead peers still unreachable", "err", err)
+		}
+	}()
+}
