@@ -3,6 +3,8 @@ package hooks
 import (
 	"bytes"
 	"errors"
+	"io"
+	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -71,7 +73,12 @@ func (r *Runner) runCommand(s *spec, rec *events.Record, id string) *runResult {
 	line[len(raw)] = '\n'
 
 	cmd := exec.Command(s.command[0], s.command[1:]...)
-	cmd.Stdin = bytes.NewReader(line)
+	stdin, err := stdinFor(line)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	cmd.Stdin = stdin
 	cmd.Stdout, cmd.Stderr = &res.stdout, &res.stderr
 	cmd.Env = append(slices.Clip(r.env),
 		EnvEventID+"="+id,
@@ -83,7 +90,11 @@ func (r *Runner) runCommand(s *spec, rec *events.Record, id string) *runResult {
 	cmd.WaitDelay = pipeWait
 
 	start := r.cfg.Now()
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	if f, ok := stdin.(*os.File); ok {
+		f.Close() // the child has its copy
+	}
+	if err != nil {
 		res.err = err
 		return res
 	}
@@ -130,6 +141,31 @@ func (r *Runner) runCommand(s *spec, rec *events.Record, id string) *runResult {
 		res.err = waitErr
 	}
 	return res
+}
+
+// pipeBuf is what a pipe holds without a reader on every Unix (PIPE_BUF).
+const pipeBuf = 4096
+
+// stdinFor returns the command's stdin: for a line that fits, a pipe
+// already holding it (no copying goroutine, no extra wake-up); else a
+// reader that os/exec copies into a pipe.
+func stdinFor(line []byte) (io.Reader, error) {
+	if len(line) > pipeBuf {
+		return bytes.NewReader(line), nil
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	_, err = pw.Write(line)
+	if cerr := pw.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		pr.Close()
+		return nil, err
+	}
+	return pr, nil
 }
 
 // terminate sends SIGTERM to the process group of pid, and SIGKILL after

@@ -30,13 +30,18 @@ printf '%s\n%s\n%s\n%s\n' "$AGENT_EVENT_ID" "$AGENT_NODENAME" "$AGENT_SEQ" "$AGE
 	})
 	waitDone(t, r, "notify", rec.Seq)
 
-	got, err := os.ReadFile(filepath.Join(dir, "stdin."+strconv.FormatUint(rec.Seq, 10)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := append(append([]byte(nil), rec.JSON()...), '\n')
-	if !bytes.Equal(got, want) {
-		t.Fatalf("stdin:\n got %q\nwant %q", got, want)
+	// A record bigger than a pipe holds without a reader.
+	big := publishEvent(bus, "big", map[string]any{"blob": strings.Repeat("x", 100_000)})
+	waitDone(t, r, "notify", big.Seq)
+	for _, rec := range []*events.Record{rec, big} {
+		got, err := os.ReadFile(filepath.Join(dir, "stdin."+strconv.FormatUint(rec.Seq, 10)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := append(append([]byte(nil), rec.JSON()...), '\n')
+		if !bytes.Equal(got, want) {
+			t.Fatalf("stdin of seq %d:\n got %.200q\nwant %.200q", rec.Seq, got, want)
+		}
 	}
 	env := readLines(t, filepath.Join(dir, "env."+strconv.FormatUint(rec.Seq, 10)))
 	wantEnv := []string{"instance_start", "n2", strconv.FormatUint(rec.Seq, 10), "notify"}
@@ -44,7 +49,7 @@ printf '%s\n%s\n%s\n%s\n' "$AGENT_EVENT_ID" "$AGENT_NODENAME" "$AGENT_SEQ" "$AGE
 		t.Fatalf("env = %q, want %q", env, wantEnv)
 	}
 	h, _ := statsOf(r, "notify")
-	if h.Runs != 1 || h.Failures != 0 || h.DurationCount != 1 || h.Buckets[len(h.Buckets)-1].Count != 1 {
+	if h.Runs != 2 || h.Failures != 0 || h.DurationCount != 2 || h.Buckets[len(h.Buckets)-1].Count != 2 {
 		t.Fatalf("stats = %+v", h)
 	}
 	_ = r.Close()
