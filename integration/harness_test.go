@@ -78,20 +78,6 @@ func newCluster(t testing.TB, opts clusterOpts) *cluster {
 	t.Helper()
 	c := &cluster{t: t, dir: t.TempDir(), opts: opts}
 	c.name = fmt.Sprintf("itest-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
-	for i := 1; i <= opts.Nodes; i++ {
-		n := &node{c: c, i: i, name: fmt.Sprintf("n%d", i), ip: fmt.Sprintf("127.0.0.%d", i)}
-		if opts.NetNS != "" {
-			n.hbPort, n.apiPort = 17001, 18001
-		} else {
-			n.hbPort, n.apiPort = freePort(t, n.ip), freePort(t, n.ip)
-		}
-		n.root = filepath.Join(c.dir, n.name)
-		n.logPath = filepath.Join(c.dir, n.name+".log")
-		c.nodes = append(c.nodes, n)
-	}
-	for _, n := range c.nodes[:min(2, len(c.nodes))] {
-		c.seeds = append(c.seeds, net.JoinHostPort(n.ip, strconv.Itoa(n.hbPort)))
-	}
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
 			n.kill()
@@ -100,14 +86,52 @@ func newCluster(t testing.TB, opts clusterOpts) *cluster {
 			c.dumpLogs()
 		}
 	})
-	for _, n := range c.nodes {
-		n.writeConfig("")
-		n.start()
+	// A port picked free may be taken by another test's process before
+	// the agent binds it: then every node starts again on new ports.
+	for attempt := 1; ; attempt++ {
+		c.layout(attempt)
+		for _, n := range c.nodes {
+			n.writeConfig("")
+			n.start()
+		}
+		taken := false
+		for _, n := range c.nodes {
+			if err := n.ready(); err != nil {
+				b, _ := os.ReadFile(n.logPath)
+				if attempt < 3 && opts.NetNS == "" && strings.Contains(string(b), "address already in use") {
+					taken = true
+					break
+				}
+				t.Fatal(err)
+			}
+		}
+		if !taken {
+			return c
+		}
+		t.Logf("attempt %d: a port was taken meanwhile, starting again", attempt)
+		for _, n := range c.nodes {
+			n.kill()
+		}
 	}
-	for _, n := range c.nodes {
-		n.waitReady()
+}
+
+// layout (re)places the nodes: names, addresses, fresh ports, roots.
+func (c *cluster) layout(attempt int) {
+	c.nodes, c.seeds = nil, nil
+	for i := 1; i <= c.opts.Nodes; i++ {
+		n := &node{c: c, i: i, name: fmt.Sprintf("n%d", i), ip: fmt.Sprintf("127.0.0.%d", i)}
+		if c.opts.NetNS != "" {
+			n.hbPort, n.apiPort = 17001, 18001
+		} else {
+			n.hbPort, n.apiPort = freePort(c.t, n.ip), freePort(c.t, n.ip)
+		}
+		n.root = filepath.Join(c.dir, fmt.Sprintf("try%d", attempt), n.name)
+		n.logPath = filepath.Join(c.dir, n.name+".log")
+		c.nodes = append(c.nodes, n)
 	}
-	return c
+	for _, n := range c.nodes[:min(2, len(c.nodes))] {
+		c.seeds = append(c.seeds, net.JoinHostPort(n.ip, strconv.Itoa(n.hbPort)))
+	}
 }
 
 // freePort returns a port free for TCP and UDP on ip at the time of the
@@ -369,22 +393,33 @@ func (n *node) waitFor(expr string, d time.Duration) {
 }
 
 // waitReady waits until the agent answers on its socket with its own node
-// idle, or fails the test (and says so if the process exited).
+// idle, or fails the test.
 func (n *node) waitReady() {
 	n.c.t.Helper()
+	if err := n.ready(); err != nil {
+		n.c.t.Fatal(err)
+	}
+}
+
+// ready waits until the agent answers on its socket with its own node
+// idle; an error says why not (the process exited, or the deadline).
+func (n *node) ready() error {
 	deadline := time.Now().Add(startTimeout)
 	for {
 		if !n.running() {
-			n.c.t.Fatalf("%s exited during start-up (exit %d); see its log", n.name, n.wait())
+			n.mu.Lock()
+			err := n.err
+			n.mu.Unlock()
+			return fmt.Errorf("%s exited during start-up (%v); see its log", n.name, err)
 		}
 		if _, err := os.Stat(n.socket()); err == nil {
-			out, _, code := n.cli("daemon", "status", "--filter", "monitor.nodes."+n.name+".status")
-			if code == 0 && strings.TrimSpace(out) == `"idle"` {
-				return
+			out, _, code, err := n.run("daemon", "status", "--filter", "monitor.nodes."+n.name+".status")
+			if err == nil && code == 0 && strings.TrimSpace(out) == `"idle"` {
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
-			n.c.t.Fatalf("%s not ready within %v", n.name, startTimeout)
+			return fmt.Errorf("%s not ready within %v", n.name, startTimeout)
 		}
 		time.Sleep(pollEvery)
 	}
