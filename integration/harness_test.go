@@ -393,7 +393,7 @@ func (n *node) waitFor(expr string, d time.Duration) {
 }
 
 // waitReady waits until the agent answers on its socket with its own node
-// idle, or fails the test.
+// idle (or rejoin), or fails the test.
 func (n *node) waitReady() {
 	n.c.t.Helper()
 	if err := n.ready(); err != nil {
@@ -402,7 +402,7 @@ func (n *node) waitReady() {
 }
 
 // ready waits until the agent answers on its socket with its own node
-// idle; an error says why not (the process exited, or the deadline).
+// idle or rejoin; an error says why not (the process exited, or the deadline).
 func (n *node) ready() error {
 	deadline := time.Now().Add(startTimeout)
 	for {
@@ -414,7 +414,8 @@ func (n *node) ready() error {
 		}
 		if _, err := os.Stat(n.socket()); err == nil {
 			out, _, code, err := n.run("daemon", "status", "--filter", "monitor.nodes."+n.name+".status")
-			if err == nil && code == 0 && strings.TrimSpace(out) == `"idle"` {
+			// "rejoin" is a node still looking for its peers: it runs.
+			if st := strings.TrimSpace(out); err == nil && code == 0 && (st == `"idle"` || st == `"rejoin"`) {
 				return nil
 			}
 		}
