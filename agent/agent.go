@@ -43,6 +43,12 @@ type Options struct {
 	OrderTimeout time.Duration
 	// LeaveTimeout bounds the graceful leave at shutdown; default 2s.
 	LeaveTimeout time.Duration
+	// ReadyPeriod is how long a failover leader waits, ready, before it
+	// starts an instance; default orchestrator.DefaultReadyPeriod.
+	ReadyPeriod time.Duration
+	// RejoinGrace bounds the time a starting agent stays in status
+	// "rejoin" waiting to see its peers; default 10s.
+	RejoinGrace time.Duration
 	// TuneHeartbeat adjusts memberlist's config last (tests and the demo
 	// shrink timings).
 	TuneHeartbeat func(*memberlist.Config)
@@ -102,6 +108,9 @@ func New(opts Options) (a *Agent, err error) {
 	}
 	if opts.OrderTimeout == 0 {
 		opts.OrderTimeout = 10 * time.Second
+	}
+	if opts.RejoinGrace == 0 {
+		opts.RejoinGrace = 10 * time.Second
 	}
 	if opts.LeaveTimeout == 0 {
 		opts.LeaveTimeout = 2 * time.Second
@@ -172,7 +181,7 @@ func New(opts Options) (a *Agent, err error) {
 		return nil, err
 	}
 	a.hb.OnOrder(a.onOrder)
-	if err := a.initExtensions(); err != nil {
+	if err := a.initExtensions(snap); err != nil {
 		return nil, err
 	}
 	if err := a.listen(); err != nil {
@@ -246,9 +255,8 @@ func (a *Agent) run(ctx context.Context) error {
 	go func() { defer a.wg.Done(); a.configLoop(ctx) }()
 	a.startExtensions(ctx)
 
-	if _, _, err := a.store.UpdateLocal("boot", func(d *monitor.NodeData) { d.Status = monitor.StatusIdle }); err != nil {
-		a.log.Error("set status idle", "err", err)
-	}
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); a.rejoin(ctx) }()
 	a.log.Info("agent running", "cluster", a.Config().Cluster.Name, "heartbeat", a.hb.Addr(),
 		"socket", a.paths.Socket, "listener", a.ListenAddr())
 

@@ -12,6 +12,7 @@ import (
 	"agent/heartbeat"
 	"agent/metrics"
 	"agent/monitor"
+	"agent/orchestrator"
 	"agent/stream"
 	"agent/web"
 )
@@ -20,6 +21,8 @@ import (
 // metrics and the web page.
 type extensions struct {
 	metrics *metrics.Metrics
+	orch    *orchestrator.Orchestrator
+	orchRun chan struct{} // closed when the orchestrator's Run returns
 }
 
 // newMetrics builds the Prometheus exposition; its sources are read at
@@ -30,6 +33,10 @@ func (a *Agent) newMetrics() *metrics.Metrics {
 		Heartbeat: func() heartbeat.Stats { return a.hb.Stats() },
 		Stream:    func() stream.Stats { return a.stream.Stats() },
 		Members:   func() map[string]monitor.Member { return a.store.Members() },
+		Orchestrator: func() metrics.OrchStats {
+			c, g := a.ext.orch.Stats().Metrics()
+			return metrics.OrchStats{Counters: c, Gauges: g}
+		},
 	})
 }
 
@@ -37,23 +44,52 @@ func (a *Agent) newMetrics() *metrics.Metrics {
 // by id.
 func (a *Agent) publish(nodename, kind string, data json.RawMessage) {
 	a.bus.Publish(nodename, kind, data)
+	if o := a.ext.orch; o != nil {
+		// Every change of the cluster data, membership included, may
+		// change a decision. Notify never blocks.
+		o.Notify()
+	}
 	if kind == events.KindEvent {
 		a.ext.metrics.CountEvent(gjson.GetBytes(data, "id").String())
 	}
 }
 
-func (a *Agent) initExtensions() error { return nil }
+func (a *Agent) initExtensions(snap config.Snapshot) error {
+	return a.newOrchestrator(snap)
+}
 
-func (a *Agent) startExtensions(ctx context.Context) {}
-func (a *Agent) stopExtensions()                     {}
-func (a *Agent) closeExtensions()                    {}
+func (a *Agent) startExtensions(ctx context.Context) {
+	a.ext.orchRun = make(chan struct{})
+	go func() {
+		defer close(a.ext.orchRun)
+		if err := a.ext.orch.Run(ctx); err != nil {
+			a.log.Error("orchestrator stopped", "err", err)
+		}
+	}()
+}
+
+// stopExtensions stops what runs on the cluster data before the agent
+// leaves the cluster.
+func (a *Agent) stopExtensions() {
+	if a.ext.orch != nil {
+		_ = a.ext.orch.Close()
+	}
+	if a.ext.orchRun != nil {
+		<-a.ext.orchRun
+	}
+}
+
+func (a *Agent) closeExtensions() {
+	if a.ext.orch != nil {
+		_ = a.ext.orch.Close()
+	}
+}
 
 // routeExtensions adds the web page and /metrics to the API.
 func (a *Agent) routeExtensions(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/services/{name}/{action}", a.postServiceOrder)
 	mux.Handle("GET /metrics", a.ext.metrics.Handler())
 	mux.Handle("GET /", web.Handler())
 }
 
-func (a *Agent) handleExtensionOrder(o heartbeat.Order) bool { return false }
-func (a *Agent) reloadHooks(hooks []config.Hook)             {}
-func (a *Agent) serviceChange(ch config.Change)              {}
+func (a *Agent) reloadHooks(hooks []config.Hook) {}

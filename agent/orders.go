@@ -80,9 +80,6 @@ func (a *Agent) onOrder(o heartbeat.Order) {
 			a.log.Error("apply forwarded order", "from", o.From, "action", o.Action, "err", err)
 		}
 	default:
-		if a.handleExtensionOrder(o) {
-			return
-		}
 		a.log.Warn("unknown order from peer", "from", o.From, "action", o.Action)
 	}
 }

@@ -173,7 +173,11 @@ func textRecord(rec *events.Record) string {
 		}
 		keys := make([]string, 0, len(d))
 		for k := range d {
-			keys = append(keys, k)
+			// The instance, service and node snapshots of orchestration
+			// events are for -o json; the text line stays readable.
+			if k != "instance" && k != "service" && k != "monitor" {
+				keys = append(keys, k)
+			}
 		}
 		sort.Strings(keys)
 		for _, k := range keys {

@@ -60,18 +60,7 @@ func printStatusTable(w io.Writer, body []byte) error {
 	if err := json.Unmarshal(body, &d); err != nil {
 		return failf("cluster data is not what this client expects: %v", err)
 	}
-	names := map[string]bool{}
-	for n := range d.Cluster.Nodes {
-		names[n] = true
-	}
-	for n := range d.Monitor.Nodes {
-		names[n] = true
-	}
-	nodes := make([]string, 0, len(names))
-	for n := range names {
-		nodes = append(nodes, n)
-	}
-	sort.Strings(nodes)
+	nodes := sortedNodes(d)
 
 	fmt.Fprintf(w, "cluster %s\n\n", d.Cluster.Name)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -101,6 +90,37 @@ func printStatusTable(w io.Writer, body []byte) error {
 		return err
 	}
 
+	if len(d.Monitor.Services) == 0 && !hasInstances(d) {
+		return nil
+	}
+	fmt.Fprintln(w)
+	return writeServices(w, d, nodes)
+}
+
+func hasInstances(d statusDoc) bool {
+	for _, nd := range d.Monitor.Nodes {
+		if len(nd.Services) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// printServices prints the services × nodes matrix alone (agent svc ls).
+func printServices(w io.Writer, body []byte) error {
+	var d statusDoc
+	if err := json.Unmarshal(body, &d); err != nil {
+		return failf("cluster data is not what this client expects: %v", err)
+	}
+	if len(d.Monitor.Services) == 0 && !hasInstances(d) {
+		fmt.Fprintln(w, "no service")
+		return nil
+	}
+	return writeServices(w, d, sortedNodes(d))
+}
+
+// writeServices writes the matrix: one row per service, one column per node.
+func writeServices(w io.Writer, d statusDoc, nodes []string) error {
 	svcs := map[string]bool{}
 	for s := range d.Monitor.Services {
 		svcs[s] = true
@@ -110,16 +130,12 @@ func printStatusTable(w io.Writer, body []byte) error {
 			svcs[s] = true
 		}
 	}
-	if len(svcs) == 0 {
-		return nil
-	}
 	list := make([]string, 0, len(svcs))
 	for s := range svcs {
 		list = append(list, s)
 	}
 	sort.Strings(list)
-	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "SERVICE\tAVAIL\tFROZEN\tPLACEMENT\t%s\n", strings.Join(nodes, "\t"))
 	for _, s := range list {
 		sum := d.Monitor.Services[s]
@@ -149,6 +165,23 @@ func printStatusTable(w io.Writer, body []byte) error {
 	}
 	fmt.Fprintln(w, "\n^ leader  * frozen")
 	return nil
+}
+
+// sortedNodes lists every node of the membership view and the data.
+func sortedNodes(d statusDoc) []string {
+	names := map[string]bool{}
+	for n := range d.Cluster.Nodes {
+		names[n] = true
+	}
+	for n := range d.Monitor.Nodes {
+		names[n] = true
+	}
+	nodes := make([]string, 0, len(names))
+	for n := range names {
+		nodes = append(nodes, n)
+	}
+	sort.Strings(nodes)
+	return nodes
 }
 
 func dash(s string) string {

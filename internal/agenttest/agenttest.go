@@ -62,6 +62,9 @@ type Options struct {
 	Extra string
 	// Services are written to every node's svc directory, by name.
 	Services map[string]string
+	// ServicesByNode are written to one node's svc directory: node name,
+	// then service name.
+	ServicesByNode map[string]map[string]string
 }
 
 // StartCluster starts n agents named n1..nN that join n1, waits until they
@@ -86,7 +89,14 @@ func StartCluster(t testing.TB, n int, opts Options) []*Node {
 		if err := os.WriteFile(filepath.Join(root, "etc", "node.conf"), []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
 		}
+		svcs := map[string]string{}
 		for name, text := range opts.Services {
+			svcs[name] = text
+		}
+		for name, text := range opts.ServicesByNode[fmt.Sprintf("n%d", i)] {
+			svcs[name] = text
+		}
+		for name, text := range svcs {
 			if err := os.WriteFile(filepath.Join(root, "etc", "svc", name+".conf"), []byte(text), 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -111,6 +121,8 @@ func Start(t testing.TB, root string) *Node {
 		ForgetAfter:   time.Hour,
 		TuneHeartbeat: FastTimings,
 		LeaveTimeout:  500 * time.Millisecond,
+		ReadyPeriod:   200 * time.Millisecond,
+		RejoinGrace:   2 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
