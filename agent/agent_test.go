@@ -375,3 +375,40 @@ func TestMetricsAndPage(t *testing.T) {
 		t.Fatalf("GET /: %d %.200s", code, body)
 	}
 }
+
+// TestHooksEndToEnd: a hook of node.conf gets the freeze event on stdin,
+// a live edit adds a second hook, and a loose node.conf mode is refused.
+func TestHooksEndToEnd(t *testing.T) {
+	root := shortTemp(t)
+	out1, out2 := filepath.Join(root, "h1.out"), filepath.Join(root, "h2.out")
+	hook := func(name, events, out string) string {
+		return fmt.Sprintf("[hook#%s]\nevents = %s\ncommand = /bin/sh -c \"cat >> %s\"\ntimeout = 5s\n", name, events, out)
+	}
+	writeConf(t, root, nodeConf("n1", hook("one", "node_freeze", out1)))
+	a := startAgent(t, root)
+	freeze := func(v int64) {
+		t.Helper()
+		if _, _, err := a.Store().UpdateLocal("cli", func(d *monitor.NodeData) { d.Frozen = v }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	freeze(1)
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		b, _ := os.ReadFile(out1)
+		return bytes.Contains(b, []byte(`"id":"node_freeze"`)) && bytes.Contains(b, []byte(`"reason":"cli"`))
+	}, "hook one never got node_freeze")
+
+	writeConf(t, root, nodeConf("n1", hook("one", "node_freeze", out1)+hook("two", "node_thaw", out2)))
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		return bytes.Contains(eventsOf(t, a.Agent), []byte(`"applied":["hooks"]`))
+	}, "hook reload not applied")
+	freeze(0)
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		b, _ := os.ReadFile(out2)
+		return bytes.Contains(b, []byte(`"id":"node_thaw"`))
+	}, "hook two never got node_thaw")
+	code, body := apiGet(t, stream.UnixHTTPClient(a.Paths().Socket), "http://unix/metrics")
+	if code != 200 || !bytes.Contains(body, []byte(`agent_hook_runs_total{hook="two"} 1`)) {
+		t.Fatalf("hook metrics: %d %s", code, body)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"agent/config"
 	"agent/events"
 	"agent/heartbeat"
+	"agent/hooks"
 	"agent/metrics"
 	"agent/monitor"
 	"agent/orchestrator"
@@ -23,6 +24,9 @@ type extensions struct {
 	metrics *metrics.Metrics
 	orch    *orchestrator.Orchestrator
 	orchRun chan struct{} // closed when the orchestrator's Run returns
+	hooks   *hooks.Runner
+	// hooksApplied counts the hook sets given to the runner.
+	hooksApplied int
 }
 
 // newMetrics builds the Prometheus exposition; its sources are read at
@@ -33,6 +37,7 @@ func (a *Agent) newMetrics() *metrics.Metrics {
 		Heartbeat: func() heartbeat.Stats { return a.hb.Stats() },
 		Stream:    func() stream.Stats { return a.stream.Stats() },
 		Members:   func() map[string]monitor.Member { return a.store.Members() },
+		Hooks:     func() []metrics.HookStats { return a.hookStats() },
 		Orchestrator: func() metrics.OrchStats {
 			c, g := a.ext.orch.Stats().Metrics()
 			return metrics.OrchStats{Counters: c, Gauges: g}
@@ -55,6 +60,9 @@ func (a *Agent) publish(nodename, kind string, data json.RawMessage) {
 }
 
 func (a *Agent) initExtensions(snap config.Snapshot) error {
+	if err := a.newHooks(); err != nil {
+		return err
+	}
 	return a.newOrchestrator(snap)
 }
 
@@ -71,6 +79,9 @@ func (a *Agent) startExtensions(ctx context.Context) {
 // stopExtensions stops what runs on the cluster data before the agent
 // leaves the cluster.
 func (a *Agent) stopExtensions() {
+	if a.ext.hooks != nil {
+		_ = a.ext.hooks.Close()
+	}
 	if a.ext.orch != nil {
 		_ = a.ext.orch.Close()
 	}
@@ -80,6 +91,9 @@ func (a *Agent) stopExtensions() {
 }
 
 func (a *Agent) closeExtensions() {
+	if a.ext.hooks != nil {
+		_ = a.ext.hooks.Close()
+	}
 	if a.ext.orch != nil {
 		_ = a.ext.orch.Close()
 	}
@@ -91,5 +105,3 @@ func (a *Agent) routeExtensions(mux *http.ServeMux) {
 	mux.Handle("GET /metrics", a.ext.metrics.Handler())
 	mux.Handle("GET /", web.Handler())
 }
-
-func (a *Agent) reloadHooks(hooks []config.Hook) {}

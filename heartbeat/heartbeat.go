@@ -48,8 +48,8 @@ type Config struct {
 	// FullRetry is how long to wait for an answer to a full request before
 	// asking again; default 1s.
 	FullRetry time.Duration
-	// Refresh is how often suspicion (which memberlist reports through no
-	// callback) and the forget grace are checked; default 500ms.
+	// Refresh is how often the forget grace and unanswered full requests
+	// are checked; default 500ms.
 	Refresh time.Duration
 	// Tune, when set, adjusts the memberlist config last (tests shrink the
 	// timings to milliseconds or set an in-memory transport).
