@@ -170,3 +170,11 @@ func TestEventsDurationEnds(t *testing.T) {
 		t.Fatal("events --duration never ended")
 	}
 }
+
+func TestEventsSinceZeroIsEverything(t *testing.T) {
+	nodes := agenttest.StartCluster(t, 1, agenttest.Options{})
+	code, out, errs := cli(nodes[0].Root, "events", "--since", "0", "--limit", "1", "-o", "json", "--duration", "10s")
+	if code != 0 || !strings.Contains(out, `"seq":1,`) {
+		t.Fatalf("--since 0: %d %q %q", code, out, errs)
+	}
+}

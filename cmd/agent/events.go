@@ -128,6 +128,11 @@ func parseSince(s string, now time.Time, o *stream.DialOptions) error {
 		return nil
 	}
 	if n, err := strconv.ParseUint(s, 10, 64); err == nil {
+		if n == 0 {
+			// After record 0: everything retained.
+			o.SinceTime = time.Unix(0, 1)
+			return nil
+		}
 		o.Since = n
 		return nil
 	}
