@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -210,20 +209,10 @@ func TestAPIStatusAndForwardedFreeze(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 func TestTokenListener(t *testing.T) {
 	root := shortTemp(t)
 	tokenFile := filepath.Join(root, "token")
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	writeConf(t, root, nodeConf("n1", fmt.Sprintf("[listener]\naddr = 127.0.0.1:%d\nauth = token\ntoken_file = %s\n", port, tokenFile)))
 	a := startAgent(t, root)
 	tok, err := os.ReadFile(tokenFile)

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"agent/internal/testutil"
 )
 
 func TestPublishNumbersRecords(t *testing.T) {
@@ -200,7 +202,7 @@ func TestDurableHasNoLagLimit(t *testing.T) {
 }
 
 func TestSinceTimeInRing(t *testing.T) {
-	clock := newFakeClock()
+	clock := testutil.NewFakeClock()
 	b := openBus(t, Config{Now: clock.Now})
 	t0 := clock.Now()
 	for range 10 {

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"agent/internal/testutil"
 )
 
 func FuzzParseRecord(f *testing.F) {
@@ -30,7 +32,7 @@ func FuzzParseRecord(f *testing.F) {
 // FuzzOpenJournal: whatever the newest segment holds, Open must not panic,
 // and what it keeps must be readable back in order.
 func FuzzOpenJournal(f *testing.F) {
-	good := NewRecord(1, "abcd1234", newFakeClock().Now(), "n1", KindEvent, []byte(`{"id":"x"}`)).JSON()
+	good := NewRecord(1, "abcd1234", testutil.NewFakeClock().Now(), "n1", KindEvent, []byte(`{"id":"x"}`)).JSON()
 	f.Add(append(append([]byte(nil), good...), '\n'))
 	f.Add(append(append([]byte(nil), good...), "\n{\"seq\":2,"...))
 	f.Add([]byte("\n\n\x00garbage"))

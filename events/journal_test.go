@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"agent/internal/testutil"
 )
 
 func segmentFiles(t testing.TB, dir string) []string {
@@ -159,7 +161,7 @@ func TestRotationAndRetentionBySize(t *testing.T) {
 
 func TestRetentionByAge(t *testing.T) {
 	dir := t.TempDir()
-	clock := newFakeClock()
+	clock := testutil.NewFakeClock()
 	b := openBus(t, Config{Dir: dir, Now: clock.Now, RingSize: 8, SegmentBytes: 500, MaxAge: time.Hour})
 	publishN(b, 20)
 	before := len(segmentFiles(t, dir))
@@ -197,7 +199,7 @@ func TestResumeFromJournalBeyondRing(t *testing.T) {
 
 func TestSinceTimeFromJournal(t *testing.T) {
 	dir := t.TempDir()
-	clock := newFakeClock()
+	clock := testutil.NewFakeClock()
 	b := openBus(t, Config{Dir: dir, Now: clock.Now, RingSize: 8, SegmentBytes: 700})
 	t0 := clock.Now()
 	for range 60 {

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/memberlist"
-
 	"agent/internal/testutil"
 	"agent/monitor"
 )
@@ -63,20 +61,6 @@ type testNode struct {
 	once   sync.Once
 }
 
-// fastTimings shrinks memberlist's timings to milliseconds.
-func fastTimings(drop func(from string, msg []byte) bool) func(*memberlist.Config) {
-	return func(c *memberlist.Config) {
-		c.ProbeInterval = 50 * time.Millisecond
-		c.ProbeTimeout = 25 * time.Millisecond
-		c.GossipInterval = 10 * time.Millisecond
-		c.PushPullInterval = 300 * time.Millisecond
-		c.SuspicionMult = 2
-		c.TCPTimeout = 500 * time.Millisecond
-		c.GossipToTheDeadTime = 500 * time.Millisecond
-		c.DeadNodeReclaimTime = 10 * time.Millisecond
-	}
-}
-
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func startNode(t *testing.T, name string, port int, seeds []string, tweak func(*Config)) *testNode {
@@ -89,7 +73,7 @@ func startNode(t *testing.T, name string, port int, seeds []string, tweak func(*
 	cfg := Config{
 		Name: name, ClusterName: "test", BindAddr: "127.0.0.1", BindPort: port, Seeds: seeds,
 		Profile: "local", ForgetAfter: time.Hour, FullRetry: 100 * time.Millisecond,
-		Refresh: 20 * time.Millisecond, Tune: fastTimings(nil), Logger: quietLogger(),
+		Refresh: 20 * time.Millisecond, Tune: testutil.FastTimings, Logger: quietLogger(),
 	}
 	if tweak != nil {
 		tweak(&cfg)
@@ -294,7 +278,7 @@ func TestNameConflictRefused(t *testing.T) {
 	bus := &memBus{}
 	st, _ := monitor.New(monitor.Config{Name: "n1", ClusterName: "test", Publish: bus.Publish, Logger: quietLogger()})
 	hb, err := New(Config{Name: "n1", ClusterName: "test", BindAddr: "127.0.0.1", Seeds: []string{nodes[1].hb.Addr()},
-		Profile: "local", Tune: fastTimings(nil), Logger: quietLogger()}, st)
+		Profile: "local", Tune: testutil.FastTimings, Logger: quietLogger()}, st)
 	if err != nil {
 		t.Fatal(err)
 	}

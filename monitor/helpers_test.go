@@ -5,9 +5,10 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
-	"time"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
+
+	"agent/internal/testutil"
 )
 
 // record is one published record.
@@ -79,26 +80,6 @@ func patches(recs []record) []record {
 }
 
 // fakeClock is a clock tests advance by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // persisted keeps the last state a store saved.
 type persisted struct {
@@ -127,10 +108,10 @@ func (p *persisted) get() PersistentState {
 
 // newTestStore makes a store named name with a recorder and a fake clock;
 // mod adjusts the config first.
-func newTestStore(t testing.TB, name string, mod func(*Config)) (*Store, *recorder, *fakeClock) {
+func newTestStore(t testing.TB, name string, mod func(*Config)) (*Store, *recorder, *testutil.FakeClock) {
 	t.Helper()
 	rec := &recorder{}
-	clk := newFakeClock()
+	clk := testutil.NewFakeClock()
 	cfg := Config{Name: name, ClusterName: "test", Publish: rec.publish, Now: clk.Now, Logger: slog.New(slog.DiscardHandler)}
 	if mod != nil {
 		mod(&cfg)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"agent/internal/agenttest"
+	"agent/internal/testutil"
 )
 
 // Environment of TestBrowserRealAgent, besides envWebURL.
@@ -58,7 +58,7 @@ func TestBrowserRealAgent(t *testing.T) {
 // freeze of n2 shown frozen with its node_freeze event, then the thaw.
 func TestBrowserCluster(t *testing.T) {
 	chromiumPath(t) // skips (or fails when required) before starting agents
-	port := freeTCPPort(t)
+	port := testutil.FreePort(t)
 	nodes := agenttest.StartCluster(t, 3, agenttest.Options{
 		Extra: fmt.Sprintf("[listener]\naddr = 127.0.0.%%d:%d\nauth = none\n", port),
 	})
@@ -67,16 +67,6 @@ func TestBrowserCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkRealAgent(t, page, "", 3, "n2")
-}
-
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // checkRealAgent loads the page of a running agent, waits for want alive

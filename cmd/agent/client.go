@@ -109,6 +109,20 @@ func (c *client) do(ctx context.Context, method, path string, out any) ([]byte, 
 	return body, nil
 }
 
+// fetchStatus gets the cluster data from the agent --server (or the local
+// socket) names.
+func (g *globals) fetchStatus(ctx context.Context) ([]byte, error) {
+	c, err := g.client()
+	if err != nil {
+		return nil, err
+	}
+	body, err := c.do(ctx, "GET", "/v1/status", nil)
+	if err != nil {
+		return nil, asExit(err)
+	}
+	return body, nil
+}
+
 // apiError is an agent's refusal: exit 2 with its message.
 type apiError struct {
 	status int

@@ -105,13 +105,9 @@ func newDaemonStatusCmd(g *globals) *cobra.Command {
 			if out != "json" && out != "text" {
 				return failf("-o %q: want json or text", out)
 			}
-			c, err := g.client()
+			body, err := g.fetchStatus(cmd.Context())
 			if err != nil {
 				return err
-			}
-			body, err := c.do(cmd.Context(), "GET", "/v1/status", nil)
-			if err != nil {
-				return asExit(err)
 			}
 			if path != "" {
 				raw, ok := filter.Get(body, path)

@@ -22,13 +22,9 @@ func newStatusCmd(g *globals) *cobra.Command {
   agent status --server http://10.0.0.1:1215 --token "$(cat /etc/agent/token)"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.client()
+			body, err := g.fetchStatus(cmd.Context())
 			if err != nil {
 				return err
-			}
-			body, err := c.do(cmd.Context(), "GET", "/v1/status", nil)
-			if err != nil {
-				return asExit(err)
 			}
 			return printStatusTable(cmd.OutOrStdout(), body)
 		},

@@ -33,13 +33,9 @@ up on the first eligible node of 'nodes'; flex: flex_target instances).`,
 		Example: "  agent svc ls",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.client()
+			body, err := g.fetchStatus(cmd.Context())
 			if err != nil {
 				return err
-			}
-			body, err := c.do(cmd.Context(), "GET", "/v1/status", nil)
-			if err != nil {
-				return asExit(err)
 			}
 			return printServices(cmd.OutOrStdout(), body)
 		},

@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/memberlist"
-
 	"agent/agent"
 	"agent/config"
 	"agent/internal/testutil"
@@ -42,17 +40,6 @@ func (n *Node) Stop() {
 	<-n.done
 	_ = n.Close()
 	n.cancel = nil
-}
-
-// FastTimings shrinks memberlist's timings to milliseconds.
-func FastTimings(c *memberlist.Config) {
-	c.ProbeInterval = 50 * time.Millisecond
-	c.ProbeTimeout = 25 * time.Millisecond
-	c.GossipInterval = 10 * time.Millisecond
-	c.PushPullInterval = 300 * time.Millisecond
-	c.SuspicionMult = 2
-	c.TCPTimeout = 500 * time.Millisecond
-	c.DeadNodeReclaimTime = 10 * time.Millisecond
 }
 
 // Options adjust the cluster a test starts.
@@ -119,7 +106,7 @@ func Start(t testing.TB, root string) *Node {
 		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
 		StatsInterval: -1,
 		ForgetAfter:   time.Hour,
-		TuneHeartbeat: FastTimings,
+		TuneHeartbeat: testutil.FastTimings,
 		LeaveTimeout:  500 * time.Millisecond,
 		ReadyPeriod:   200 * time.Millisecond,
 		RejoinGrace:   2 * time.Second,
