@@ -40,18 +40,31 @@ type bench struct {
 	nodes   []int
 	idle    time.Duration
 	agent   string
+	only    map[string]bool // sections to run; empty: all
 	rows    []row
 	verbose io.Writer
 }
 
 func main() {
 	b := &bench{verbose: os.Stderr}
-	var nodes string
+	var nodes, only string
 	flag.BoolVar(&b.quick, "quick", false, "fewer samples and shorter idle measurement")
 	flag.StringVar(&nodes, "nodes", "3,5,10,30", "cluster sizes for propagation and failure detection, comma separated")
 	flag.DurationVar(&b.idle, "idle", 0, "how long to measure idle CPU (default 20s, 5s with --quick)")
 	flag.StringVar(&b.agent, "agent", "", "agent binary to use (default: go build ./cmd/agent)")
+	flag.StringVar(&only, "only", "", "run only these sections, comma separated: cluster, wait, idle, gobench")
 	flag.Parse()
+	b.only = map[string]bool{}
+	for _, s := range strings.Split(only, ",") {
+		switch s = strings.TrimSpace(s); s {
+		case "":
+		case "cluster", "wait", "idle", "gobench":
+			b.only[s] = true
+		default:
+			fmt.Fprintf(os.Stderr, "agent-bench: --only %q: want cluster, wait, idle or gobench\n", s)
+			os.Exit(2)
+		}
+	}
 	for _, s := range strings.Split(nodes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 2 || n > 250 {
@@ -87,6 +100,9 @@ func (b *bench) add(metric, result, target string, ok *bool) {
 	b.rows = append(b.rows, row{metric, result, target, verdict})
 }
 
+// runs says whether a section is to run.
+func (b *bench) runs(section string) bool { return len(b.only) == 0 || b.only[section] }
+
 func ptr(v bool) *bool { return &v }
 
 func (b *bench) run() error {
@@ -105,12 +121,20 @@ func (b *bench) run() error {
 		}
 	}
 
-	for _, n := range b.nodes {
-		b.clusterRows(n)
+	if b.runs("cluster") {
+		for _, n := range b.nodes {
+			b.clusterRows(n)
+		}
 	}
-	b.waitRow(dir)
-	b.idleRow(dir)
-	b.goBenchRows()
+	if b.runs("wait") {
+		b.waitRow(dir)
+	}
+	if b.runs("idle") {
+		b.idleRow(dir)
+	}
+	if b.runs("gobench") {
+		b.goBenchRows()
+	}
 
 	printTable(os.Stdout, b.rows)
 	return nil

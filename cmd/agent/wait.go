@@ -76,6 +76,9 @@ func waitOnce(ctx context.Context, c *client, e *filter.Expr) error {
 	opts := c.dialOptions()
 	opts.Snapshot = true
 	opts.Kinds = []string{events.KindPatch}
+	// One record per frame: batching would hold each patch back for the
+	// batch window, and wait is about reacting at once.
+	opts.Batch = false
 	st, err := stream.Dial(ctx, opts)
 	if err != nil {
 		if ctx.Err() != nil {
