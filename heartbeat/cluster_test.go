@@ -303,3 +303,22 @@ func TestMalformedMessagesDropped(t *testing.T) {
 	_, _, _ = nodes[0].store.UpdateLocal("cli", func(d *monitor.NodeData) { d.Labels["still"] = "working" })
 	waitConverged(t, nodes)
 }
+
+// TestAloneNodeRejoinsSeeds: n2's only peer n1 dies and is forgotten; when
+// n1 comes back without seeds of its own, n2 finds it through its seeds.
+func TestAloneNodeRejoinsSeeds(t *testing.T) {
+	n1 := startNode(t, "n1", 0, nil, func(c *Config) { c.ForgetAfter = 200 * time.Millisecond })
+	addr := n1.hb.Addr()
+	n2 := startNode(t, "n2", 0, []string{addr}, func(c *Config) { c.ForgetAfter = 200 * time.Millisecond })
+	t.Cleanup(n2.kill)
+	waitConverged(t, []*testNode{n1, n2})
+	n1.kill()
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		_, ok := n2.store.Node("n1")
+		return !ok
+	}, "n2 never forgot n1")
+	_, port, _ := splitHostPort(addr)
+	back := startNode(t, "n1", port, nil, nil)
+	t.Cleanup(back.kill)
+	waitConverged(t, []*testNode{back, n2})
+}

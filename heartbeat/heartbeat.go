@@ -712,12 +712,15 @@ func splitHostPort(addr string) (string, int, error) {
 func isConflict(err error) bool { return errors.Is(err, ErrNameConflict) }
 
 // rejoinDead tries, every few seconds, to join the peers failure detection
-// declared dead (not those that left). memberlist stops gossiping to a dead
-// node after GossipToTheDeadTime and never probes it again, so without this
-// the two sides of a healed partition would stay apart for good.
+// declared dead (not those that left), and the seeds when this node has no
+// peer left at all. memberlist stops gossiping to a dead node after
+// GossipToTheDeadTime and never probes it again, so without this the two
+// sides of a healed partition would stay apart for good, and a node whose
+// peers were forgotten (past ForgetAfter) would never look for them again.
 func (h *Heartbeat) rejoinDead(now time.Time) {
 	h.mu.Lock()
-	if now.Sub(h.lastRejoin) < 2*time.Second || len(h.gone) == 0 {
+	alone := len(h.peers) == 0
+	if now.Sub(h.lastRejoin) < 2*time.Second || (len(h.gone) == 0 && !alone) {
 		h.mu.Unlock()
 		return
 	}
@@ -732,6 +735,14 @@ func (h *Heartbeat) rejoinDead(now time.Time) {
 	for _, name := range names {
 		if m, ok := members[name]; ok && m.State == monitor.StateDead && m.Addr != "" {
 			addrs = append(addrs, m.Addr)
+		}
+	}
+	if alone && h.joined.Load() {
+		self := h.ml.LocalNode().Address()
+		for _, seed := range h.cfg.Seeds {
+			if seed != self {
+				addrs = append(addrs, seed)
+			}
 		}
 	}
 	if len(addrs) == 0 || !h.rejoining.CompareAndSwap(false, true) {
