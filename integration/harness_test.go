@@ -31,6 +31,10 @@ const (
 	pollEvery       = 100 * time.Millisecond
 )
 
+// stateDirEnv names the environment variable that gives each agent process
+// (and so its service and hook commands) its node's root directory.
+const stateDirEnv = "NODE_STATE_DIR"
+
 // clusterOpts shape a test cluster.
 type clusterOpts struct {
 	// Nodes is the number of agents, n1..nN on 127.0.0.1..N.
@@ -43,6 +47,12 @@ type clusterOpts struct {
 	// Gid, when set, gives node i's process this group id (the netns tests
 	// match packets to their sender by it).
 	Gid func(i int) uint32
+	// ClusterConf, when set, is more lines of node.conf's [cluster]
+	// section (quorum = true, nodes = ...), the same on every node.
+	ClusterConf string
+	// Extra, when set, returns more sections appended to node n's
+	// node.conf ([hook#NAME] ...).
+	Extra func(n *node) string
 }
 
 // cluster is a set of agent processes of one test.
@@ -180,8 +190,14 @@ func (n *node) conf(secret string) string {
 	if secret != "" {
 		fmt.Fprintf(&b, "secret = %s\n", secret)
 	}
+	if cc := n.c.opts.ClusterConf; cc != "" {
+		fmt.Fprintf(&b, "%s\n", strings.TrimRight(cc, "\n"))
+	}
 	fmt.Fprintf(&b, "\n[hb]\naddr = %s\nport = %d\nprofile = local\n\n[listener]\naddr = %s\nauth = none\n",
 		n.ip, n.hbPort, net.JoinHostPort(n.ip, strconv.Itoa(n.apiPort)))
+	if n.c.opts.Extra != nil {
+		fmt.Fprintf(&b, "\n%s\n", n.c.opts.Extra(n))
+	}
 	return b.String()
 }
 
@@ -227,6 +243,9 @@ func (n *node) start() {
 	fmt.Fprintf(logf, "---- harness: start %s at %s ----\n", n.name, time.Now().Format(time.RFC3339Nano))
 	cmd := n.command(context.Background(), "daemon", "run", "--root", n.root)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// Service commands inherit it: one service config, identical on every
+	// node, keeps its state in a directory of each node's own.
+	cmd.Env = append(os.Environ(), stateDirEnv+"="+n.root)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		n.c.t.Fatalf("start %s: %v", n.name, err)
