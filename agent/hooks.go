@@ -14,6 +14,7 @@ func (a *Agent) newHooks() error {
 		Bus:      a.bus,
 		Dir:      filepath.Join(a.paths.VarDir, "hooks"),
 		Nodename: a.Name(),
+		Publish:  a.publish,
 		Logger:   a.log,
 	})
 	if err != nil {

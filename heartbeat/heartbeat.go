@@ -738,9 +738,17 @@ func (h *Heartbeat) rejoinDead(now time.Time) {
 		}
 	}
 	if alone && h.joined.Load() {
-		self := h.ml.LocalNode().Address()
+		// Not this node, and not a peer that left gracefully: joining a
+		// node that is shutting down would bring it back for a moment and
+		// make its leave look like a death.
+		skip := map[string]bool{h.ml.LocalNode().Address(): true}
+		for _, m := range members {
+			if m.State == monitor.StateLeft {
+				skip[m.Addr] = true
+			}
+		}
 		for _, seed := range h.cfg.Seeds {
-			if seed != self {
+			if !skip[seed] {
 				addrs = append(addrs, seed)
 			}
 		}

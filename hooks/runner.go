@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,6 +36,9 @@ type Config struct {
 	Dir string
 	// Nodename is the nodename of the hook_skipped records published.
 	Nodename string
+	// Publish, when set, publishes the hook_skipped events instead of
+	// Bus.Publish (the agent counts events by id on the way).
+	Publish func(nodename, kind string, data json.RawMessage)
 	// Logger receives the runner's logs under component=hooks; nil means
 	// slog.Default().
 	Logger *slog.Logger

@@ -309,6 +309,10 @@ func (w *worker) loss(reason string, skipped *uint64, attrs ...slog.Attr) {
 	if err != nil {
 		return // cannot happen: plain strings and numbers
 	}
+	if pub := w.r.cfg.Publish; pub != nil {
+		pub(w.r.cfg.Nodename, events.KindEvent, data)
+		return
+	}
 	w.r.bus.Publish(w.r.cfg.Nodename, events.KindEvent, data)
 }
 

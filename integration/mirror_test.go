@@ -139,6 +139,7 @@ func TestMirrorExactAcrossRestart(t *testing.T) {
 	n1.restart()
 	n1.waitFor("monitor.nodes.n2.frozen=0", detectTimeout)
 	n1.mustCLI("node", "thaw")
+	n2.waitFor("cluster.nodes.n1.state=alive", detectTimeout)
 	n2.mustCLI("node", "freeze", "--node", "n1")
 	n1.waitFor("monitor.nodes.n1.frozen!=0", detectTimeout)
 	seq1, epoch1 := mc.waitEqual(t, n1)
