@@ -47,21 +47,26 @@ type bench struct {
 
 func main() {
 	b := &bench{verbose: os.Stderr}
-	var nodes, only string
+	var nodes, only, child string
 	flag.BoolVar(&b.quick, "quick", false, "fewer samples and shorter idle measurement")
 	flag.StringVar(&nodes, "nodes", "3,5,10,30", "cluster sizes for propagation and failure detection, comma separated")
 	flag.DurationVar(&b.idle, "idle", 0, "how long to measure idle CPU (default 20s, 5s with --quick)")
 	flag.StringVar(&b.agent, "agent", "", "agent binary to use (default: go build ./cmd/agent)")
-	flag.StringVar(&only, "only", "", "run only these sections, comma separated: cluster, wait, idle, gobench")
+	flag.StringVar(&only, "only", "", "run only these sections, comma separated: cluster, wait, idle, fanout, gobench")
+	flag.StringVar(&child, fanoutChildFlag, "", "internal: run the fan-out subscribers (URL,SUBS,RECORDS)")
 	flag.Parse()
+	if child != "" {
+		fanoutChild(child)
+		return
+	}
 	b.only = map[string]bool{}
 	for _, s := range strings.Split(only, ",") {
 		switch s = strings.TrimSpace(s); s {
 		case "":
-		case "cluster", "wait", "idle", "gobench":
+		case "cluster", "wait", "idle", "fanout", "gobench":
 			b.only[s] = true
 		default:
-			fmt.Fprintf(os.Stderr, "agent-bench: --only %q: want cluster, wait, idle or gobench\n", s)
+			fmt.Fprintf(os.Stderr, "agent-bench: --only %q: want cluster, wait, idle, fanout or gobench\n", s)
 			os.Exit(2)
 		}
 	}
@@ -131,6 +136,16 @@ func (b *bench) run() error {
 	}
 	if b.runs("idle") {
 		b.idleRow(dir)
+	}
+	if b.runs("fanout") {
+		d := 10 * time.Second
+		if b.quick {
+			d = 3 * time.Second
+		}
+		for _, subs := range []int{1, 100, 1000} {
+			b.logf("fan-out: %d subscribers", subs)
+			b.fanoutRow(subs, 2000, d)
+		}
 	}
 	if b.runs("gobench") {
 		b.goBenchRows()
