@@ -176,6 +176,12 @@ func textRecord(rec *events.Record) string {
 			parts = append(parts, fmt.Sprintf("reason=%v", r))
 			delete(d, "reason")
 		}
+		// The instance snapshot's avail is the gist of an instance event.
+		if inst, ok := d["instance"].(map[string]any); ok {
+			if av, ok := inst["avail"].(string); ok {
+				d["avail"] = av
+			}
+		}
 		keys := make([]string, 0, len(d))
 		for k := range d {
 			// The instance, service and node snapshots of orchestration
