@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
+
 	"agent/internal/testutil"
 	"agent/monitor"
 )
@@ -293,7 +295,15 @@ func TestNameConflictRefused(t *testing.T) {
 
 func TestMalformedMessagesDropped(t *testing.T) {
 	nodes := startCluster(t, 2, nil)
-	target := nodes[1].hb.peers["n1"]
+	var target *memberlist.Node
+	for _, m := range nodes[1].hb.Memberlist().Members() {
+		if m.Name == "n1" {
+			target = m
+		}
+	}
+	if target == nil {
+		t.Fatal("n2's memberlist does not know n1")
+	}
 	for _, msg := range [][]byte{{msgDelta}, []byte("dgarbage"), []byte("f{\"n\":1}"), []byte("zzz"), {msgOrder, '{', '}'}} {
 		if err := nodes[1].hb.ml.SendReliable(target, msg); err != nil {
 			t.Fatal(err)
