@@ -396,8 +396,10 @@ func TestHooksEndToEnd(t *testing.T) {
 		b, _ := os.ReadFile(out2)
 		return bytes.Contains(b, []byte(`"id":"node_thaw"`))
 	}, "hook two never got node_thaw")
-	code, body := apiGet(t, stream.UnixHTTPClient(a.Paths().Socket), "http://unix/metrics")
-	if code != 200 || !bytes.Contains(body, []byte(`agent_hook_runs_total{hook="two"} 1`)) {
-		t.Fatalf("hook metrics: %d %s", code, body)
-	}
+	// The run is counted when the command has exited, a little after its
+	// output is written.
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		code, body := apiGet(t, stream.UnixHTTPClient(a.Paths().Socket), "http://unix/metrics")
+		return code == 200 && bytes.Contains(body, []byte(`agent_hook_runs_total{hook="two"} 1`))
+	}, "hook run never counted in /metrics")
 }
