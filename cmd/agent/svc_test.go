@@ -43,7 +43,8 @@ timeout = 5s
 		t.Fatalf("n3 never saw web up: %d %q", code, errs)
 	}
 	if code, out, errs := cli(root, "svc", "stop", "web", "--wait", "--duration", "30s"); code != 0 || up("n1") {
-		t.Fatalf("svc stop --wait: %d %q %q, n1 up %v", code, out, errs, up("n1"))
+		_, ev, _ := cli(nodes[0].Root, "events", "--since", "0", "--duration", "1s", "-o", "json")
+		t.Fatalf("svc stop --wait: %d %q %q, n1 up %v; n1's records:\n%s", code, out, errs, up("n1"), ev)
 	}
 	if code, out, errs := cli(root, "svc", "start", "web", "--wait", "--duration", "30s"); code != 0 || !up("n1") {
 		t.Fatalf("svc start --wait: %d %q %q", code, out, errs)

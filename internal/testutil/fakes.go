@@ -37,11 +37,14 @@ func (c *FakeClock) Advance(d time.Duration) {
 // FastTimings shrinks memberlist's timings to milliseconds, for
 // in-process clusters on loopback.
 func FastTimings(c *memberlist.Config) {
-	c.ProbeInterval = 50 * time.Millisecond
-	c.ProbeTimeout = 25 * time.Millisecond
-	c.GossipInterval = 10 * time.Millisecond
+	// Tolerant enough that a loaded machine under -race does not see
+	// healthy peers flap between dead and alive, fast enough that a death
+	// is seen in well under a second.
+	c.ProbeInterval = 100 * time.Millisecond
+	c.ProbeTimeout = 60 * time.Millisecond
+	c.GossipInterval = 20 * time.Millisecond
 	c.PushPullInterval = 300 * time.Millisecond
-	c.SuspicionMult = 2
+	c.SuspicionMult = 3
 	c.TCPTimeout = 500 * time.Millisecond
 	c.GossipToTheDeadTime = 500 * time.Millisecond
 	c.DeadNodeReclaimTime = 10 * time.Millisecond
