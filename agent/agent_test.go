@@ -223,9 +223,16 @@ func TestTokenListener(t *testing.T) {
 		t.Fatalf("token file mode %v", info.Mode())
 	}
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	code, _ := apiGet(t, http.DefaultClient, base+"/v1/status")
-	if code != 401 {
-		t.Fatalf("no token: %d, want 401", code)
+	for _, path := range []string{"/v1/status", "/metrics", "/v1/whoami"} {
+		if code, _ := apiGet(t, http.DefaultClient, base+path); code != 401 {
+			t.Fatalf("%s without token: %d, want 401", path, code)
+		}
+	}
+	// The page and its assets load without the token: the page asks for it.
+	for _, path := range []string{"/", "/static/app.js"} {
+		if code, _ := apiGet(t, http.DefaultClient, base+path); code != 200 {
+			t.Fatalf("%s without token: %d, want 200", path, code)
+		}
 	}
 	req, _ := http.NewRequest("GET", base+"/v1/status", nil)
 	req.Header.Set("Authorization", "Bearer wrong")
