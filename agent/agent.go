@@ -84,7 +84,6 @@ type Agent struct {
 	closeOnce sync.Once
 	closeErr  error
 	wg        sync.WaitGroup
-	stop      chan struct{}
 }
 
 // New loads the node config (refusing a bad one with file:line), opens the
@@ -115,7 +114,7 @@ func New(opts Options) (a *Agent, err error) {
 	if opts.LeaveTimeout == 0 {
 		opts.LeaveTimeout = 2 * time.Second
 	}
-	a = &Agent{opts: opts, paths: opts.Paths, log: opts.Logger, stop: make(chan struct{})}
+	a = &Agent{opts: opts, paths: opts.Paths, log: opts.Logger}
 	a.ext.metrics = a.newMetrics()
 	built := a
 	defer func() {

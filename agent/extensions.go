@@ -90,14 +90,9 @@ func (a *Agent) stopExtensions() {
 	}
 }
 
-func (a *Agent) closeExtensions() {
-	if a.ext.hooks != nil {
-		_ = a.ext.hooks.Close()
-	}
-	if a.ext.orch != nil {
-		_ = a.ext.orch.Close()
-	}
-}
+// closeExtensions releases what initExtensions built, whether or not
+// the agent ran.
+func (a *Agent) closeExtensions() { a.stopExtensions() }
 
 // routeExtensions adds the web page and /metrics to the API.
 func (a *Agent) routeExtensions(mux *http.ServeMux) {

@@ -52,12 +52,12 @@ func (e *eventDelegate) NotifyJoin(n *memberlist.Node) {
 	(*Heartbeat)(e).work.push(task{kind: taskMember, node: *n, state: monitor.StateAlive})
 }
 
+// NotifyLeave reports a node gone. memberlist does not say whether it
+// left or died (the Node's State field is not kept up to date), so it is
+// reported dead here and member() turns it into left when the peer sent
+// its leave notice first.
 func (e *eventDelegate) NotifyLeave(n *memberlist.Node) {
-	state := monitor.StateDead
-	if n.State == memberlist.StateLeft {
-		state = monitor.StateLeft
-	}
-	(*Heartbeat)(e).work.push(task{kind: taskMember, node: *n, state: state})
+	(*Heartbeat)(e).work.push(task{kind: taskMember, node: *n, state: monitor.StateDead})
 }
 
 func (e *eventDelegate) NotifyUpdate(n *memberlist.Node) {

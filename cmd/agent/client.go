@@ -168,7 +168,8 @@ func asExit(err error) error {
 	return failf("%v", err)
 }
 
-// signalContext is a context cancelled at the deadline d (when > 0).
+// withDuration is ctx with a deadline d from now when d > 0, else ctx
+// made cancellable.
 func withDuration(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
 	if d > 0 {
 		return context.WithTimeout(ctx, d)

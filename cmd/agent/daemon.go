@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -133,5 +132,3 @@ func newDaemonStatusCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&path, "filter", "", "print only the value at `PATH` (gjson path), raw")
 	return cmd
 }
-
-var errTimeout = errors.New("timeout")

@@ -13,6 +13,9 @@ import (
 	"agent/stream"
 )
 
+// errTimeout: the awaited condition did not hold within --duration.
+var errTimeout = errors.New("timeout")
+
 func newWaitCmd(g *globals) *cobra.Command {
 	var expr string
 	var duration time.Duration
