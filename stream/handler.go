@@ -246,7 +246,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p := firstSubprotocol(r.Header); p != "" {
 		opts.Subprotocols = []string{p}
 	}
-	conn, err := websocket.Accept(w, r, opts)
+	conn, err := websocket.Accept(largeWriteBuffer{w}, r, opts)
 	if err != nil {
 		// Accept has answered the request.
 		h.log.Debug("websocket accept failed", logKeyRemote, r.RemoteAddr, logKeyError, err)

@@ -24,10 +24,6 @@ var (
 	errClientGone = errors.New("client went away")
 )
 
-// drainSlack is how long a batch waits for more once it has taken what
-// was available.
-const drainSlack = time.Millisecond
-
 // session is one websocket subscriber. All its fields are owned by the
 // goroutine running ServeHTTP, except where noted.
 type session struct {
@@ -47,7 +43,6 @@ type session struct {
 
 	lastWrite time.Time // monotonic; when the last frame went out
 	sent      int       // patch and event records sent, for limit
-	batch     []byte
 
 	writeTimer *time.Timer // kills the connection when a write hangs
 	batchTimer *time.Timer
@@ -264,10 +259,6 @@ func (s *session) see(rec *events.Record) {
 // what makes batch=1 cheap for the bus and the scheduler.
 func (s *session) writeBatch(ctx context.Context, first *events.Record) error {
 	s.sent++
-	if s.batch == nil {
-		s.batch = make([]byte, 0, 8<<10)
-	}
-	s.batch = append(s.batch[:0], first.JSON()...)
 	s.batchTimer.Reset(s.h.cfg.BatchWindow)
 	select {
 	case <-s.batchTimer.C:
@@ -275,14 +266,14 @@ func (s *session) writeBatch(ctx context.Context, first *events.Record) error {
 		s.batchTimer.Stop()
 		return ctx.Err()
 	}
-	// Next returns what is available at once and blocks only when caught
-	// up; the short deadline ends the gathering then.
-	drain, cancel := context.WithTimeout(ctx, drainSlack)
-	defer cancel()
-	for len(s.batch) < maxBatchBytes && (s.req.limit == 0 || s.sent < s.req.limit) {
+	bp := batchPool.Get().(*[]byte)
+	batch := append((*bp)[:0], first.JSON()...)
+	// Next with a context already done returns what is available without
+	// waiting: the batch ends where the subscriber has caught up.
+	for len(batch) < maxBatchBytes && (s.req.limit == 0 || s.sent < s.req.limit) {
 		// An error here (caught up, or the end of the subscription) ends
 		// the batch; an ending error comes back at the next Next.
-		rec, err := s.sub.Next(drain)
+		rec, err := s.sub.Next(doneCtx)
 		if err != nil {
 			break
 		}
@@ -291,15 +282,23 @@ func (s *session) writeBatch(ctx context.Context, first *events.Record) error {
 			continue
 		}
 		s.sent++
-		s.batch = append(s.batch, '\n')
-		s.batch = append(s.batch, rec.JSON()...)
+		batch = append(batch, '\n')
+		batch = append(batch, rec.JSON()...)
 	}
-	err := s.write(s.batch)
-	if cap(s.batch) > 4*maxBatchBytes {
-		s.batch = nil // do not hold on to one huge snapshot's worth
+	err := s.write(batch)
+	if cap(batch) <= 2*maxBatchBytes {
+		*bp = batch
+		batchPool.Put(bp)
 	}
 	return err
 }
+
+// doneCtx is a context that is always done.
+var doneCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
 
 // write sends one text frame, bounded by the write timeout.
 func (s *session) write(p []byte) error {
