@@ -35,6 +35,7 @@ type Bus struct {
 
 	head    atomic.Uint64 // = seq, for the lag check of Next without mu
 	done    chan struct{} // closed by Close
+	closing atomic.Bool   // set by Close before done is closed
 	slow    atomic.Uint64
 	skipped atomic.Uint64
 	stop    chan struct{} // stops the fsync goroutine
@@ -290,6 +291,7 @@ func (b *Bus) Close() error {
 		return nil
 	}
 	b.closed = true
+	b.closing.Store(true)
 	close(b.done)
 	subs := make([]*Subscription, 0, len(b.subs))
 	for s := range b.subs {

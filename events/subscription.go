@@ -27,6 +27,7 @@ type Subscription struct {
 	skipped atomic.Uint64
 
 	done      chan struct{} // closed by Close
+	closing   atomic.Bool   // set by Close before done is closed
 	closeOnce sync.Once
 
 	// mu is held by Next (also while it waits, which Close interrupts
@@ -70,14 +71,11 @@ func (s *Subscription) Next(ctx context.Context) (*Record, error) {
 		if s.err != nil {
 			return nil, s.err
 		}
-		select {
-		case <-s.done:
+		// Atomic flags rather than a select on the done channels: this runs
+		// once per record per subscriber, and a select locks both channels.
+		if s.closing.Load() || s.b.closing.Load() {
 			s.err = ErrClosed
 			continue
-		case <-s.b.done:
-			s.err = ErrClosed
-			continue
-		default:
 		}
 		if s.bufi < len(s.buf) {
 			if err := s.checkLag(); err != nil {
@@ -268,6 +266,7 @@ func (s *Subscription) closeCursor() {
 // call more than once and from any goroutine.
 func (s *Subscription) Close() {
 	s.closeOnce.Do(func() {
+		s.closing.Store(true)
 		close(s.done)
 		s.b.unsubscribe(s)
 	})
