@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,22 +42,28 @@ type bench struct {
 	idle    time.Duration
 	agent   string
 	only    map[string]bool // sections to run; empty: all
+	fanout  []int           // subscriber counts of the fan-out rows
+	profile string          // CPU profile of this process (the child's gets ".child")
 	rows    []row
 	verbose io.Writer
 }
 
 func main() {
+	exit := 0
+	defer func() { os.Exit(exit) }() // after the profile is written
 	b := &bench{verbose: os.Stderr}
-	var nodes, only, child string
+	var nodes, only, child, fanout string
 	flag.BoolVar(&b.quick, "quick", false, "fewer samples and shorter idle measurement")
 	flag.StringVar(&nodes, "nodes", "3,5,10,30", "cluster sizes for propagation and failure detection, comma separated")
 	flag.DurationVar(&b.idle, "idle", 0, "how long to measure idle CPU (default 20s, 5s with --quick)")
 	flag.StringVar(&b.agent, "agent", "", "agent binary to use (default: go build ./cmd/agent)")
 	flag.StringVar(&only, "only", "", "run only these sections, comma separated: cluster, wait, idle, fanout, gobench")
+	flag.StringVar(&fanout, "fanout", "1,100,1000", "subscriber counts of the stream fan-out rows, comma separated")
+	flag.StringVar(&b.profile, "cpuprofile", "", "write a CPU profile of the benchmark to this file (the fan-out subscribers' to FILE.child)")
 	flag.StringVar(&child, fanoutChildFlag, "", "internal: run the fan-out subscribers (URL,SUBS,RECORDS)")
 	flag.Parse()
 	if child != "" {
-		fanoutChild(child)
+		fanoutChild(child, b.profile)
 		return
 	}
 	b.only = map[string]bool{}
@@ -78,6 +85,25 @@ func main() {
 		}
 		b.nodes = append(b.nodes, n)
 	}
+	for _, s := range strings.Split(fanout, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || n > 10000 {
+			fmt.Fprintf(os.Stderr, "agent-bench: --fanout %q: want subscriber counts from 1 to 10000\n", fanout)
+			os.Exit(2)
+		}
+		b.fanout = append(b.fanout, n)
+	}
+	if b.profile != "" {
+		f, err := os.Create(b.profile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "agent-bench: --cpuprofile:", err)
+			os.Exit(2)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	if b.idle == 0 {
 		b.idle = 20 * time.Second
 		if b.quick {
@@ -86,7 +112,7 @@ func main() {
 	}
 	if err := b.run(); err != nil {
 		fmt.Fprintln(os.Stderr, "agent-bench:", err)
-		os.Exit(1)
+		exit = 1
 	}
 }
 
@@ -142,7 +168,7 @@ func (b *bench) run() error {
 		if b.quick {
 			d = 3 * time.Second
 		}
-		for _, subs := range []int{1, 100, 1000} {
+		for _, subs := range b.fanout {
 			b.logf("fan-out: %d subscribers", subs)
 			b.fanoutRow(subs, 2000, d)
 		}
