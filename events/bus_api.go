@@ -47,6 +47,8 @@ type Subscriber interface {
 	// Next blocks until the next record, ctx is done, or the subscription
 	// ends (ErrSlow, ErrClosed).
 	Next(ctx context.Context) (*Record, error)
+	// Skip moves past seq without delivering the records up to it.
+	Skip(seq uint64)
 	// Close ends the subscription. Safe to call more than once.
 	Close()
 }

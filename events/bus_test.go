@@ -101,6 +101,36 @@ func TestNextWithDoneContextReturnsAvailableRecord(t *testing.T) {
 	}
 }
 
+func TestSkip(t *testing.T) {
+	b := openBus(t, Config{MaxLag: 10, RingSize: 64, Dir: t.TempDir()})
+	s := subscribe(t, b, SubscribeOptions{})
+	publishN(b, 5)
+	if r, err := s.Next(noWait()); err != nil || r.Seq != 1 {
+		t.Fatalf("first: %v %v", r, err) // 2..5 are now buffered
+	}
+	s.Skip(3) // within the buffered records
+	if r, err := s.Next(noWait()); err != nil || r.Seq != 4 {
+		t.Fatalf("after Skip(3): %v %v, want seq 4", r, err)
+	}
+	s.Skip(2) // backwards: nothing
+	if r, err := s.Next(noWait()); err != nil || r.Seq != 5 {
+		t.Fatalf("after Skip(2): %v %v, want seq 5", r, err)
+	}
+	s.Skip(1000) // past the head: to the head
+	publishN(b, 1)
+	if r, err := s.Next(noWait()); err != nil || r.Seq != 6 {
+		t.Fatalf("after Skip(1000): %v %v, want seq 6", r, err)
+	}
+	// Far behind, then skipped close to the head: no lag.
+	publishN(b, 100)
+	s.Skip(100)
+	checkSeqs(t, collect(t, s, 6), 101)
+	// Skipped back into what only the journal holds.
+	s2 := subscribe(t, b, SubscribeOptions{Resume: true, Since: 0, Epoch: s.b.epoch, Durable: true})
+	s2.Skip(20)
+	checkSeqs(t, collect(t, s2, 3), 21)
+}
+
 func TestResumeFromRing(t *testing.T) {
 	b := openBus(t, Config{RingSize: 64})
 	publishN(b, 50)

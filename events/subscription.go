@@ -97,6 +97,25 @@ func (s *Subscription) Next(ctx context.Context) (*Record, error) {
 	}
 }
 
+// Skip moves the subscription past seq without delivering the records up
+// to it: the next record Next returns is seq+1. A seq at or before the
+// current position, or after the newest record, is taken as that bound.
+// It is for a consumer that got those records another way (the stream
+// handler's shared batch frames).
+func (s *Subscription) Skip(seq uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seq = min(seq, s.b.head.Load())
+	if seq <= s.pos {
+		return
+	}
+	for s.bufi < len(s.buf) && s.buf[s.bufi].Seq <= seq {
+		s.buf[s.bufi] = nil
+		s.bufi++
+	}
+	s.pos = seq
+}
+
 // end makes err the subscription's last answer and releases its file.
 func (s *Subscription) end(err error) {
 	s.err = err

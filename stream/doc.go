@@ -6,7 +6,16 @@
 //
 // Each websocket text frame holds one record's JSON (events.Record.JSON).
 // With the opt-in batch=1 extension a frame may hold several records
-// separated by "\n"; the order and the guarantees are the same.
+// separated by "\n"; the order and the guarantees are the same. A batch
+// frame gathers what came in one batch window (20 ms by default) after a
+// first record. Batch subscribers without filter= or limit= share the
+// frames: one goroutine (the framer, running while such a subscriber is
+// connected) cuts the stream into windows and encodes each once per kind
+// selection, and each subscriber writes it as is when it starts where the
+// window starts; one that starts mid-window (after a snapshot or a resume)
+// or falls more than a window behind reads what it lacks from its own
+// subscription, which holds its lag limit, then follows the shared windows
+// again.
 //
 //   - snapshot=1 without a resume point: a full record at seq S (the
 //     document exact at S), then every selected record after S.
@@ -33,7 +42,8 @@
 // fails otherwise. A subscriber whose socket stays full longer than the
 // write timeout is dropped without a close frame. None of this slows the
 // bus or the other subscribers: each subscriber is served by its own
-// goroutine pulling from its own subscription.
+// goroutine pulling from its own subscription (or following the framer's
+// windows, which never wait for a subscriber).
 //
 // Every session has two goroutines (the request's, which writes, and a
 // reader); both end when the client goes, the request context ends, or

@@ -134,6 +134,8 @@ type Handler struct {
 
 	invalid error // from Validate; answered to every request
 
+	fr *framer // shared batch frames
+
 	subscribers     atomic.Int64
 	slowDisconnects atomic.Uint64
 }
@@ -148,6 +150,7 @@ func NewHandler(cfg HandlerConfig) *Handler {
 	cfg.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Handler{cfg: cfg, log: cfg.Logger.With("component", "stream"), ctx: ctx, cancel: cancel, invalid: err}
+	h.fr = &framer{h: h}
 	if err != nil {
 		h.log.Error("events handler misconfigured", logKeyError, err)
 	}

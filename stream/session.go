@@ -202,6 +202,9 @@ func (s *session) stream(ctx context.Context) (websocket.StatusCode, string) {
 		}
 	}
 	s.first = nil
+	if s.req.shared() {
+		return s.streamShared(ctx)
+	}
 
 	// idle ends when a progress record may be due. It is renewed only then,
 	// not per record, to keep allocations off the hot path.
@@ -242,6 +245,126 @@ func (s *session) stream(ctx context.Context) (websocket.StatusCode, string) {
 			return websocket.StatusNormalClosure, "limit reached"
 		}
 	}
+}
+
+// streamShared is stream for a subscriber that takes the framer's shared
+// frames (see framer.go).
+func (s *session) streamShared(ctx context.Context) (websocket.StatusCode, string) {
+	cfg := &s.h.cfg
+	w, err := s.h.fr.join()
+	if err != nil {
+		return s.endSub(err)
+	}
+	defer s.h.fr.leave()
+	// Records up to the newest window will not come in a window: a
+	// subscriber resuming from further back reads them now, or it would
+	// wait for the next record to get them.
+	if w.to > s.lastSeq {
+		serr, err := s.catchUp(w.to)
+		if serr != nil {
+			return s.endSub(serr)
+		}
+		if err != nil {
+			return s.endWrite(ctx, err)
+		}
+	}
+	mask := s.req.mask()
+	// The idle timer is not renewed per frame: when it fires, it fires
+	// again for when a progress record would be due.
+	idle := time.NewTimer(cfg.Progress)
+	defer idle.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return s.endCtx(ctx)
+		case <-idle.C:
+			if time.Since(s.lastWrite) >= cfg.Progress {
+				if err := s.write(s.record(s.lastSeq, events.KindProgress, nil).JSON()); err != nil {
+					return s.endWrite(ctx, err)
+				}
+			}
+			idle.Reset(time.Until(s.lastWrite.Add(cfg.Progress)))
+			continue
+		case <-w.next:
+		}
+		w = w.following
+		select {
+		case <-w.next:
+			// More than a window behind: take everything up to the newest
+			// from the subscription, which holds the lag limit.
+			w = s.h.fr.newest()
+		default:
+		}
+		if w.err != nil {
+			return s.endSub(w.err)
+		}
+		if w.to <= s.lastSeq {
+			continue
+		}
+		if w.from == s.lastSeq {
+			if ep := w.epoch(); ep != "" {
+				s.epoch = ep
+			}
+			s.lastSeq = w.to
+			// Keep the subscription where the subscriber is, so that its
+			// lag is measured from there.
+			s.sub.Skip(w.to)
+			if b := w.frame(mask); len(b) > 0 {
+				err = s.write(b)
+			}
+		} else {
+			var serr error
+			if serr, err = s.catchUp(w.to); serr != nil {
+				return s.endSub(serr)
+			}
+		}
+		if err != nil {
+			return s.endWrite(ctx, err)
+		}
+	}
+}
+
+// catchUp writes the records after s.lastSeq up to and including seq to,
+// read from the subscription, in frames of at most maxBatchBytes. It
+// returns the error that ended the subscription, or the write's.
+func (s *session) catchUp(to uint64) (subErr, writeErr error) {
+	s.sub.Skip(s.lastSeq)
+	bp := batchPool.Get().(*[]byte)
+	batch := (*bp)[:0]
+	defer func() {
+		if cap(batch) <= 2*maxBatchBytes {
+			*bp = batch[:0]
+			batchPool.Put(bp)
+		}
+	}()
+	for s.lastSeq < to {
+		rec, err := s.sub.Next(doneCtx)
+		if err != nil {
+			if errors.Is(err, doneCtx.Err()) {
+				err = fmt.Errorf("records %d to %d are not in the stream", s.lastSeq+1, to)
+			}
+			return err, nil
+		}
+		s.see(rec)
+		if !s.req.pass(rec) {
+			continue
+		}
+		raw := rec.JSON()
+		if len(batch) > 0 && len(batch)+1+len(raw) > maxBatchBytes {
+			if err := s.write(batch); err != nil {
+				return nil, err
+			}
+			batch = batch[:0]
+		}
+		if len(batch) > 0 {
+			batch = append(batch, '\n')
+		}
+		batch = append(batch, raw...)
+	}
+	if len(batch) > 0 {
+		return nil, s.write(batch)
+	}
+	return nil, nil
 }
 
 func (s *session) see(rec *events.Record) {

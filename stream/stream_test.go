@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -144,10 +145,17 @@ func TestResumeTooOld(t *testing.T) {
 }
 
 func TestSlowSubscriberDropped(t *testing.T) {
+	// With batch, both take the framer's shared frames.
+	for _, batch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batch=%v", batch), func(t *testing.T) { testSlowSubscriberDropped(t, batch) })
+	}
+}
+
+func testSlowSubscriberDropped(t *testing.T, batch bool) {
 	b := newFakeBus(1<<20, 64)
-	srv := serve(t, HandlerConfig{Bus: b})
-	slow := dial(t, srv, DialOptions{})
-	fast := dial(t, srv, DialOptions{})
+	srv := serve(t, HandlerConfig{Bus: b, BatchWindow: time.Millisecond})
+	slow := dial(t, srv, DialOptions{Batch: batch})
+	fast := dial(t, srv, DialOptions{Batch: batch})
 	next(t, slow) // the start progress: the session runs
 	next(t, fast)
 
