@@ -35,30 +35,40 @@ type fanoutResult struct {
 	Deliveries int     `json:"deliveries"`
 	P50ms      float64 `json:"p50_ms"`
 	P99ms      float64 `json:"p99_ms"`
-	Err        string  `json:"err,omitempty"`
-	// ChildCores is filled by the parent: the subscribers' own CPU.
-	ChildCores float64 `json:"-"`
+	// WarmP99ms is the p99 of the warm-up records.
+	WarmP99ms float64 `json:"warm_p99_ms"`
+	Err       string  `json:"err,omitempty"`
+	// ChildCores is the subscribers' own CPU over the measured records.
+	ChildCores float64 `json:"child_cores"`
 }
+
+// fanoutWarmup is how long records flow before the measurement starts:
+// the first second after a thousand subscribers connect at once is spent
+// growing buffers, heaps and socket queues on both sides, and is not the
+// steady state the target is about. The README gives that transient too.
+const fanoutWarmup = 2 * time.Second
 
 // fanoutRow measures the stream with subs websocket subscribers (batch=1)
 // in a child process while this process publishes rate records/s for
-// seconds: delivery latency from the records' own publish time, and the
-// CPU this process (bus + websocket handler) used meanwhile.
+// fanoutWarmup then seconds: delivery latency of the records after the
+// warm-up, from their own publish time, and the CPU this process (bus +
+// websocket handler) used meanwhile.
 func (b *bench) fanoutRow(subs, rate int, seconds time.Duration) {
 	childProfile := ""
 	if b.profile != "" {
 		childProfile = fmt.Sprintf("%s.child%d", b.profile, subs)
 	}
 	res, cores, err := measureFanout(subs, rate, seconds, childProfile)
-	metric := fmt.Sprintf("stream fan-out, %d subscribers × %d records/s (batch=1, subscribers in another process)", subs, rate)
+	metric := fmt.Sprintf("stream fan-out, %d subscribers × %d records/s (batch=1, subscribers in another process, after %s warm-up)", subs, rate, fanoutWarmup)
 	if err != nil {
 		b.add(metric, "error: "+err.Error(), "", nil)
 		return
 	}
 	want := float64(subs * rate)
-	got := float64(res.Deliveries) / seconds.Seconds()
+	got := float64(res.Deliveries) / (seconds + fanoutWarmup).Seconds()
 	ok := cores <= 1 && res.P99ms <= 100 && got >= 0.95*want
-	b.add(metric, fmt.Sprintf("%.0f deliveries/s, p50 %.1f ms, p99 %.1f ms, agent side %.2f core (subscribers %.2f core)", got, res.P50ms, res.P99ms, cores, res.ChildCores),
+	b.add(metric, fmt.Sprintf("%.0f deliveries/s, p50 %.1f ms, p99 %.1f ms, agent side %.2f core (subscribers %.2f core); warm-up p99 %.0f ms",
+		got, res.P50ms, res.P99ms, cores, res.ChildCores, res.WarmP99ms),
 		"p99 ≤ 100 ms within one core", &ok)
 }
 
@@ -83,9 +93,10 @@ func measureFanout(subs, rate int, seconds time.Duration, childProfile string) (
 	if err != nil {
 		return res, 0, err
 	}
-	total := int(seconds.Seconds() * float64(rate))
+	warm := int(fanoutWarmup.Seconds() * float64(rate))
+	total := warm + int(seconds.Seconds()*float64(rate))
 	url := "ws://" + ln.Addr().String() + "/v1/events?batch=1"
-	cmd := exec.Command(self, "--"+fanoutChildFlag, fmt.Sprintf("%s,%d,%d", url, subs, total), "--cpuprofile", childProfile)
+	cmd := exec.Command(self, "--"+fanoutChildFlag, fmt.Sprintf("%s,%d,%d,%d", url, subs, total, warm), "--cpuprofile", childProfile)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -108,9 +119,13 @@ func measureFanout(subs, rate int, seconds time.Duration, childProfile string) (
 	}
 
 	payload := json.RawMessage(`[{"op":"replace","path":"/monitor/nodes/n1/labels/k","value":"v0123456789"}]`)
-	cpu0 := processCPU()
+	var cpu0 time.Duration
+	var measured time.Time
 	start := time.Now()
 	for i := range total {
+		if i == warm {
+			cpu0, measured = processCPU(), time.Now()
+		}
 		bus.Publish("n1", events.KindPatch, payload)
 		next := start.Add(time.Duration(i+1) * time.Second / time.Duration(rate))
 		if d := time.Until(next); d > 0 {
@@ -118,8 +133,7 @@ func measureFanout(subs, rate int, seconds time.Duration, childProfile string) (
 		}
 	}
 	line, err = rd.ReadString('\n')
-	wall := time.Since(start)
-	cores := (processCPU() - cpu0).Seconds() / wall.Seconds()
+	cores := (processCPU() - cpu0).Seconds() / time.Since(measured).Seconds()
 	if err != nil {
 		return res, 0, fmt.Errorf("subscribers ended without a result: %v", err)
 	}
@@ -127,9 +141,7 @@ func measureFanout(subs, rate int, seconds time.Duration, childProfile string) (
 		return res, 0, err
 	}
 	waited = true
-	if err := cmd.Wait(); err == nil && cmd.ProcessState != nil {
-		res.ChildCores = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds() / wall.Seconds()
-	}
+	_ = cmd.Wait()
 	if res.Err != "" {
 		return res, 0, errors.New(res.Err)
 	}
@@ -154,12 +166,19 @@ func fanoutChild(arg, profile string) {
 		out, _ := json.Marshal(r)
 		fmt.Println(string(out))
 	}
-	if len(parts) != 3 {
-		report(fanoutResult{Err: "want URL,SUBS,RECORDS"})
+	if len(parts) != 4 {
+		report(fanoutResult{Err: "want URL,SUBS,RECORDS,WARMUP_RECORDS"})
 		return
 	}
 	subs, _ := strconv.Atoi(parts[1])
 	total, _ := strconv.Atoi(parts[2])
+	warm, _ := strconv.Atoi(parts[3])
+	// The subscribers' CPU is taken from the first measured record seen to
+	// the end.
+	var measureOnce sync.Once
+	var cpu0 time.Duration
+	var measured time.Time
+	startMeasure := func() { measureOnce.Do(func() { cpu0, measured = processCPU(), time.Now() }) }
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	conns := make([]*websocket.Conn, 0, subs)
@@ -192,7 +211,7 @@ func fanoutChild(arg, profile string) {
 	}
 	fmt.Println("ready")
 	var mu sync.Mutex
-	var lat []time.Duration
+	var lat, warmLat []time.Duration
 	deliveries := 0
 	var wg sync.WaitGroup
 	errc := make(chan error, subs)
@@ -202,7 +221,7 @@ func fanoutChild(arg, profile string) {
 			defer wg.Done()
 			defer c.CloseNow()
 			got := 0
-			var mine []time.Duration
+			var mine, mineWarm []time.Duration
 			// Fixed-size buffers: a subscriber that reads whole messages
 			// into a growing buffer ends up holding the largest frame it
 			// ever saw, a thousand times over.
@@ -213,7 +232,7 @@ func fanoutChild(arg, profile string) {
 				if err == nil {
 					var n int
 					if sample {
-						n, err = readSampled(br, r, &mine)
+						n, err = readSampled(br, r, uint64(warm), &mine, &mineWarm, startMeasure)
 					} else {
 						n, err = countRecords(r, chunk)
 					}
@@ -227,6 +246,7 @@ func fanoutChild(arg, profile string) {
 			mu.Lock()
 			deliveries += got
 			lat = append(lat, mine...)
+			warmLat = append(warmLat, mineWarm...)
 			mu.Unlock()
 		}(i%10 == 0)
 	}
@@ -237,7 +257,9 @@ func fanoutChild(arg, profile string) {
 		return
 	default:
 	}
-	report(fanoutResult{Deliveries: deliveries, P50ms: msf(quantile(lat, 0.5)), P99ms: msf(quantile(lat, 0.99))})
+	startMeasure() // no-op unless no record was measured
+	childCores := (processCPU() - cpu0).Seconds() / time.Since(measured).Seconds()
+	report(fanoutResult{Deliveries: deliveries, P50ms: msf(quantile(lat, 0.5)), P99ms: msf(quantile(lat, 0.99)), WarmP99ms: msf(quantile(warmLat, 0.99)), ChildCores: childCores})
 }
 
 // bufferedConn reads a connection through a buffer.
@@ -275,9 +297,11 @@ func countRecords(r io.Reader, chunk []byte) (int, error) {
 	return lines + 1, nil
 }
 
-// readSampled reads one message line by line and appends each record's
-// delivery latency, from its publish time (same machine, same clock).
-func readSampled(br *bufio.Reader, r io.Reader, lat *[]time.Duration) (int, error) {
+// readSampled reads one message line by line and appends the delivery
+// latency of each record after seq warm to lat, of the others to warmLat,
+// from its publish time (same machine, same clock); the first record after
+// warm calls measuring.
+func readSampled(br *bufio.Reader, r io.Reader, warm uint64, lat, warmLat *[]time.Duration, measuring func()) (int, error) {
 	br.Reset(r)
 	now := time.Now()
 	got := 0
@@ -285,8 +309,11 @@ func readSampled(br *bufio.Reader, r io.Reader, lat *[]time.Duration) (int, erro
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 && !bytes.Contains(line, progressKind) {
 			got++
-			if t, ok := recordTime(line); ok {
+			if seq, t, ok := recordSeqTime(line); ok && seq > warm {
+				measuring()
 				*lat = append(*lat, now.Sub(t))
+			} else if ok {
+				*warmLat = append(*warmLat, now.Sub(t))
 			}
 		}
 		if err == io.EOF {
@@ -298,18 +325,28 @@ func readSampled(br *bufio.Reader, r io.Reader, lat *[]time.Duration) (int, erro
 	}
 }
 
-// recordTime reads the "time" of a record line without decoding the rest:
-// the subscribers' process shares the machine with the agent, and what it
-// spends is taken from the agent being measured.
-func recordTime(line []byte) (time.Time, bool) {
-	key := []byte(`"time":"`)
-	i := bytes.Index(line, key)
-	if i < 0 || len(line) < i+len(key)+len(events.TimeFormat) {
-		return time.Time{}, false
+// recordSeqTime reads the seq and the time of a record line without
+// decoding the rest: the subscribers' process shares the machine with the
+// agent, and what it spends is taken from the agent being measured.
+func recordSeqTime(line []byte) (uint64, time.Time, bool) {
+	seqKey, timeKey := []byte(`{"seq":`), []byte(`"time":"`)
+	if !bytes.HasPrefix(line, seqKey) {
+		return 0, time.Time{}, false
 	}
-	v := line[i+len(key) : i+len(key)+len(events.TimeFormat)]
-	t, err := time.Parse(events.TimeFormat, string(v))
-	return t, err == nil
+	end := bytes.IndexByte(line, ',')
+	if end < len(seqKey) {
+		return 0, time.Time{}, false
+	}
+	seq, err := strconv.ParseUint(string(line[len(seqKey):end]), 10, 64)
+	if err != nil {
+		return 0, time.Time{}, false
+	}
+	i := bytes.Index(line, timeKey)
+	if i < 0 || len(line) < i+len(timeKey)+len(events.TimeFormat) {
+		return 0, time.Time{}, false
+	}
+	t, err := time.Parse(events.TimeFormat, string(line[i+len(timeKey):i+len(timeKey)+len(events.TimeFormat)]))
+	return seq, t, err == nil
 }
 
 func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
