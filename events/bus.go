@@ -39,6 +39,7 @@ type Bus struct {
 	slow    atomic.Uint64
 	skipped atomic.Uint64
 	stop    chan struct{} // stops the fsync goroutine
+	written chan struct{} // 1-buffered: a journal write since syncLoop last looked
 	wg      sync.WaitGroup
 }
 
@@ -75,6 +76,7 @@ func Open(cfg Config) (*Bus, error) {
 		published: make(map[string]uint64),
 		done:      make(chan struct{}),
 		stop:      make(chan struct{}),
+		written:   make(chan struct{}, 1),
 	}
 	if cfg.Dir == "" {
 		b.epoch = newEpoch()
@@ -93,13 +95,21 @@ func Open(cfg Config) (*Bus, error) {
 	return b, nil
 }
 
-// syncLoop fsyncs the journal every syncInterval. Owned by the Bus: Close
-// stops it and waits.
+// syncLoop fsyncs the journal within syncInterval of a write. It sleeps
+// until a write marks the journal dirty rather than ticking, so an idle
+// agent does not wake for it. Owned by the Bus: Close stops it and waits.
 func (b *Bus) syncLoop() {
 	defer b.wg.Done()
-	t := time.NewTicker(syncInterval)
+	t := time.NewTimer(syncInterval)
+	t.Stop()
 	defer t.Stop()
 	for {
+		select {
+		case <-b.stop:
+			return
+		case <-b.written:
+		}
+		t.Reset(syncInterval)
 		select {
 		case <-b.stop:
 			return
@@ -150,6 +160,10 @@ func (b *Bus) Publish(nodename, kind string, data json.RawMessage) *Record {
 	if j != nil {
 		j.appendLocked(r)
 		j.mu.Unlock()
+		select {
+		case b.written <- struct{}{}:
+		default: // already signalled
+		}
 	}
 	return r
 }

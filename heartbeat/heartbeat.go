@@ -49,7 +49,7 @@ type Config struct {
 	// asking again; default 1s.
 	FullRetry time.Duration
 	// Refresh is how often the forget grace and unanswered full requests
-	// are checked; default 500ms.
+	// are checked; default 1s.
 	Refresh time.Duration
 	// Tune, when set, adjusts the memberlist config last (tests shrink the
 	// timings to milliseconds or set an in-memory transport).
@@ -144,7 +144,7 @@ func New(cfg Config, store *monitor.Store) (*Heartbeat, error) {
 		cfg.FullRetry = time.Second
 	}
 	if cfg.Refresh == 0 {
-		cfg.Refresh = 500 * time.Millisecond
+		cfg.Refresh = time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -182,21 +182,27 @@ func New(cfg Config, store *monitor.Store) (*Heartbeat, error) {
 	return h, nil
 }
 
+// idleGossipInterval is memberlist's gossip rate in the lan and local
+// profiles. Deltas go to each peer directly, never by gossip, and
+// memberlist piggybacks its own membership news on every probe and ack as
+// well, so gossip carries little; but each round wakes the process, and
+// those wake-ups were most of an idle agent's CPU (memberlist's 100 ms:
+// about 1% of a core in a 5-node cluster; 200 ms: 0.5%).
+const idleGossipInterval = 500 * time.Millisecond
+
 func (h *Heartbeat) memberlistConfig() (*memberlist.Config, error) {
 	var mc *memberlist.Config
 	switch h.cfg.Profile {
 	case "", "lan":
 		mc = memberlist.DefaultLANConfig()
 		mc.PushPullInterval = 10 * time.Second
+		mc.GossipInterval = idleGossipInterval
 	case "wan":
 		mc = memberlist.DefaultWANConfig()
 	case "local":
 		mc = memberlist.DefaultLocalConfig()
 		mc.PushPullInterval = 5 * time.Second
-		// Deltas go to each peer directly, not by gossip: halving the
-		// gossip rate halves idle CPU (about 1% to 0.5% of a core in a
-		// 5-node cluster) and only slows membership news a little.
-		mc.GossipInterval = 200 * time.Millisecond
+		mc.GossipInterval = idleGossipInterval
 	default:
 		return nil, fmt.Errorf("heartbeat profile %q: want lan, wan or local", h.cfg.Profile)
 	}
