@@ -7,6 +7,7 @@
   const RETAIN = 2000; // records kept for the log (filtering looks at these)
   const SHOWN = 500; // rows in the log table
   const MAX_BACKOFF = 5000;
+  const LOG_INTERVAL = 100; // ms between log table redraws under load
   const TOKEN_KEY = "agent.token";
 
   const $ = (id) => document.getElementById(id);
@@ -42,6 +43,10 @@
     lastDocHTML: "",
     banner: "",
     lastResync: -Infinity,
+    inbox: [], // received frames not yet applied: {ws, lines, i}
+    lastLog: -Infinity, // when the log table was last redrawn
+    logTimer: 0,
+    drainQueued: false,
   };
   window.agentUI = S; // for tests and the console
 
@@ -137,19 +142,8 @@
     ws.onmessage = (ev) => {
       if (S.ws !== ws) return;
       if (typeof ev.data !== "string") return;
-      const lines = ev.data.split("\n");
-      for (const line of lines) {
-        if (line === "") continue;
-        let rec;
-        try {
-          rec = JSON.parse(line);
-        } catch (e) {
-          note("unreadable record: " + e.message);
-          continue;
-        }
-        if (!handle(rec)) return; // resynchronising: the rest is moot
-      }
-      schedule();
+      S.inbox.push({ ws, lines: ev.data.split("\n"), i: 0 });
+      if (!S.drainQueued) drain();
     };
     ws.onclose = (ev) => {
       if (S.ws !== ws) return;
@@ -221,6 +215,54 @@
   }
 
   // ---------- records ----------
+
+  // A batch frame can hold a couple of thousand records. They are applied
+  // in slices of DRAIN_BUDGET ms, yielding to the browser in between, so a
+  // burst never freezes the page for long; records stay in order because
+  // everything received goes through the inbox.
+  const DRAIN_BUDGET = 8;
+  const drainChannel = new MessageChannel();
+  drainChannel.port1.onmessage = () => {
+    S.drainQueued = false;
+    drain();
+  };
+
+  function drain() {
+    const t0 = performance.now();
+    while (S.inbox.length) {
+      const m = S.inbox[0];
+      if (m.ws !== S.ws) {
+        S.inbox.shift(); // from a socket given up: its records are moot
+        continue;
+      }
+      while (m.i < m.lines.length) {
+        const line = m.lines[m.i++];
+        if (line === "") continue;
+        let rec;
+        try {
+          rec = JSON.parse(line);
+        } catch (e) {
+          note("unreadable record: " + e.message);
+          continue;
+        }
+        if (!handle(rec)) {
+          // Resynchronising: what is left of the old socket is moot.
+          S.inbox = S.inbox.filter((x) => x.ws === S.ws && x !== m);
+          schedule();
+          return;
+        }
+        if (performance.now() - t0 > DRAIN_BUDGET) {
+          if (m.i >= m.lines.length) S.inbox.shift();
+          S.drainQueued = true;
+          drainChannel.port2.postMessage(0);
+          schedule();
+          return;
+        }
+      }
+      S.inbox.shift();
+    }
+    schedule();
+  }
 
   // handle applies one record; false means the stream was abandoned.
   function handle(rec) {
@@ -331,7 +373,21 @@
       S.dirtyDoc = false;
       renderDoc();
     }
-    if (!S.paused) renderLog();
+    if (!S.paused && (S.rebuild || S.pending.length)) {
+      // The log table is the costly part to lay out: under a burst it is
+      // redrawn at most every LOG_INTERVAL ms (the rest of the page still
+      // every frame); a quiet stream shows each record at once.
+      const wait = S.lastLog + LOG_INTERVAL - now;
+      if (wait <= 0) {
+        S.lastLog = now;
+        renderLog();
+      } else if (!S.logTimer) {
+        S.logTimer = setTimeout(() => {
+          S.logTimer = 0;
+          schedule();
+        }, wait);
+      }
+    }
   }
 
   function fmtTime(t) {
@@ -437,10 +493,16 @@
     tr.className = "kind-" + rec.kind;
     tr.dataset.seq = rec.seq;
     if (d.id !== undefined) tr.dataset.id = d.id;
-    tr.innerHTML =
-      '<td class="num">' + esc(rec.seq) + "</td><td>" + esc(fmtTime(rec.time)) + "</td><td>" + esc(rec.nodename || "") +
-      "</td><td>" + esc(rec.kind) + "</td><td>" + esc(d.id === undefined ? "" : d.id) + "</td><td>" +
-      esc(d.reason === undefined ? "" : d.reason) + '</td><td class="data">' + esc(summary) + "</td>";
+    // Cells made with the DOM, not innerHTML: no HTML parsing per row,
+    // which showed in bursts of thousands of rows.
+    const cells = [rec.seq, fmtTime(rec.time), rec.nodename || "", rec.kind, d.id === undefined ? "" : d.id, d.reason === undefined ? "" : d.reason, summary];
+    for (let i = 0; i < cells.length; i++) {
+      const td = document.createElement("td");
+      if (i === 0) td.className = "num";
+      else if (i === cells.length - 1) td.className = "data";
+      td.textContent = String(cells[i]);
+      tr.appendChild(td);
+    }
     rowRec.set(tr, rec);
     return tr;
   }
@@ -464,9 +526,11 @@
       for (let i = S.pending.length - 1; i >= 0; i--) frag.appendChild(logRow(S.pending[i]));
       S.pending = [];
       tbody.insertBefore(frag, tbody.firstChild);
-      while (tbody.rows.length > SHOWN) tbody.deleteRow(-1);
+      // Counted once: rows.length is recomputed after each removal, which
+      // made trimming hundreds of rows quadratic.
+      for (let extra = tbody.childElementCount - SHOWN; extra > 0; extra--) tbody.lastElementChild.remove();
     }
-    $("log-count").textContent = tbody.rows.length + " shown";
+    $("log-count").textContent = tbody.childElementCount + " shown";
   }
 
   // ---------- controls ----------
