@@ -77,22 +77,8 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	for _, s := range strings.Split(nodes, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 2 || n > 250 {
-			fmt.Fprintf(os.Stderr, "agent-bench: --nodes %q: want sizes from 2 to 250\n", nodes)
-			os.Exit(2)
-		}
-		b.nodes = append(b.nodes, n)
-	}
-	for _, s := range strings.Split(fanout, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 || n > 10000 {
-			fmt.Fprintf(os.Stderr, "agent-bench: --fanout %q: want subscriber counts from 1 to 10000\n", fanout)
-			os.Exit(2)
-		}
-		b.fanout = append(b.fanout, n)
-	}
+	b.nodes = intList("--nodes", nodes, "sizes", 2, 250)
+	b.fanout = intList("--fanout", fanout, "subscriber counts", 1, 10000)
 	if b.profile != "" {
 		f, err := os.Create(b.profile)
 		if err == nil {
@@ -114,6 +100,21 @@ func main() {
 		fmt.Fprintln(os.Stderr, "agent-bench:", err)
 		exit = 1
 	}
+}
+
+// intList parses a comma-separated flag value of numbers from lo to hi,
+// exiting with status 2 and the reason when it cannot.
+func intList(flagName, value, what string, lo, hi int) []int {
+	var out []int
+	for _, s := range strings.Split(value, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < lo || n > hi {
+			fmt.Fprintf(os.Stderr, "agent-bench: %s %q: want %s from %d to %d\n", flagName, value, what, lo, hi)
+			os.Exit(2)
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 func (b *bench) logf(format string, args ...any) {
