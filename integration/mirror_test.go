@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +32,10 @@ type mirrorClient struct {
 	ended  error
 }
 
+// mirrorDials alternates the mirrors between one record per frame and
+// batch frames (the shared-frame path), so both run in real processes.
+var mirrorDials atomic.Uint64
+
 func dialMirror(t testing.TB, n *node) *mirrorClient {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
@@ -39,6 +44,7 @@ func dialMirror(t testing.TB, n *node) *mirrorClient {
 		HTTPClient: stream.UnixHTTPClient(n.socket()),
 		URL:        "http://unix/v1/events",
 		Snapshot:   true,
+		Batch:      mirrorDials.Add(1)%2 == 0,
 		Reconnect:  true,
 		MaxBackoff: 300 * time.Millisecond,
 		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
