@@ -290,3 +290,83 @@ func TestSharedResumeWhileIdle(t *testing.T) {
 		}
 	})
 }
+
+// TestSharedChurn connects and drops shared subscribers from many
+// goroutines while records flow, so that the framer stops and starts
+// under them: each gets its records in order, and nothing is left running.
+func TestSharedChurn(t *testing.T) {
+	b := newFakeBus(1<<16, 1<<16)
+	srv := serve(t, HandlerConfig{Bus: b, BatchWindow: time.Millisecond})
+	base := runtime.NumGoroutine()
+	stop := make(chan struct{})
+	var pub sync.WaitGroup
+	pub.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			b.Publish("n1", events.KindEvent, eventData("e"))
+			if i%20 == 0 {
+				time.Sleep(100 * time.Microsecond)
+			}
+		}
+	})
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	// round dials, reads n event records in order, and closes.
+	round := func(n int) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		s, err := Dial(ctx, DialOptions{URL: srv.url, Batch: true, Logger: quietLogger()})
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		var last uint64
+		for got := 0; got < n; {
+			rec, err := s.Next(ctx)
+			if err != nil {
+				return err
+			}
+			if rec.Kind != events.KindEvent {
+				continue
+			}
+			if last != 0 && rec.Seq != last+1 {
+				return fmt.Errorf("seq %d after %d", rec.Seq, last)
+			}
+			last = rec.Seq
+			got++
+		}
+		return nil
+	}
+	for g := range 4 {
+		wg.Go(func() {
+			for r := range 25 {
+				if err := round(5 + g + r); err != nil {
+					errs <- fmt.Errorf("subscriber %d round %d: %w", g, r, err)
+					return
+				}
+				// Gaps in which every subscriber may be gone, so that the
+				// framer also stops and starts again.
+				time.Sleep(time.Duration(g%4) * time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	pub.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	waitFor(t, "the sessions and the framer to end", func() bool { return runtime.NumGoroutine() <= base })
+	srv.h.fr.mu.Lock()
+	users, gen := srv.h.fr.users, srv.h.fr.gen
+	srv.h.fr.mu.Unlock()
+	if users != 0 || gen == 0 {
+		t.Fatalf("framer users %d, generation %d", users, gen)
+	}
+	t.Logf("framer generations: %d", gen)
+}
