@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"net"
 	"net/http"
-	"sync"
 )
 
 // writeBufferSize is the write buffer of a subscriber's connection. The
@@ -37,8 +36,3 @@ func (w largeWriteBuffer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	brw.Writer = bufio.NewWriterSize(conn, writeBufferSize)
 	return conn, brw, nil
 }
-
-// batchPool holds batch buffers between frames, so that a subscriber
-// holds one only while it fills and writes it: a thousand subscribers that
-// fell behind do not each keep a quarter-megabyte buffer.
-var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}

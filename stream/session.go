@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -218,10 +219,8 @@ func (s *session) stream(ctx context.Context) (websocket.StatusCode, string) {
 				return s.endCtx(ctx)
 			}
 			if idle.ctx.Err() != nil {
-				if time.Since(s.lastWrite) >= cfg.Progress {
-					if err := s.write(s.record(s.lastSeq, events.KindProgress, nil).JSON()); err != nil {
-						return s.endWrite(ctx, err)
-					}
+				if err := s.progressIfDue(); err != nil {
+					return s.endWrite(ctx, err)
 				}
 				idle.arm(ctx, s.lastWrite.Add(cfg.Progress))
 				continue
@@ -278,10 +277,8 @@ func (s *session) streamShared(ctx context.Context) (websocket.StatusCode, strin
 		case <-ctx.Done():
 			return s.endCtx(ctx)
 		case <-idle.C:
-			if time.Since(s.lastWrite) >= cfg.Progress {
-				if err := s.write(s.record(s.lastSeq, events.KindProgress, nil).JSON()); err != nil {
-					return s.endWrite(ctx, err)
-				}
+			if err := s.progressIfDue(); err != nil {
+				return s.endWrite(ctx, err)
 			}
 			idle.Reset(time.Until(s.lastWrite.Add(cfg.Progress)))
 			continue
@@ -329,14 +326,9 @@ func (s *session) streamShared(ctx context.Context) (websocket.StatusCode, strin
 // returns the error that ended the subscription, or the write's.
 func (s *session) catchUp(to uint64) (subErr, writeErr error) {
 	s.sub.Skip(s.lastSeq)
-	bp := batchPool.Get().(*[]byte)
+	bp := getBatch()
 	batch := (*bp)[:0]
-	defer func() {
-		if cap(batch) <= 2*maxBatchBytes {
-			*bp = batch[:0]
-			batchPool.Put(bp)
-		}
-	}()
+	defer func() { putBatch(bp, batch) }()
 	for s.lastSeq < to {
 		rec, err := s.sub.Next(doneCtx)
 		if err != nil {
@@ -389,7 +381,7 @@ func (s *session) writeBatch(ctx context.Context, first *events.Record) error {
 		s.batchTimer.Stop()
 		return ctx.Err()
 	}
-	bp := batchPool.Get().(*[]byte)
+	bp := getBatch()
 	batch := append((*bp)[:0], first.JSON()...)
 	// Next with a context already done returns what is available without
 	// waiting: the batch ends where the subscriber has caught up.
@@ -409,11 +401,33 @@ func (s *session) writeBatch(ctx context.Context, first *events.Record) error {
 		batch = append(batch, rec.JSON()...)
 	}
 	err := s.write(batch)
-	if cap(batch) <= 2*maxBatchBytes {
-		*bp = batch
+	putBatch(bp, batch)
+	return err
+}
+
+// batchPool holds batch buffers between frames, so that a subscriber
+// holds one only while it fills and writes it: a thousand subscribers that
+// fell behind do not each keep a quarter-megabyte buffer.
+var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+func getBatch() *[]byte { return batchPool.Get().(*[]byte) }
+
+// putBatch returns bp, now holding b, to the pool, unless b grew past what
+// is worth keeping.
+func putBatch(bp *[]byte, b []byte) {
+	if cap(b) <= 2*maxBatchBytes {
+		*bp = b[:0]
 		batchPool.Put(bp)
 	}
-	return err
+}
+
+// progressIfDue writes a progress record when nothing was written for the
+// progress interval.
+func (s *session) progressIfDue() error {
+	if time.Since(s.lastWrite) < s.h.cfg.Progress {
+		return nil
+	}
+	return s.write(s.record(s.lastSeq, events.KindProgress, nil).JSON())
 }
 
 // doneCtx is a context that is always done.
