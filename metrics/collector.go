@@ -1,7 +1,8 @@
 package metrics
 
 import (
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -109,7 +110,7 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	src := &c.m.src
 	if src.Bus != nil {
 		st := src.Bus()
-		for _, k := range sortedKeys(st.Published) {
+		for _, k := range slices.Sorted(maps.Keys(st.Published)) {
 			ch <- counter(c.published, st.Published[k], k)
 		}
 		ch <- gauge(c.journalBytes, float64(st.JournalBytes))
@@ -139,7 +140,7 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, m := range src.Members() {
 			n[m.State]++ // an unknown state gets its own series
 		}
-		for _, s := range sortedKeys(n) {
+		for _, s := range slices.Sorted(maps.Keys(n)) {
 			ch <- gauge(c.members, float64(n[s]), s)
 		}
 	}
@@ -193,11 +194,11 @@ func (c *orchCollector) Collect(ch chan<- prometheus.Metric) {
 		d := prometheus.NewDesc(name, help, nil, nil)
 		ch <- prometheus.MustNewConstMetric(d, vt, v)
 	}
-	for _, k := range sortedKeys(st.Counters) {
+	for _, k := range slices.Sorted(maps.Keys(st.Counters)) {
 		s := sanitize(k)
 		emit(Namespace+"_orchestrator_"+s+"_total", "Orchestrator counter "+s+".", prometheus.CounterValue, float64(st.Counters[k]))
 	}
-	for _, k := range sortedKeys(st.Gauges) {
+	for _, k := range slices.Sorted(maps.Keys(st.Gauges)) {
 		s := sanitize(k)
 		emit(Namespace+"_orchestrator_"+s, "Orchestrator gauge "+s+".", prometheus.GaugeValue, st.Gauges[k])
 	}
@@ -218,13 +219,4 @@ func sanitize(name string) string {
 		}
 		return '_'
 	}, name)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

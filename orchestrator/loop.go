@@ -3,7 +3,8 @@ package orchestrator
 import (
 	"context"
 	"encoding/json"
-	"sort"
+	"maps"
+	"slices"
 	"time"
 
 	"agent/config"
@@ -44,11 +45,7 @@ func (o *Orchestrator) evaluate(ctx context.Context) time.Duration {
 		o.checkQuorum(v)
 		v = o.readView()
 	}
-	names := make([]string, 0, len(services))
-	for n := range services {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(services))
 	for _, name := range names {
 		if d := o.service(ctx, v, services[name], now); d < next {
 			next = d

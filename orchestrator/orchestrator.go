@@ -5,7 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -263,12 +264,7 @@ func (o *Orchestrator) InvalidService(path string, err error) {
 func (o *Orchestrator) Services() []string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	out := make([]string, 0, len(o.services))
-	for n := range o.services {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(o.services))
 }
 
 // Order gives a service-wide order: action start, stop, freeze or thaw

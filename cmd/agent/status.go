@@ -4,7 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -126,11 +127,7 @@ func writeServices(w io.Writer, d statusDoc, nodes []string) error {
 			svcs[s] = true
 		}
 	}
-	list := make([]string, 0, len(svcs))
-	for s := range svcs {
-		list = append(list, s)
-	}
-	sort.Strings(list)
+	list := slices.Sorted(maps.Keys(svcs))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "SERVICE\tAVAIL\tFROZEN\tPLACEMENT\t%s\n", strings.Join(nodes, "\t"))
 	for _, s := range list {
@@ -172,11 +169,7 @@ func sortedNodes(d statusDoc) []string {
 	for n := range d.Monitor.Nodes {
 		names[n] = true
 	}
-	nodes := make([]string, 0, len(names))
-	for n := range names {
-		nodes = append(nodes, n)
-	}
-	sort.Strings(nodes)
+	nodes := slices.Sorted(maps.Keys(names))
 	return nodes
 }
 
@@ -191,11 +184,7 @@ func formatLabels(l map[string]string) string {
 	if len(l) == 0 {
 		return "-"
 	}
-	keys := make([]string, 0, len(l))
-	for k := range l {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(l))
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		parts[i] = k + "=" + l[k]
