@@ -332,3 +332,33 @@ func TestAloneNodeRejoinsSeeds(t *testing.T) {
 	t.Cleanup(back.kill)
 	waitConverged(t, []*testNode{back, n2})
 }
+
+// TestJoinedWhileStarting: a peer may reach a node while memberlist is
+// still being created (a restarted node on the address its peers keep
+// rejoining). The merge check must not touch the half-built Heartbeat.
+func TestJoinedWhileStarting(t *testing.T) {
+	nodes := startCluster(t, 1, nil)
+	for i := 0; i < 10; i++ {
+		port := testutil.FreePort(t)
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 2000; j++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, _ = nodes[0].hb.Memberlist().Join([]string{addr})
+			}
+		}()
+		time.Sleep(5 * time.Millisecond)
+		n := startNode(t, fmt.Sprintf("s%d", i), port, nil, nil)
+		close(stop)
+		wg.Wait()
+		n.kill()
+	}
+}

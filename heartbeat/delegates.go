@@ -72,8 +72,10 @@ var _ memberlist.MergeDelegate = (*mergeDelegate)(nil)
 
 func (m *mergeDelegate) NotifyMerge(peers []*memberlist.Node) error {
 	h := (*Heartbeat)(m)
-	self := h.ml
+	self := h.created.Load()
 	if self == nil {
+		// Reached while memberlist is still starting (peers rejoining
+		// this address): the check runs again on this node's own join.
 		return nil
 	}
 	me := self.LocalNode()

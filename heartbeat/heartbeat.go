@@ -86,6 +86,11 @@ type Heartbeat struct {
 	ml    *memberlist.Memberlist
 	c     counters
 
+	// created holds ml once memberlist.Create has returned. memberlist
+	// listens before Create returns, so a peer can reach the merge
+	// delegate while h.ml is still being assigned: the delegate reads this.
+	created atomic.Pointer[memberlist.Memberlist]
+
 	udpLimit int
 	onOrder  atomic.Pointer[func(Order)]
 
@@ -174,6 +179,7 @@ func New(cfg Config, store *monitor.Store) (*Heartbeat, error) {
 		return nil, fmt.Errorf("start heartbeat on %s:%d: %w", cfg.BindAddr, cfg.BindPort, err)
 	}
 	h.ml = ml
+	h.created.Store(ml)
 	_, raw, _ := store.Local()
 	h.lastGen, _, _ = store.Held(cfg.Name)
 	h.lastSent = raw
