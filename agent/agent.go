@@ -163,6 +163,12 @@ func New(opts Options) (a *Agent, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// Everything the store's records reach is built before the heartbeat:
+	// memberlist listens as soon as it is created, and a peer that keeps
+	// rejoining this address (this node restarted) pushes its data at once.
+	if err := a.initExtensions(snap); err != nil {
+		return nil, err
+	}
 	a.hb, err = heartbeat.New(heartbeat.Config{
 		Name:        cfg.Node.Name,
 		ClusterName: cfg.Cluster.Name,
@@ -180,9 +186,6 @@ func New(opts Options) (a *Agent, err error) {
 		return nil, err
 	}
 	a.hb.OnOrder(a.onOrder)
-	if err := a.initExtensions(snap); err != nil {
-		return nil, err
-	}
 	if err := a.listen(); err != nil {
 		return nil, err
 	}

@@ -410,3 +410,38 @@ func TestHooksEndToEnd(t *testing.T) {
 		return code == 200 && bytes.Contains(body, []byte(`agent_hook_runs_total{hook="two"} 1`))
 	}, "hook run never counted in /metrics")
 }
+
+// TestReachedWhileStarting: a restarted agent's peers keep rejoining its
+// address, so cluster data can arrive while agent.New is still building
+// the agent. What that data triggers (records, the orchestrator's wake-up,
+// event counters) must find the agent ready.
+func TestReachedWhileStarting(t *testing.T) {
+	peer := startCluster(t, 1)[0]
+	for i := 0; i < 8; i++ {
+		root := shortTemp(t)
+		port := testutil.FreePort(t)
+		writeConf(t, root, strings.Replace(nodeConf(fmt.Sprintf("s%d", i), ""), "port = 0", fmt.Sprintf("port = %d", port), 1))
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		stop := make(chan struct{})
+		joined := make(chan struct{})
+		go func() {
+			defer close(joined)
+			for j := 0; j < 2000; j++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, _ = peer.Heartbeat().Memberlist().Join([]string{addr})
+			}
+		}()
+		a, err := agent.New(agent.Options{Paths: config.ResolvePaths(root, os.Geteuid(), ""), Logger: quiet(),
+			StatsInterval: -1, TuneHeartbeat: testutil.FastTimings})
+		close(stop)
+		<-joined
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = a.Close()
+	}
+}
