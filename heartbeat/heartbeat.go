@@ -137,7 +137,10 @@ type task struct {
 }
 
 // New creates the memberlist (binding its ports) and wires it to the store.
-// Nothing is joined until Run.
+// Nothing is joined until Run, but memberlist answers from here on: a peer
+// that reaches this address (rejoining a restarted node) applies its data
+// to the store at once, so whatever the store's records reach must be
+// ready before New is called.
 func New(cfg Config, store *monitor.Store) (*Heartbeat, error) {
 	if cfg.ForgetAfter == 0 {
 		cfg.ForgetAfter = 5 * time.Minute
