@@ -72,21 +72,20 @@ var _ memberlist.MergeDelegate = (*mergeDelegate)(nil)
 
 func (m *mergeDelegate) NotifyMerge(peers []*memberlist.Node) error {
 	h := (*Heartbeat)(m)
-	self := h.created.Load()
-	if self == nil {
+	me := h.addr.Load()
+	if me == nil {
 		// Reached while memberlist is still starting (peers rejoining
 		// this address): the check runs again on this node's own join.
 		return nil
 	}
-	me := self.LocalNode()
 	for _, p := range peers {
 		if p.Name != h.cfg.Name || p.State == memberlist.StateDead || p.State == memberlist.StateLeft {
 			continue
 		}
-		if p.Address() == me.Address() {
+		if p.Address() == *me {
 			continue
 		}
-		err := fmt.Errorf("%w: %q is used by %s, this node is %s", ErrNameConflict, p.Name, p.Address(), me.Address())
+		err := fmt.Errorf("%w: %q is used by %s, this node is %s", ErrNameConflict, p.Name, p.Address(), *me)
 		if h.joined.Load() {
 			// We are the established node: the newcomer is refused.
 			h.log.Error("refused a node that uses this node's name", "node", p.Name, "newcomer", p.Address())

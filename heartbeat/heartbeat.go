@@ -86,10 +86,13 @@ type Heartbeat struct {
 	ml    *memberlist.Memberlist
 	c     counters
 
-	// created holds ml once memberlist.Create has returned. memberlist
-	// listens before Create returns, so a peer can reach the merge
-	// delegate while h.ml is still being assigned: the delegate reads this.
-	created atomic.Pointer[memberlist.Memberlist]
+	// addr is this node's heartbeat address, stored once memberlist.Create
+	// has returned. memberlist listens before Create returns, so a peer can
+	// reach the merge delegate while New is still running; and after a
+	// leave memberlist drops its own entry (LocalNode then dereferences
+	// nil) while still answering joins. Nothing looks the local node up
+	// after New.
+	addr atomic.Pointer[string]
 
 	udpLimit int
 	onOrder  atomic.Pointer[func(Order)]
@@ -182,12 +185,12 @@ func New(cfg Config, store *monitor.Store) (*Heartbeat, error) {
 		return nil, fmt.Errorf("start heartbeat on %s:%d: %w", cfg.BindAddr, cfg.BindPort, err)
 	}
 	h.ml = ml
-	h.created.Store(ml)
+	addr := ml.LocalNode().Address()
+	h.addr.Store(&addr)
 	_, raw, _ := store.Local()
 	h.lastGen, _, _ = store.Held(cfg.Name)
 	h.lastSent = raw
-	local := ml.LocalNode()
-	store.SetMember(cfg.Name, monitor.StateAlive, local.Address())
+	store.SetMember(cfg.Name, monitor.StateAlive, addr)
 	return h, nil
 }
 
@@ -251,7 +254,7 @@ func (h *Heartbeat) memberlistConfig() (*memberlist.Config, error) {
 func (h *Heartbeat) Memberlist() *memberlist.Memberlist { return h.ml }
 
 // Addr is this node's heartbeat address host:port.
-func (h *Heartbeat) Addr() string { return h.ml.LocalNode().Address() }
+func (h *Heartbeat) Addr() string { return *h.addr.Load() }
 
 // OnOrder installs the handler of orders received for this node.
 func (h *Heartbeat) OnOrder(fn func(Order)) { h.onOrder.Store(&fn) }
@@ -756,7 +759,7 @@ func (h *Heartbeat) rejoinDead(now time.Time) {
 		// Not this node, and not a peer that left gracefully: joining a
 		// node that is shutting down would bring it back for a moment and
 		// make its leave look like a death.
-		skip := map[string]bool{h.ml.LocalNode().Address(): true}
+		skip := map[string]bool{h.Addr(): true}
 		for _, m := range members {
 			if m.State == monitor.StateLeft {
 				skip[m.Addr] = true
