@@ -295,8 +295,8 @@ func (o *Orchestrator) act(ctx context.Context, s *config.Service, st *local, ac
 		status, id = StatusStopping, EventInstanceStop
 	}
 	st.readySince = time.Time{}
-	o.updateInstance(s.Name, func(i *monitor.Instance) { i.Monitor.Status = status })
-	o.emit(id, reason, s.Name, nil)
+	// Counted before the record goes out, so whoever sees the record
+	// also sees the count.
 	switch {
 	case action == ActionStop:
 		o.stats.stops.Add(1)
@@ -309,6 +309,8 @@ func (o *Orchestrator) act(ctx context.Context, s *config.Service, st *local, ac
 			o.stats.restarts.Add(1)
 		}
 	}
+	o.updateInstance(s.Name, func(i *monitor.Instance) { i.Monitor.Status = status })
+	o.emit(id, reason, s.Name, nil)
 	o.log.Info("instance "+action, logKeyService, s.Name, logKeyReason, reason)
 	o.launch(ctx, s, st, action, reason)
 }
