@@ -222,9 +222,8 @@ func TestLostDeltasRepaired(t *testing.T) {
 	}
 	// The store shows the repair a moment before the counters do (they
 	// are bumped after the apply returns).
-	var stats Stats // a pointer to it is formatted on failure: the last read
-	testutil.Eventually(t, 10*time.Second, func() bool { stats = nodes[1].hb.Stats(); return stats.Resyncs > 0 },
-		"no resync counted on n2, stats %+v", &stats)
+	testutil.Eventually(t, 10*time.Second, func() bool { return nodes[1].hb.Stats().Resyncs > 0 },
+		"no resync counted on n2, stats %+v", func() any { return nodes[1].hb.Stats() })
 }
 
 func TestKillAndRestart(t *testing.T) {

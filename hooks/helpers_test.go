@@ -114,7 +114,7 @@ func waitDone(t testing.TB, r *Runner, name string, seq uint64) {
 	testutil.Eventually(t, waitLong, func() bool {
 		h, ok := statsOf(r, name)
 		return ok && h.Seq >= seq && !h.Running
-	}, "hook %s done with seq %d (stats %+v)", name, seq, r.Stats())
+	}, "hook %s done with seq %d (stats %+v)", name, seq, func() any { return r.Stats() })
 }
 
 // readLines returns the lines of a file, none when it does not exist.

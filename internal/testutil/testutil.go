@@ -11,7 +11,9 @@ import (
 
 // Eventually polls cond every few milliseconds until it holds or timeout
 // passes, then fails the test with msg. It asserts a condition, not a time:
-// the timeout only bounds a test that would otherwise hang.
+// the timeout only bounds a test that would otherwise hang. An argument
+// of type func() any is called when the message is written, so the
+// message can show the state at the deadline rather than at the call.
 func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -20,7 +22,14 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg strin
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: "+msg, append([]any{timeout}, args...)...)
+			final := []any{timeout}
+			for _, a := range args {
+				if f, ok := a.(func() any); ok {
+					a = f()
+				}
+				final = append(final, a)
+			}
+			t.Fatalf("condition not met within %s: "+msg, final...)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
