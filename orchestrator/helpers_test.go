@@ -204,7 +204,10 @@ type clusterOpts struct {
 func newCluster(t testing.TB, names []string, o clusterOpts) *cluster {
 	t.Helper()
 	if o.ready == 0 {
-		o.ready = 50 * time.Millisecond
+		// The ready period is the time allowed for peers' data to arrive
+		// before a start; with 50 ms, two suites under -race on two cores
+		// delayed the relay enough for two nodes to start web together.
+		o.ready = 200 * time.Millisecond
 	}
 	c := &cluster{t: t, w: newWorld(), cut: map[[2]string]bool{}, dead: map[string]bool{}}
 	for _, name := range names {
@@ -401,7 +404,8 @@ func (c *cluster) waitUp(svc string, want ...string) {
 			}
 		}
 		return true
-	}, "%s not up on exactly %v (up: %v)", svc, want, func() any { return c.w.upNodes(svc) }())
+	}, "%s not up on exactly %v (up: %v; violations: %v)", svc, want,
+		func() any { return c.w.upNodes(svc) }, func() any { return c.w.violated() })
 }
 
 // waitChecks waits until every live node ran at least k more checks: a
