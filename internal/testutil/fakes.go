@@ -38,13 +38,15 @@ func (c *FakeClock) Advance(d time.Duration) {
 // in-process clusters on loopback.
 func FastTimings(c *memberlist.Config) {
 	// Tolerant enough that a loaded machine under -race does not see
-	// healthy peers flap between dead and alive, fast enough that a death
-	// is seen in well under a second.
-	c.ProbeInterval = 100 * time.Millisecond
-	c.ProbeTimeout = 60 * time.Millisecond
+	// healthy peers flap between dead and alive (with a 60 ms probe
+	// timeout and a 300 ms suspicion they did, with two test suites
+	// running at once on two cores), fast enough that a death is seen
+	// within a second or two.
+	c.ProbeInterval = 150 * time.Millisecond
+	c.ProbeTimeout = 100 * time.Millisecond
 	c.GossipInterval = 20 * time.Millisecond
 	c.PushPullInterval = 300 * time.Millisecond
-	c.SuspicionMult = 3
+	c.SuspicionMult = 4
 	c.TCPTimeout = 500 * time.Millisecond
 	c.GossipToTheDeadTime = 500 * time.Millisecond
 	c.DeadNodeReclaimTime = 10 * time.Millisecond
