@@ -422,23 +422,10 @@ func TestReachedWhileStarting(t *testing.T) {
 		port := testutil.FreePort(t)
 		writeConf(t, root, strings.Replace(nodeConf(fmt.Sprintf("s%d", i), ""), "port = 0", fmt.Sprintf("port = %d", port), 1))
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		stop := make(chan struct{})
-		joined := make(chan struct{})
-		go func() {
-			defer close(joined)
-			for j := 0; j < 2000; j++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				_, _ = peer.Heartbeat().Memberlist().Join([]string{addr})
-			}
-		}()
+		stop := testutil.Repeat(2000, func() { _, _ = peer.Heartbeat().Memberlist().Join([]string{addr}) })
 		a, err := agent.New(agent.Options{Paths: config.ResolvePaths(root, os.Geteuid(), ""), Logger: quiet(),
 			StatsInterval: -1, TuneHeartbeat: testutil.FastTimings})
-		close(stop)
-		<-joined
+		stop()
 		if err != nil {
 			t.Fatal(err)
 		}

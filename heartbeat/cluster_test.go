@@ -342,24 +342,9 @@ func TestJoinedWhileStarting(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		port := testutil.FreePort(t)
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := 0; j < 2000; j++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				_, _ = nodes[0].hb.Memberlist().Join([]string{addr})
-			}
-		}()
-		time.Sleep(5 * time.Millisecond)
+		stop := testutil.Repeat(2000, func() { _, _ = nodes[0].hb.Memberlist().Join([]string{addr}) })
 		n := startNode(t, fmt.Sprintf("s%d", i), port, nil, nil)
-		close(stop)
-		wg.Wait()
+		stop()
 		n.kill()
 	}
 }

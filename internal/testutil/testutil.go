@@ -64,3 +64,26 @@ func trimStacks(s string) string {
 	}
 	return s
 }
+
+// Repeat calls fn in a goroutine, again and again, at most n times, until
+// the returned stop is called; stop waits for the goroutine to end. Tests
+// use it to keep something happening (a peer joining an address) while
+// they do something else.
+func Repeat(n int, fn func()) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < n; i++ {
+			select {
+			case <-quit:
+				return
+			default:
+			}
+			fn()
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
+}
