@@ -74,21 +74,12 @@ func TestBurstArrivesInOrder(t *testing.T) {
 	got := recordSeqs(t, lines)
 	if !slices.Equal(got, want) {
 		t.Fatalf("the hook got %d records, not the %d published in order; first difference at %d",
-			len(got), len(want), firstDiff(got, want))
+			len(got), len(want), testutil.FirstDiff(got, want))
 	}
 	waitDone(t, r, "h", want[n-1]+1)
 	if h, _ := statsOf(r, "h"); h.Runs != n || h.Failures != 0 || h.Skipped != 0 {
 		t.Fatalf("stats = %+v", h)
 	}
-}
-
-func firstDiff(a, b []uint64) int {
-	for i := range min(len(a), len(b)) {
-		if a[i] != b[i] {
-			return i
-		}
-	}
-	return min(len(a), len(b))
 }
 
 func TestEventsAndFilterSelect(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"agent/events"
+	"agent/internal/testutil"
 )
 
 // rawSub reads what the agent sends exactly as sent: unlike Stream, it
@@ -180,7 +181,7 @@ func TestSharedBatchExact(t *testing.T) {
 				want = append(want, seq)
 			}
 			kindsMu.Unlock()
-			check(fmt.Sprint(got) == fmt.Sprint(want), "got %d records, want %d (first difference at %d)", len(got), len(want), firstDiff(got, want))
+			check(fmt.Sprint(got) == fmt.Sprint(want), "got %d records, want %d (first difference at %d)", len(got), len(want), testutil.FirstDiff(got, want))
 			if m != nil {
 				check(jsonEqual(m.Doc(), doc), "mirror differs from the source")
 			}
@@ -192,15 +193,6 @@ func TestSharedBatchExact(t *testing.T) {
 			t.Fatal("no subscriber used the shared frames")
 		}
 	})
-}
-
-func firstDiff(a, b []uint64) int {
-	for i := range min(len(a), len(b)) {
-		if a[i] != b[i] {
-			return i
-		}
-	}
-	return min(len(a), len(b))
 }
 
 // TestFramerStopsAndRestarts checks that the framer's goroutine ends with

@@ -87,3 +87,15 @@ func Repeat(n int, fn func()) (stop func()) {
 		<-done
 	}
 }
+
+// FirstDiff returns the first index where a and b differ, or the length
+// of the shorter when one is a prefix of the other: where to look when two
+// sequences of records do not match.
+func FirstDiff[T comparable](a, b []T) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
