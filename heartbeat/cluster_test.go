@@ -187,7 +187,7 @@ func TestLostDeltasRepaired(t *testing.T) {
 	// the next delta it does take, or be repaired by anti-entropy when
 	// nothing follows.
 	var mu sync.Mutex
-	dropping := false
+	dropping, dropped := false, 0
 	tweak := func(c *Config) {
 		if c.Name != "n2" {
 			return
@@ -195,7 +195,11 @@ func TestLostDeltasRepaired(t *testing.T) {
 		c.DropIncoming = func(msg []byte) bool {
 			mu.Lock()
 			defer mu.Unlock()
-			return dropping && len(msg) > 0 && msg[0] == msgDelta
+			drop := dropping && len(msg) > 0 && msg[0] == msgDelta
+			if drop {
+				dropped++
+			}
+			return drop
 		}
 	}
 	nodes := startCluster(t, 3, tweak)
@@ -205,12 +209,16 @@ func TestLostDeltasRepaired(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		_, _, _ = nodes[0].store.UpdateLocal("cli", func(d *monitor.NodeData) { d.Labels["x"] = fmt.Sprint(i) })
 	}
-	// Keep dropping until the deltas have gone out: n3, which drops
-	// nothing, holds the last value.
+	// Keep dropping until the deltas have gone out (n3, which drops
+	// nothing, holds the last value) and n2 has really lost one: the
+	// changes may go out as a single coalesced delta, and n2 may read its
+	// copy later than n3 does.
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		d, _ := nodes[2].store.Node("n1")
-		return d.Labels["x"] == "19"
-	}, "n3 never got n1's changes")
+		mu.Lock()
+		defer mu.Unlock()
+		return d.Labels["x"] == "19" && dropped > 0
+	}, "n3 never got n1's changes, or n2 never dropped one")
 	mu.Lock()
 	dropping = false
 	mu.Unlock()
