@@ -35,6 +35,7 @@ func (e *paramError) Unwrap() error { return e.Err }
 type request struct {
 	patch, event bool
 	filters      []func(record []byte) bool
+	filterTexts  []string // the filters' expressions, as given
 	snapshot     bool
 	resume       bool
 	since        uint64
@@ -111,6 +112,7 @@ func parseRequest(q url.Values, parseFilter func(string) (func([]byte) bool, err
 			return nil, &paramError{paramFilter, fmt.Errorf("filter #%d %q: %w", i+1, expr, err)}
 		}
 		req.filters = append(req.filters, f)
+		req.filterTexts = append(req.filterTexts, expr)
 	}
 
 	var err error
