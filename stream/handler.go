@@ -140,8 +140,8 @@ type Handler struct {
 
 	invalid error // from Validate; answered to every request
 
-	fr   *framer  // batch windows
-	fan  *framer  // default-mode windows, written by a fanWriter
+	fr   *framer // batch windows
+	fan  *framer // default-mode windows, written by a fanWriter
 	sels selectors
 
 	// gatherMax is how far behind the chain, in records, a shared session
