@@ -57,6 +57,7 @@ type fanEntry struct {
 // selector: followers at the same place share them.
 type gathered struct {
 	from, to *window
+	end      *window // the last window taken: to, or before it when that was too much
 	b        []byte
 	buf      []byte // reused when several windows are joined
 	used     bool
@@ -96,10 +97,13 @@ func (fw *fanWriter) run(ctx context.Context) {
 		fw.mu.Unlock()
 
 		first := fw.fr.newest()
-		keep := set[:0]
+		now := time.Now() // lastWrite need not be finer than a round
+		keep, more := set[:0], false
 		for _, e := range set {
-			if fw.serve(e) {
+			kept, behind := fw.serve(e, now)
+			if kept {
 				keep = append(keep, e)
+				more = more || behind
 			}
 		}
 		clear(set[len(keep):])
@@ -109,13 +113,14 @@ func (fw *fanWriter) run(ctx context.Context) {
 				delete(fw.cache, sel)
 				continue
 			}
-			g.used, g.from, g.to, g.b = false, nil, nil, nil
+			g.used, g.from, g.to, g.end, g.b = false, nil, nil, nil, nil
 		}
 
-		// Every follower was served up to a window at or after first: when
-		// no window came meanwhile, they all stand at last.
+		// Every follower was served up to a window at or after first, or
+		// as far as one write goes (more): when no window came meanwhile and
+		// none is left behind, they all stand at last.
 		last := fw.fr.newest()
-		if last != first {
+		if last != first || more {
 			continue
 		}
 		select {
@@ -127,50 +132,55 @@ func (fw *fanWriter) run(ctx context.Context) {
 	}
 }
 
-// serve writes to s what came since its last turn. It returns false when
-// s is no longer the writer's.
-func (fw *fanWriter) serve(e fanEntry) bool {
+// serve writes to s what came since its last turn, up to maxBatchBytes.
+// kept is false when s is no longer the writer's; behind, when s is still
+// short of the newest window.
+func (fw *fanWriter) serve(e fanEntry, now time.Time) (kept, behind bool) {
 	s := e.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.owner != ownWriter || s.reg != e.reg {
-		return false
+		return false, false
 	}
 	n := fw.fr.newest()
 	if n == s.w {
-		return true
+		return true, false
 	}
 	if n.err != nil || n.to-s.lastSeq > s.h.gatherMax {
 		s.handBack()
-		return false
+		return false, false
 	}
-	b, ok := fw.gather(s.w, n, s.sel)
+	b, end, ok := fw.gather(s.w, n, s.sel)
 	if !ok {
 		s.handBack()
-		return false
+		return false, false
 	}
 	if len(b) > 0 {
-		switch s.fc.tryWrite(b) {
+		res := s.fc.tryWrite(b)
+		if res != wroteNone {
+			s.h.fanWrites.Add(1)
+		}
+		switch res {
 		case wroteAll:
 		case wroteSome:
 			// The rest is the connection's to finish, before anything else.
-			s.advance(n)
-			s.lastWrite = time.Now()
+			s.advance(end)
+			s.lastWrite = now
 			s.handBack()
-			return false
+			return false, false
 		default:
 			s.handBack()
-			return false
+			return false, false
 		}
-		s.lastWrite = time.Now()
+		s.lastWrite = now
 	}
-	s.advance(n)
-	return true
+	s.advance(end)
+	return true, end != n
 }
 
 // gather is gather with the writer's cache: the followers of a selector
 // mostly stand at the same window.
-func (fw *fanWriter) gather(from, to *window, sel *selector) ([]byte, bool) {
+func (fw *fanWriter) gather(from, to *window, sel *selector) ([]byte, *window, bool) {
 	g := fw.cache[sel]
 	if g == nil {
 		g = &gathered{}
@@ -178,21 +188,22 @@ func (fw *fanWriter) gather(from, to *window, sel *selector) ([]byte, bool) {
 	}
 	g.used = true
 	if g.from == from && g.to == to {
-		return g.b, true
+		return g.b, g.end, true
 	}
-	b, joined, ok := gather(g.buf[:0], from, to, sel, false)
+	b, end, joined, ok := gather(g.buf[:0], from, to, sel, false, maxBatchBytes)
 	if !ok {
-		return nil, false
+		return nil, nil, false
 	}
 	if joined {
 		g.buf = b[:0]
 	}
-	g.from, g.to, g.b = from, to, b
-	return b, true
+	g.from, g.to, g.end, g.b = from, to, end, b
+	return b, end, true
 }
 
 // handBack gives s back to its session's goroutine. s.mu is held.
 func (s *session) handBack() {
+	s.h.handBacks.Add(1)
 	s.owner = ownSession
 	select {
 	case s.back <- struct{}{}:
@@ -322,12 +333,12 @@ func (s *session) deliver(n *window) (subErr, writeErr error) {
 	head, _ := s.h.cfg.Bus.Position()
 	if s.w != nil && s.w.to == s.lastSeq && head-min(head, s.lastSeq) <= s.h.gatherMax {
 		bp := getBatch()
-		b, joined, ok := gather((*bp)[:0], s.w, n, s.sel, s.req.batch)
+		b, end, joined, ok := gather((*bp)[:0], s.w, n, s.sel, s.req.batch, maxBatchBytes)
 		var err error
 		if ok {
 			// Advanced first, as Next does for a record: the lag of a
 			// session stuck in this write counts from its end.
-			s.advance(n)
+			s.advance(end)
 			if len(b) > 0 {
 				err = s.writeRaw(b)
 			}

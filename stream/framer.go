@@ -161,29 +161,38 @@ func appendFrame(b, p []byte) []byte {
 	return append(appendFrameHeader(b, len(p)), p...)
 }
 
-// gather returns the frames of the windows after from up to and including
-// to, for sel: when there is only one, that window's frame as is;
-// otherwise they are appended to dst (joined is then true). ok is false
-// when the windows do not follow on from from without a hole (the framer
-// started again at the head): the caller must read the records another
-// way.
-func gather(dst []byte, from, to *window, sel *selector, batch bool) (b []byte, joined, ok bool) {
+// gather returns the frames, for sel, of the windows after from up to and
+// including to, or up to the last one that keeps them within maxBytes
+// (it takes one at least); end is the last window taken. When it takes one
+// window, that window's frame is returned as is; otherwise the frames are
+// appended to dst (joined is then true). ok is false when the windows do
+// not follow on from from without a hole (the framer started again at the
+// head): the caller must read the records another way.
+func gather(dst []byte, from, to *window, sel *selector, batch bool, maxBytes int) (b []byte, end *window, joined, ok bool) {
 	if from == to {
-		return nil, false, true
+		return nil, to, false, true
 	}
-	if from.following == to && to.from == from.to {
-		return to.frame(sel, batch), false, true
+	nx := from.following
+	if nx == nil || nx.from != from.to || nx.err != nil {
+		return nil, nil, false, false
 	}
-	pos := from.to
-	for c := from; c != to; {
-		nx := c.following
-		if nx == nil || nx.from != pos || nx.err != nil {
-			return nil, false, false
+	first := nx.frame(sel, batch)
+	if nx == to {
+		return first, to, false, true
+	}
+	end, b = nx, append(dst, first...)
+	for end != to {
+		nx := end.following
+		if nx == nil || nx.from != end.to || nx.err != nil {
+			return nil, nil, false, false
 		}
-		dst = append(dst, nx.frame(sel, batch)...)
-		pos, c = nx.to, nx
+		f := nx.frame(sel, batch)
+		if len(b)+len(f) > maxBytes {
+			break
+		}
+		b, end = append(b, f...), nx
 	}
-	return dst, true, true
+	return b, end, true, true
 }
 
 // epoch is the epoch of the window's records.

@@ -151,6 +151,9 @@ type Handler struct {
 
 	subscribers     atomic.Int64
 	slowDisconnects atomic.Uint64
+	// fanWrites counts the fan-out writer's writes, handBacks the sessions
+	// it handed back (for tests).
+	fanWrites, handBacks atomic.Uint64
 }
 
 var _ http.Handler = (*Handler)(nil)

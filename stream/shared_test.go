@@ -21,8 +21,10 @@ import (
 // drops no duplicate, so that the tests see any the handler would send.
 type rawSub struct {
 	query string
-	recs  []*events.Record
-	err   error
+	// oneEach: a message must hold one record (the default mode).
+	oneEach bool
+	recs    []*events.Record
+	err     error
 }
 
 // read reads until a record at or after final() (when it is not 0) or an
@@ -43,6 +45,10 @@ func (r *rawSub) read(ctx context.Context, url string, final func() uint64) {
 		_, data, err := conn.Read(ctx)
 		if err != nil {
 			r.err = fmt.Errorf("after seq %d: %w", last, err)
+			return
+		}
+		if r.oneEach && bytes.IndexByte(data, '\n') >= 0 {
+			r.err = fmt.Errorf("after seq %d: a message holds several records", last)
 			return
 		}
 		for line := range bytes.SplitSeq(data, []byte{'\n'}) {

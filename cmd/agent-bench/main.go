@@ -43,6 +43,7 @@ type bench struct {
 	agent   string
 	only    map[string]bool // sections to run; empty: all
 	fanout  []int           // subscriber counts of the fan-out rows
+	bigFan  int             // subscribers of the fan-out row through a whole agent's listener
 	profile string          // CPU profile of this process (the child's gets ".child")
 	rows    []row
 	verbose io.Writer
@@ -58,9 +59,10 @@ func main() {
 	flag.DurationVar(&b.idle, "idle", 0, "how long to measure idle CPU (default 20s, 5s with --quick)")
 	flag.StringVar(&b.agent, "agent", "", "agent binary to use (default: go build ./cmd/agent)")
 	flag.StringVar(&only, "only", "", "run only these sections, comma separated: cluster, wait, idle, fanout, gobench")
-	flag.StringVar(&fanout, "fanout", "1,100,1000", "subscriber counts of the stream fan-out rows, comma separated")
+	flag.StringVar(&fanout, "fanout", "1,100,1000", "subscriber counts of the stream fan-out rows (2000 records/s, each in batch=1 and default mode), comma separated")
+	flag.IntVar(&b.bigFan, "fanout-listener", 10000, "subscribers of the fan-out row through a whole agent's TCP listener (100 records/s); 0: none")
 	flag.StringVar(&b.profile, "cpuprofile", "", "write a CPU profile of the benchmark to this file (the fan-out subscribers' to FILE.child)")
-	flag.StringVar(&child, fanoutChildFlag, "", "internal: run the fan-out subscribers (URL,SUBS,RECORDS)")
+	flag.StringVar(&child, fanoutChildFlag, "", "internal: run the fan-out subscribers (JSON arguments)")
 	flag.Parse()
 	if child != "" {
 		fanoutChild(child, b.profile)
@@ -170,8 +172,16 @@ func (b *bench) run() error {
 			d = 3 * time.Second
 		}
 		for _, subs := range b.fanout {
-			b.logf("fan-out: %d subscribers", subs)
-			b.fanoutRow(subs, 2000, d)
+			for _, batch := range []bool{true, false} {
+				c := fanoutCase{subs: subs, rate: 2000, batch: batch, seconds: d}
+				b.logf("fan-out: %d subscribers, %s", subs, c.mode())
+				b.fanoutRow(c)
+			}
+		}
+		if b.bigFan > 0 {
+			c := fanoutCase{subs: b.bigFan, rate: 100, listener: true, seconds: d}
+			b.logf("fan-out: %d subscribers through an agent's listener, %s", c.subs, c.mode())
+			b.fanoutRow(c)
 		}
 	}
 	if b.runs("gobench") {
