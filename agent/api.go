@@ -175,7 +175,8 @@ func jsonMuxErrors(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
 		if pattern != "" {
-			h.ServeHTTP(w, r)
+			// Through the mux, which sets the path values.
+			mux.ServeHTTP(w, r)
 			return
 		}
 		rec := &statusRecorder{header: http.Header{}}

@@ -43,4 +43,8 @@ func TestAPIErrorsAreJSON(t *testing.T) {
 			t.Errorf("%s %s: Allow %q, want %q", tc.method, tc.path, got, tc.allow)
 		}
 	}
+	// A route with path values still gets them through the wrapper.
+	if code, body := apiPost(t, c, "http://unix/v1/nodes/n1/freeze"); code != http.StatusOK {
+		t.Fatalf("freeze n1 through the wrapper: %d %s", code, body)
+	}
 }
