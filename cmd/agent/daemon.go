@@ -20,6 +20,10 @@ func newDaemonCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the agent, or show its cluster data",
+		Example: `  agent daemon run
+  agent daemon run --root /srv/agents/n1
+  agent daemon status -o json
+  agent daemon status --filter monitor.nodes.NODE.frozen`,
 	}
 	cmd.AddCommand(newDaemonRunCmd(g), newDaemonStatusCmd(g))
 	return cmd
@@ -128,7 +132,7 @@ func newDaemonStatusCmd(g *globals) *cobra.Command {
 			return enc.Encode(v)
 		},
 	}
-	cmd.Flags().StringVarP(&out, "output", "o", "json", "output format: json or text")
-	cmd.Flags().StringVar(&path, "filter", "", "print only the value at `PATH` (gjson path), raw")
+	cmd.Flags().StringVarP(&out, "output", "o", "json", "output `FORMAT`: json or text")
+	cmd.Flags().StringVar(&path, "filter", "", "print only the value at `PATH` (a path in the cluster data, like monitor.nodes.n1.frozen), raw")
 	return cmd
 }
