@@ -137,6 +137,7 @@ type task struct {
 	why   string
 	msg   []byte
 	order Order
+	done  chan struct{} // taskPing: closed when handled
 }
 
 // New creates the memberlist (binding its ports) and wires it to the store.
@@ -507,6 +508,8 @@ func (h *Heartbeat) handle(t task) {
 		if fn := h.onOrder.Load(); fn != nil {
 			(*fn)(t.order)
 		}
+	case taskPing:
+		close(t.done)
 	}
 }
 
