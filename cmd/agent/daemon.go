@@ -46,7 +46,11 @@ func newDaemonRunCmd(g *globals) *cobra.Command {
 		Long: `Run the agent in the foreground, as systemd or a terminal expects. Without
 node.conf it runs a one-node cluster named after the host, heartbeat on
 127.0.0.1. SIGTERM or SIGINT sets the node status to "shutting down", leaves
-the cluster gracefully and exits 0; a second signal exits at once.`,
+the cluster gracefully and exits 0; a second signal exits at once.
+
+Under systemd (Type=notify) it reports READY=1 once it has joined its
+cluster, or found itself alone after the rejoin wait, and pings the
+watchdog (WatchdogSec) only while its heartbeat and store answer.`,
 		Example: `  agent daemon run
   agent daemon run --root /srv/agents/n1 --debug`,
 		Args: cobra.NoArgs,
@@ -59,7 +63,14 @@ the cluster gracefully and exits 0; a second signal exits at once.`,
 			defer a.Close()
 			ctx, stop := signalContext()
 			defer stop()
-			if err := a.Run(ctx); err != nil {
+			notifier, watchdog := systemdFromEnv(log)
+			supCtx, stopSup := context.WithCancel(ctx)
+			supDone := make(chan struct{})
+			go func() { defer close(supDone); superviseSystemd(supCtx, a, notifier, watchdog, log) }()
+			err = a.Run(ctx)
+			stopSup()
+			<-supDone
+			if err != nil {
 				return failf("%v", err)
 			}
 			return nil
