@@ -58,7 +58,7 @@ commands to try, for instance:
 	cmd.Flags().IntVar(&f.nodes, "nodes", 3, "start `N` agents (1 to 9)")
 	cmd.Flags().IntVar(&f.hbPort, "hb-port", 17946, "heartbeat `PORT` of every node (each on its own 127.0.0.N)")
 	cmd.Flags().IntVar(&f.apiPort, "api-port", 1215, "TCP listener `PORT` of every node (each on its own 127.0.0.N)")
-	cmd.Flags().DurationVar(&f.duration, "duration", 0, "stop after this long, like 30s (default: until Ctrl-C)")
+	cmd.Flags().DurationVar(&f.duration, "duration", 0, "stop after `DURATION`, like 30s (default: until Ctrl-C)")
 	cmd.Flags().BoolVar(&f.quiet, "quiet", false, "do not tail the events")
 	return cmd
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
+
 	"agent/config"
 )
 
@@ -70,4 +72,40 @@ func TestVersion(t *testing.T) {
 	if code := run([]string{"version"}, &o, &e); code != 0 || !strings.HasPrefix(o.String(), "agent "+v.Version+" (commit ") {
 		t.Fatalf("version: %d %q", code, o.String())
 	}
+}
+
+// TestCommandsDocumented: every command has a heading in docs/commands.md
+// (words of its path, like "agent svc start|stop|freeze|thaw NAME").
+func TestCommandsDocumented(t *testing.T) {
+	page, err := os.ReadFile(filepath.Join("..", "..", "docs", "commands.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var headings []map[string]bool
+	split := func(r rune) bool { return !(r >= 'a' && r <= 'z' || r == '-') }
+	for _, l := range strings.Split(string(page), "\n") {
+		if strings.HasPrefix(l, "#") {
+			words := map[string]bool{}
+			for _, w := range strings.FieldsFunc(l, split) {
+				words[w] = true
+			}
+			headings = append(headings, words)
+		}
+	}
+	walk(newRootCmd(&globals{}), func(c *cobra.Command) {
+		if !c.HasParent() || !c.IsAvailableCommand() || c.Parent().Name() == "completion" {
+			return
+		}
+		path := strings.Fields(c.CommandPath())
+		for _, h := range headings {
+			all := true
+			for _, w := range path {
+				all = all && h[w]
+			}
+			if all {
+				return
+			}
+		}
+		t.Errorf("%s has no heading in docs/commands.md: add one (with its synopsis, what it does, an example)", c.CommandPath())
+	})
 }

@@ -53,7 +53,7 @@ gone), a reset line says so: never a silent gap.
 	cmd.Flags().StringArrayVar(&f.filters, "filter", nil, "filter `EXPR` on the record (repeatable, OR'ed)")
 	cmd.Flags().StringVarP(&f.output, "output", "o", "text", "output `FORMAT`: text or json (one record per line)")
 	cmd.Flags().StringVar(&f.since, "since", "", "start after record `SEQ`, or this long ago (10m, 2h)")
-	cmd.Flags().DurationVar(&f.duration, "duration", 0, "stop after this long (default: follow forever)")
+	cmd.Flags().DurationVar(&f.duration, "duration", 0, "stop after `DURATION`, like 30s or 5m (default: follow forever)")
 	cmd.Flags().IntVar(&f.limit, "limit", 0, "stop after `N` patch and event records")
 	cmd.Flags().BoolVar(&f.snapshot, "snapshot", false, "print the cluster data first (a full record)")
 	return cmd

@@ -100,7 +100,7 @@ stream; with --duration, give up after that long (prints "timeout", exit 1).`, e
 		},
 	}
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the orchestration is done")
-	cmd.Flags().DurationVar(&duration, "duration", 0, "with --wait, give up after this long")
+	cmd.Flags().DurationVar(&duration, "duration", 0, "with --wait, give up after `DURATION`, like 2m")
 	return cmd
 }
 

@@ -46,7 +46,7 @@ func TestUnknownAndMissingSubcommands(t *testing.T) {
 // genericPlaceholders are pflag's type names, shown when a flag's usage
 // names no `PLACEHOLDER`.
 var genericPlaceholders = map[string]bool{"string": true, "int": true, "strings": true, "stringArray": true,
-	"uint": true, "uint64": true, "int64": true, "float": true, "float64": true}
+	"uint": true, "uint64": true, "int64": true, "float": true, "float64": true, "duration": true}
 
 // TestHelpIsComplete: every command has examples, and every flag that
 // takes a value names what it holds (--server URL, --node NODE).

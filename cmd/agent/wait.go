@@ -58,7 +58,7 @@ docs/filters.md.`,
 		},
 	}
 	cmd.Flags().StringArrayVar(&exprs, "filter", nil, "filter `EXPR` over the cluster data; repeatable: all must hold (AND)")
-	cmd.Flags().DurationVar(&duration, "duration", 0, "give up after this long, like 30s or 5m (default: wait forever)")
+	cmd.Flags().DurationVar(&duration, "duration", 0, "give up after `DURATION`, like 30s or 5m (default: wait forever)")
 	return cmd
 }
 
