@@ -21,46 +21,14 @@ configuration reference (every key of node.conf and svc files).`,
   agent docs markdown docs/cli
   agent docs config > docs/configuration.md`,
 	}
-	cmd.AddCommand(&cobra.Command{
-		Use:   "man DIR",
-		Short: "Write a man page (section 1) per command into DIR",
-		Example: `  agent docs man /usr/share/man/man1
-  agent docs man ./man && man ./man/agent-wait.1`,
-		Args: exactArgs("DIR"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			dir, err := docsDir(args[0])
-			if err != nil {
-				return err
-			}
-			root := cmd.Root()
+	cmd.AddCommand(newDocsTreeCmd("man", "Write a man page (section 1) per command into DIR",
+		"  agent docs man /usr/share/man/man1\n  agent docs man ./man && man ./man/agent-wait.1",
+		func(root *cobra.Command, dir string) error {
 			header := &doc.GenManHeader{Title: "AGENT", Section: "1", Source: "agent " + readVersion().Version, Manual: "agent manual"}
-			root.DisableAutoGenTag = true
-			if err := doc.GenManTree(root, header, dir); err != nil {
-				return failf("write man pages to %s: %v", dir, err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "man pages written to %s\n", dir)
-			return nil
-		},
-	})
-	cmd.AddCommand(&cobra.Command{
-		Use:     "markdown DIR",
-		Short:   "Write a Markdown page per command into DIR",
-		Example: `  agent docs markdown docs/cli`,
-		Args:    exactArgs("DIR"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			dir, err := docsDir(args[0])
-			if err != nil {
-				return err
-			}
-			root := cmd.Root()
-			root.DisableAutoGenTag = true
-			if err := doc.GenMarkdownTree(root, dir); err != nil {
-				return failf("write markdown pages to %s: %v", dir, err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "markdown pages written to %s\n", dir)
-			return nil
-		},
-	})
+			return doc.GenManTree(root, header, dir)
+		}))
+	cmd.AddCommand(newDocsTreeCmd("markdown", "Write a Markdown page per command into DIR",
+		"  agent docs markdown docs/cli", doc.GenMarkdownTree))
 	cmd.AddCommand(&cobra.Command{
 		Use:   "config",
 		Short: "Print the configuration reference (Markdown) on stdout",
@@ -76,10 +44,27 @@ value is checked. The repository's docs/configuration.md is this output.`,
 	return cmd
 }
 
-// docsDir creates dir (mode 0755: documentation is public) if needed.
-func docsDir(dir string) (string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", failf("create %s: %v", dir, err)
+// newDocsTreeCmd is `agent docs KIND DIR`: gen writes one page per command
+// of the tree into DIR.
+func newDocsTreeCmd(kind, short, example string, gen func(root *cobra.Command, dir string) error) *cobra.Command {
+	return &cobra.Command{
+		Use:     kind + " DIR",
+		Short:   short,
+		Example: example,
+		Args:    exactArgs("DIR"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := args[0]
+			// Documentation is public: 0755.
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return failf("create %s: %v", dir, err)
+			}
+			root := cmd.Root()
+			root.DisableAutoGenTag = true // no date: the pages stay reproducible
+			if err := gen(root, dir); err != nil {
+				return failf("write %s pages to %s: %v", kind, dir, err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s pages written to %s\n", kind, dir)
+			return nil
+		},
 	}
-	return dir, nil
 }
