@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"agent/config"
+	"agent/durable"
 	"agent/events"
 	"agent/internal/testutil"
 )
@@ -214,3 +215,11 @@ func processGone(pid int) bool {
 	i := strings.LastIndexByte(s, ')')
 	return i >= 0 && i+2 < len(s) && (s[i+2] == 'Z' || s[i+2] == 'X')
 }
+
+// cursor, readCursor and writeCursor let the tests set and read a hook's
+// cursor file.
+type cursor = durable.Cursor
+
+func readCursor(path string) (cursor, error) { return durable.ReadCursor(path) }
+
+func writeCursor(path string, c cursor) error { return durable.WriteCursor(path, c) }

@@ -5,14 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"io/fs"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"agent/config"
+	"agent/durable"
 	"agent/events"
 )
 
@@ -203,16 +204,10 @@ func (r *Runner) Update(hooks []config.Hook) error {
 			// that waits for the old one to end and remove its cursor.
 			w.prev = r.draining[name]
 			delete(r.draining, name)
-			if err := w.subscribeHead(); err != nil {
-				errs = append(errs, err)
-				continue
-			}
+			w.startAtHead()
 			w.log.Info("hook added")
 		case !first || !r.hasCursor(name):
-			if err := w.subscribeHead(); err != nil {
-				errs = append(errs, err)
-				continue
-			}
+			w.startAtHead()
 			w.log.Info("hook added")
 		default:
 			w.log.Info("hook resumes from its cursor")
@@ -242,8 +237,8 @@ func (r *Runner) hasCursor(name string) bool {
 	if r.cfg.Dir == "" {
 		return false
 	}
-	_, err := os.Lstat(r.cursorPath(name))
-	return err == nil
+	_, err := durable.ReadCursor(r.cursorPath(name))
+	return !errors.Is(err, fs.ErrNotExist)
 }
 
 // removeStaleCursors deletes the cursor files of hooks the first Update
@@ -260,22 +255,19 @@ func (r *Runner) removeStaleCursors(named map[string]bool) {
 		r.log.Warn("cannot list hook cursors", keyDir, r.cfg.Dir, keyErr, err)
 		return
 	}
+	stale := map[string]bool{}
 	for _, e := range entries {
-		n := e.Name()
-		var name string
-		switch {
-		case strings.HasSuffix(n, cursorSuffix):
-			name = strings.TrimSuffix(n, cursorSuffix)
-		case strings.HasSuffix(n, cursorSuffix+tmpSuffix):
-			name = strings.TrimSuffix(n, cursorSuffix+tmpSuffix)
-		default:
+		n := durable.CursorPathOf(e.Name())
+		if !strings.HasSuffix(n, cursorSuffix) {
 			continue
 		}
-		if named[name] || r.active[name] != nil || r.draining[name] != nil {
+		name := strings.TrimSuffix(n, cursorSuffix)
+		if named[name] || r.active[name] != nil || r.draining[name] != nil || stale[name] {
 			continue
 		}
-		path := filepath.Join(r.cfg.Dir, n)
-		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		stale[name] = true
+		path := r.cursorPath(name)
+		if err := durable.RemoveCursor(path); err != nil {
 			r.log.Warn("cannot remove stale hook cursor", keyFile, path, keyErr, err)
 			continue
 		}
