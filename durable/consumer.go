@@ -114,7 +114,7 @@ type Consumer struct {
 	cfg   Config
 	log   *slog.Logger
 	bus   *events.Bus
-	epoch string        // the bus's: it never changes while the bus is open
+	epoch string          // the bus's: it never changes while the bus is open
 	poll  context.Context // already done: Next(poll) never waits
 	stop  chan struct{}   // closed by Close: ends a retry pause
 
