@@ -188,13 +188,14 @@ func (c *Consumer) open() error {
 		}
 	}
 	var (
-		sub *events.Subscription
-		err error
+		sub   *events.Subscription
+		after Cursor // where a retention loss found at once begins
+		err   error
 	)
 	c.lastSkipped = 0
 	switch {
 	case from != nil:
-		sub, err = c.resume(*from)
+		sub, after, err = c.resume(*from)
 	case c.cfg.NewFromOldest && !c.cfg.StartAtHead:
 		sub, err = c.bus.Subscribe(events.SubscribeOptions{
 			Resume: true, Since: c.bus.Oldest() - 1, Epoch: c.epoch, Durable: true})
@@ -211,7 +212,7 @@ func (c *Consumer) open() error {
 	}
 	start := Cursor{Epoch: c.epoch, Seq: sub.Start()}
 	c.read = start.Seq
-	c.checkSkipped(sub)
+	c.checkSkipped(sub, after)
 	c.mu.Lock()
 	c.sub, c.cur = sub, start
 	if onDisk {
@@ -233,39 +234,41 @@ func (c *Consumer) open() error {
 }
 
 // resume subscribes after from, reporting a cursor ahead of the journal
-// or in another epoch.
-func (c *Consumer) resume(from Cursor) (*events.Subscription, error) {
+// or in another epoch. It returns where the subscription resumed from, for
+// a retention loss it may have found at once.
+func (c *Consumer) resume(from Cursor) (*events.Subscription, Cursor, error) {
 	sub, err := c.bus.Subscribe(events.SubscribeOptions{Resume: true, Since: from.Seq, Epoch: from.Epoch, Durable: true})
 	if errors.Is(err, events.ErrFuture) {
 		c.cfg.OnLoss(Loss{Reason: LossCursorAhead, Cursor: from, Detail: err.Error()})
 		sub, err = c.bus.Subscribe(events.SubscribeOptions{Durable: true})
 	}
 	if err != nil {
-		return nil, err
+		return nil, from, err
 	}
 	if why := sub.Reset(); why != "" {
 		// The stream was renumbered: everything of the new epoch that is
 		// still retained is the consumer's.
 		sub.Close()
 		c.cfg.OnLoss(Loss{Reason: LossEpoch, Cursor: from, Detail: why})
+		from = Cursor{Epoch: c.epoch}
 		sub, err = c.bus.Subscribe(events.SubscribeOptions{Resume: true, Since: 0, Epoch: c.epoch, Durable: true})
 		if err != nil {
-			return nil, err
+			return nil, from, err
 		}
 	}
-	return sub, nil
+	return sub, from, nil
 }
 
-// checkSkipped reports the records sub skipped since the last check.
-func (c *Consumer) checkSkipped(sub *events.Subscription) {
+// checkSkipped reports the records sub skipped since the last check; after
+// is the last record read before them.
+func (c *Consumer) checkSkipped(sub *events.Subscription, after Cursor) {
 	n := sub.Skipped()
 	if n <= c.lastSkipped {
 		return
 	}
 	lost := n - c.lastSkipped
 	c.lastSkipped = n
-	c.cfg.OnLoss(Loss{Reason: LossRetention, Count: lost, CountKnown: true,
-		Cursor: Cursor{Epoch: c.epoch, Seq: c.read}})
+	c.cfg.OnLoss(Loss{Reason: LossRetention, Count: lost, CountKnown: true, Cursor: after})
 }
 
 // Next returns the next record in seq order: the one after the last that
@@ -299,7 +302,7 @@ func (c *Consumer) Next(ctx context.Context) (*events.Record, error) {
 			rec, err = sub.Next(ctx)
 		}
 		if err == nil {
-			c.checkSkipped(sub)
+			c.checkSkipped(sub, Cursor{Epoch: c.epoch, Seq: c.read})
 			c.read = rec.Seq
 			return rec, nil
 		}
@@ -344,7 +347,7 @@ func (c *Consumer) pause(ctx context.Context) error {
 // resubscribe replaces a subscription that ended with a read error: it
 // resumes after the last record Next returned.
 func (c *Consumer) resubscribe(ctx context.Context) error {
-	sub, err := c.resume(Cursor{Epoch: c.epoch, Seq: c.read})
+	sub, after, err := c.resume(Cursor{Epoch: c.epoch, Seq: c.read})
 	if err != nil {
 		if errors.Is(err, events.ErrClosed) {
 			return fmt.Errorf("consumer %s: event bus closed: %w", c.cfg.Name, err)
@@ -353,7 +356,7 @@ func (c *Consumer) resubscribe(ctx context.Context) error {
 		return c.pause(ctx)
 	}
 	c.lastSkipped = 0
-	c.checkSkipped(sub)
+	c.checkSkipped(sub, after)
 	c.mu.Lock()
 	closed := c.closed
 	if !closed {
