@@ -91,11 +91,11 @@ func TestFailuresAndOutputLimit(t *testing.T) {
 	}
 
 	res := r.runCommand(&spec{name: "x", command: []string{cmd}, timeout: waitLong}, rec, "x")
-	if res.exitCode != 3 || !res.failed() {
-		t.Fatalf("exit = %d, failed = %v", res.exitCode, res.failed())
+	if res.ExitCode != 3 || !res.Failed() {
+		t.Fatalf("exit = %d, failed = %v", res.ExitCode, res.Failed())
 	}
-	if string(res.stdout.buf) != "line 0\nlin" || string(res.stderr.buf) != "err 0\nerr " || res.stdout.dropped == 0 {
-		t.Fatalf("stdout %q stderr %q dropped %d", res.stdout.buf, res.stderr.buf, res.stdout.dropped)
+	if string(res.Stdout.Data) != "line 0\nlin" || string(res.Stderr.Data) != "err 0\nerr " || res.Stdout.Dropped == 0 {
+		t.Fatalf("stdout %q stderr %q dropped %d", res.Stdout.Data, res.Stderr.Data, res.Stdout.Dropped)
 	}
 }
 

@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -90,12 +91,13 @@ type Runner struct {
 	cfg   Config
 	log   *slog.Logger
 	bus   *events.Bus
-	epoch string   // the bus's epoch: it never changes while the bus is open
-	env   []string // the agent's environment, read once
+	epoch string // the bus's epoch: it never changes while the bus is open
 
-	// kill is closed by Close: running commands are terminated at once.
-	kill chan struct{}
-	wg   sync.WaitGroup // every worker goroutine
+	// closing ends when Close is called: running commands are terminated
+	// at once.
+	closing context.Context
+	kill    context.CancelFunc
+	wg      sync.WaitGroup // every worker goroutine
 
 	// mu guards the fields below. It is never held while waiting for a
 	// worker; a worker takes it only when it ends.
@@ -118,13 +120,14 @@ func New(cfg Config) (*Runner, error) {
 		}
 	}
 	_, epoch := cfg.Bus.Position()
+	closing, kill := context.WithCancel(context.Background())
 	return &Runner{
 		cfg:      cfg,
 		log:      cfg.Logger.With(keyComponent, "hooks"),
 		bus:      cfg.Bus,
 		epoch:    epoch,
-		env:      os.Environ(),
-		kill:     make(chan struct{}),
+		closing:  closing,
+		kill:     kill,
 		active:   make(map[string]*worker),
 		draining: make(map[string]*worker),
 	}, nil
@@ -291,7 +294,7 @@ func (r *Runner) Close() error {
 	r.mu.Lock()
 	if !r.closed {
 		r.closed = true
-		close(r.kill)
+		r.kill()
 		for _, w := range r.active {
 			w.halt(false)
 		}

@@ -229,12 +229,12 @@ func (w *worker) execute(rec *events.Record, id string) bool {
 	w.stats.setRunning(true)
 	res := w.r.runCommand(w.spec, rec, id)
 	w.stats.setRunning(false)
-	if res.interrupted {
+	if res.Canceled {
 		w.log.Warn("hook run interrupted by shutdown: it runs again after a restart",
 			keySeq, rec.Seq, keyEventID, id)
 		return false
 	}
-	w.stats.addRun(res.duration, res.failed(), res.timedOut, res.started)
+	w.stats.addRun(res.Duration, res.Failed(), res.TimedOut, res.Started)
 	w.logRun(rec, id, res)
 	return true
 }
