@@ -57,7 +57,7 @@ cat >> "$2"`)
 			if err != nil {
 				t.Fatal(err)
 			}
-			testutil.Eventually(t, waitLong, func() bool { return processGone(pid) },
+			testutil.Eventually(t, waitLong, func() bool { return testutil.ProcessGone(pid) },
 				"the hook's child %d killed with its group", pid)
 			if ids := eventIDs(t, readLines(t, out)); !slices.Equal(ids, []string{"next"}) {
 				t.Fatalf("runs after the timeout: %v, want [next]", ids)

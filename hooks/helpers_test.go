@@ -10,8 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -202,18 +200,6 @@ func findEvent(t testing.TB, sub *events.Subscription, id string) map[string]any
 			return d
 		}
 	}
-}
-
-// processGone reports whether pid no longer runs (absent, or a zombie
-// waiting for a reaper).
-func processGone(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && (s[i+2] == 'Z' || s[i+2] == 'X')
 }
 
 // cursor, readCursor and writeCursor let the tests set and read a hook's

@@ -29,18 +29,6 @@ func script(t testing.TB, body string) string {
 	return path
 }
 
-// processGone reports whether pid no longer runs (absent, or a zombie
-// waiting for a reaper).
-func processGone(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && (s[i+2] == 'Z' || s[i+2] == 'X')
-}
-
 func TestExitCodesAndOutput(t *testing.T) {
 	check := testutil.CheckGoroutines(t)
 	for _, tc := range []struct {
@@ -142,7 +130,7 @@ func TestTimeoutKillsTheGroup(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			testutil.Eventually(t, waitLong, func() bool { return processGone(pid) }, "child %d killed with the group", pid)
+			testutil.Eventually(t, waitLong, func() bool { return testutil.ProcessGone(pid) }, "child %d killed with the group", pid)
 			check()
 		})
 	}

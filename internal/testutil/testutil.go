@@ -3,8 +3,10 @@
 package testutil
 
 import (
+	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -124,4 +126,16 @@ func ImportsOnly(t testing.TB, pkg string, allowed ...string) {
 			t.Errorf("%s depends on %s; it may depend only on %v", pkg, dep, allowed)
 		}
 	}
+}
+
+// ProcessGone reports whether process pid no longer runs: absent, or a
+// zombie waiting for a reaper (Linux /proc).
+func ProcessGone(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && (s[i+2] == 'Z' || s[i+2] == 'X')
 }
