@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"agent/events"
@@ -108,8 +109,9 @@ func (c Config) withDefaults() Config {
 }
 
 // Consumer reads the record stream durably: see the package documentation.
-// Next, Done and Pass are called by one goroutine at a time, the owner;
-// Cursor and Close may be called from any.
+// Next is called by one goroutine at a time, the owner; Done, Pass, Cursor
+// and Close may be called from any (a batch committed on another
+// goroutine).
 type Consumer struct {
 	cfg   Config
 	log   *slog.Logger
@@ -118,8 +120,10 @@ type Consumer struct {
 	poll  context.Context // already done: Next(poll) never waits
 	stop  chan struct{}   // closed by Close: ends a retry pause
 
+	// read is the seq of the last record Next returned (or the start):
+	// written by the goroutine calling Next, read by Done and Pass.
+	read atomic.Uint64
 	// Owned by the goroutine calling Next.
-	read        uint64 // seq of the last record Next returned (or the start)
 	lastSkipped uint64 // sub.Skipped() already reported
 
 	// mu guards the fields below. Lock order: syncMu, then mu. It is never
@@ -211,7 +215,7 @@ func (c *Consumer) open() error {
 		return err
 	}
 	start := Cursor{Epoch: c.epoch, Seq: sub.Start()}
-	c.read = start.Seq
+	c.read.Store(start.Seq)
 	c.checkSkipped(sub, after)
 	c.mu.Lock()
 	c.sub, c.cur = sub, start
@@ -302,8 +306,8 @@ func (c *Consumer) Next(ctx context.Context) (*events.Record, error) {
 			rec, err = sub.Next(ctx)
 		}
 		if err == nil {
-			c.checkSkipped(sub, Cursor{Epoch: c.epoch, Seq: c.read})
-			c.read = rec.Seq
+			c.checkSkipped(sub, Cursor{Epoch: c.epoch, Seq: c.read.Load()})
+			c.read.Store(rec.Seq)
 			return rec, nil
 		}
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
@@ -323,7 +327,7 @@ func (c *Consumer) Next(ctx context.Context) (*events.Record, error) {
 			return nil, fmt.Errorf("consumer %s: event bus closed: %w", c.cfg.Name, err)
 		}
 		c.log.Error("reading the event stream failed; subscribing again after the last record read",
-			keyErr, err, keySeq, c.read, "retry_in", c.cfg.RetryInterval)
+			keyErr, err, keySeq, c.read.Load(), "retry_in", c.cfg.RetryInterval)
 		if err := c.pause(ctx); err != nil {
 			return nil, err
 		}
@@ -347,7 +351,7 @@ func (c *Consumer) pause(ctx context.Context) error {
 // resubscribe replaces a subscription that ended with a read error: it
 // resumes after the last record Next returned.
 func (c *Consumer) resubscribe(ctx context.Context) error {
-	sub, after, err := c.resume(Cursor{Epoch: c.epoch, Seq: c.read})
+	sub, after, err := c.resume(Cursor{Epoch: c.epoch, Seq: c.read.Load()})
 	if err != nil {
 		if errors.Is(err, events.ErrClosed) {
 			return fmt.Errorf("consumer %s: event bus closed: %w", c.cfg.Name, err)
@@ -401,7 +405,7 @@ func (c *Consumer) Pass(seq uint64) {
 }
 
 func (c *Consumer) advanceLocked(seq uint64) {
-	seq = min(seq, c.read)
+	seq = min(seq, c.read.Load())
 	if seq > c.cur.Seq {
 		c.cur.Seq = seq
 	}

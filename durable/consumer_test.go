@@ -489,3 +489,41 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal("negative SyncInterval accepted")
 	}
 }
+
+// TestCommitOnAnotherGoroutine: a sink reads ahead on one goroutine and
+// commits its batches, marking them done, on another.
+func TestCommitOnAnotherGoroutine(t *testing.T) {
+	check := testutil.CheckGoroutines(t)
+	path := filepath.Join(t.TempDir(), "c.cursor")
+	bus := openBus(t, events.Config{})
+	c := open(t, Config{CursorPath: path, Bus: bus, SyncInterval: time.Millisecond}, nil)
+	seqs := publish(bus, 1000)
+	batches := make(chan []uint64, 4)
+	committed := make(chan struct{})
+	go func() {
+		defer close(committed)
+		for b := range batches {
+			c.Done(b[len(b)-1])
+		}
+	}()
+	var batch []uint64
+	for range seqs {
+		batch = append(batch, next(t, c).Seq)
+		if len(batch) == 64 {
+			batches <- batch
+			batch = nil
+		}
+	}
+	batches <- batch
+	close(batches)
+	<-committed
+	if got := c.Cursor().Seq; got != seqs[len(seqs)-1] {
+		t.Fatalf("cursor %d, want %d", got, seqs[len(seqs)-1])
+	}
+	_ = c.Close()
+	if got := durableCursor(t, path).Seq; got != seqs[len(seqs)-1] {
+		t.Fatalf("durable cursor %d", got)
+	}
+	_ = bus.Close()
+	check()
+}

@@ -73,9 +73,11 @@
 //
 // # Goroutines
 //
-// Next, Done and Pass run on the caller's goroutine: they are for one
-// goroutine at a time, the consumer's owner. Cursor and Close may be called
-// from any goroutine; Close interrupts a Next blocked on another. A Consumer
+// Next, Done and Pass run on the caller's goroutine. Next is for one
+// goroutine at a time, the consumer's owner; Done, Pass, Cursor and Close
+// may be called from any goroutine (a sink may commit its batches, and
+// mark them done, on another goroutine than the one reading ahead); Close
+// interrupts a Next blocked on another. A Consumer
 // owns at most one goroutine, the fsync timer, armed by a write; Close stops
 // it and waits for it. Next never holds a lock while it waits for the
 // stream; OnLoss is called with no lock held.
