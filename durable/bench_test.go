@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"agent/events"
 )
@@ -36,15 +37,23 @@ func BenchmarkNextPass(b *testing.B) {
 
 // BenchmarkNextDone measures a Done per record: the cursor renamed into
 // place each time, fsynced at most every SyncInterval (a hook's cost per
-// run, besides the run itself).
+// run, besides the run itself); "fsync-never" leaves the fsyncs to Close,
+// to show what the batched fsyncs cost.
 func BenchmarkNextDone(b *testing.B) {
-	bus := openBus(b, events.Config{RingSize: 1 << 16})
-	c := open(b, Config{CursorPath: filepath.Join(b.TempDir(), "c.cursor"), Bus: bus}, nil)
-	b.ResetTimer()
-	for done := 0; done < b.N; {
-		n := min(b.N-done, 1<<15)
-		publish(bus, n)
-		drain(b, c, n, c.Done)
-		done += n
+	for _, bc := range []struct {
+		name     string
+		interval time.Duration
+	}{{"fsync-50ms", DefaultSyncInterval}, {"fsync-never", time.Hour}} {
+		b.Run(bc.name, func(b *testing.B) {
+			bus := openBus(b, events.Config{RingSize: 1 << 16})
+			c := open(b, Config{CursorPath: filepath.Join(b.TempDir(), "c.cursor"), Bus: bus, SyncInterval: bc.interval}, nil)
+			b.ResetTimer()
+			for done := 0; done < b.N; {
+				n := min(b.N-done, 1<<15)
+				publish(bus, n)
+				drain(b, c, n, c.Done)
+				done += n
+			}
+		})
 	}
 }
