@@ -131,7 +131,8 @@ type Consumer struct {
 	mu       sync.Mutex
 	sub      *events.Subscription // nil between a read error and the next subscribe
 	cur      Cursor               // done with every record up to cur.Seq
-	written  Cursor               // what the cursor files hold (renamed, maybe not fsynced)
+	written  Cursor               // what the cursor files hold (written, maybe not fsynced)
+	next     *nextFile            // PATH.next, open once written; nil before or after Close
 	passed   int                  // Pass calls since the cursor was last written
 	unsynced bool                 // written holds a cursor not yet fsynced
 	timer    *time.Timer          // pending fsync; nil when none
@@ -222,12 +223,8 @@ func (c *Consumer) open() error {
 	if onDisk {
 		c.written = *from
 	}
-	if c.cfg.CursorPath != "" && c.written != start {
-		if err := writeNext(c.cfg.CursorPath, start); err != nil {
-			c.writeFailedLocked(err)
-		} else {
-			c.written, c.unsynced = start, true
-		}
+	if c.written != start {
+		c.writeNextLocked()
 	}
 	c.mu.Unlock()
 	if err := c.syncNow(); err != nil {
@@ -377,8 +374,8 @@ func (c *Consumer) resubscribe(ctx context.Context) error {
 // Done marks every record up to seq done, including records Next returned
 // and the caller has not marked yet: call it with the seq below which
 // nothing is pending (a batch committed: its last seq). The cursor is
-// written (renamed into place) before Done returns, so a killed process
-// resumes after seq; its fsync follows within SyncInterval. A seq Next has
+// written (to PATH.next, in place) before Done returns, so a killed
+// process resumes after seq; its fsync follows within SyncInterval. A seq Next has
 // not returned yet counts as the last one it returned; an older one than
 // the cursor changes nothing. A write error is logged, once until a write
 // works again, and the consumer goes on: a restart would then read some
@@ -428,7 +425,7 @@ func (c *Consumer) caughtUp() {
 	}
 }
 
-// writeLocked renames the cursor into place and arms its fsync; after
+// writeLocked writes the cursor to PATH.next and arms its fsync; after
 // Close it fsyncs at once.
 func (c *Consumer) writeLocked() {
 	c.passed = 0
@@ -439,19 +436,21 @@ func (c *Consumer) writeLocked() {
 	if c.cur == c.written && !c.writeErr {
 		return
 	}
-	if err := writeNext(c.cfg.CursorPath, c.cur); err != nil {
-		c.writeFailedLocked(err)
+	if !c.writeNextLocked() {
 		return
 	}
-	c.written, c.unsynced = c.cur, true
 	if c.closed {
 		// No timer after Close: sync now (a Done of a batch committed
-		// while closing).
+		// while closing), and let the file go.
 		c.mu.Unlock()
 		err := c.syncNow()
 		c.mu.Lock()
 		if err != nil {
 			c.writeFailedLocked(err)
+		}
+		if c.next != nil {
+			_ = c.next.close()
+			c.next = nil
 		}
 		return
 	}
@@ -463,6 +462,29 @@ func (c *Consumer) writeLocked() {
 		c.syncing.Add(1)
 		c.timer = time.AfterFunc(c.cfg.SyncInterval, c.syncLater)
 	}
+}
+
+// writeNextLocked writes c.cur to PATH.next, opening it when needed. It
+// reports whether the write worked; a failure is logged.
+func (c *Consumer) writeNextLocked() bool {
+	if c.cfg.CursorPath == "" {
+		c.written = c.cur
+		return true
+	}
+	if c.next == nil {
+		n, err := openNext(c.cfg.CursorPath)
+		if err != nil {
+			c.writeFailedLocked(err)
+			return false
+		}
+		c.next = n
+	}
+	if err := c.next.write(c.cur); err != nil {
+		c.writeFailedLocked(err)
+		return false
+	}
+	c.written, c.unsynced = c.cur, true
+	return true
 }
 
 // writeFailedLocked logs a failed cursor write or fsync, once until one
@@ -501,14 +523,13 @@ func (c *Consumer) syncNow() error {
 	c.syncMu.Lock()
 	defer c.syncMu.Unlock()
 	c.mu.Lock()
-	pending := c.unsynced
+	pending, cur := c.unsynced, c.written
 	c.unsynced = false
 	c.mu.Unlock()
 	if !pending {
 		return nil
 	}
-	err := syncNext(c.cfg.CursorPath)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := syncCursor(c.cfg.CursorPath, cur); err != nil {
 		c.mu.Lock()
 		c.unsynced = true
 		c.mu.Unlock()
@@ -546,16 +567,22 @@ func (c *Consumer) Close() error {
 	c.syncing.Wait()
 	c.mu.Lock()
 	var err error
-	if c.cfg.CursorPath != "" && c.cur != c.written {
-		if err = writeNext(c.cfg.CursorPath, c.cur); err == nil {
-			c.written, c.unsynced = c.cur, true
-		}
+	if c.cur != c.written && !c.writeNextLocked() {
+		err = errors.New("cannot write the cursor")
 	}
 	c.passed = 0
 	c.mu.Unlock()
 	if serr := c.syncNow(); err == nil {
 		err = serr
 	}
+	c.mu.Lock()
+	if c.next != nil {
+		if cerr := c.next.close(); err == nil {
+			err = cerr
+		}
+		c.next = nil
+	}
+	c.mu.Unlock()
 	if err != nil {
 		c.mu.Lock()
 		c.writeFailedLocked(err)

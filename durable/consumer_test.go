@@ -90,7 +90,7 @@ func TestKilledProcessLosesNothing(t *testing.T) {
 	seqs := publish(bus, 10)
 	for _, s := range readN(t, c, 10) {
 		c.Done(s)
-		if got := fileCursor(t, path); got.Seq != s {
+		if got := cursorOf(t, path); got.Seq != s {
 			t.Fatalf("after Done(%d) the file says %+v", s, got)
 		}
 	}
@@ -99,11 +99,11 @@ func TestKilledProcessLosesNothing(t *testing.T) {
 	for _, s := range readN(t, c, 5) {
 		c.Pass(s)
 	}
-	if got := fileCursor(t, path); got.Seq != seqs[9] {
+	if got := cursorOf(t, path); got.Seq != seqs[9] {
 		t.Fatalf("Pass wrote at once: %+v", got)
 	}
 	noneWaiting(t, c) // caught up: the passes are written
-	if got := fileCursor(t, path); got.Seq != more[4] {
+	if got := cursorOf(t, path); got.Seq != more[4] {
 		t.Fatalf("caught up, the file says %+v, want %d", got, more[4])
 	}
 }
@@ -184,7 +184,7 @@ func TestPowerLossRepeatsNeverSkips(t *testing.T) {
 		if err := os.WriteFile(path+nextSuffix, []byte(torn), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if got := fileCursor(t, path); got.Seq != seqs[3] {
+		if got := cursorOf(t, path); got.Seq != seqs[3] {
 			t.Fatalf("with %q in the newest file, cursor %+v, want the fsynced %d", torn, got, seqs[3])
 		}
 	}
@@ -208,7 +208,7 @@ func TestReadAheadThenCommit(t *testing.T) {
 		t.Fatalf("cursor moved before the commit: %d", got)
 	}
 	c.Done(batch[len(batch)-1]) // the batch committed
-	if got := fileCursor(t, path).Seq; got != seqs[4] {
+	if got := cursorOf(t, path).Seq; got != seqs[4] {
 		t.Fatalf("cursor %d after the commit, want %d", got, seqs[4])
 	}
 	// A seq not read yet counts as the last one read.
@@ -291,7 +291,7 @@ func TestEpochChange(t *testing.T) {
 		t.Fatalf("read %v, want the new epoch's %v", got, early)
 	}
 	_, epoch := bus.Position()
-	if got := fileCursor(t, path); got.Epoch != epoch {
+	if got := cursorOf(t, path); got.Epoch != epoch {
 		t.Fatalf("cursor file %+v still in the old epoch", got)
 	}
 }
@@ -338,7 +338,7 @@ func TestCursorUnreadable(t *testing.T) {
 				}
 			}
 			noneWaiting(t, c)
-			if got := fileCursor(t, path); got != c.Cursor() {
+			if got := cursorOf(t, path); got != c.Cursor() {
 				t.Fatalf("cursor file %+v, want %+v", got, c.Cursor())
 			}
 		})
@@ -396,7 +396,7 @@ func TestCloseWhileNextWaits(t *testing.T) {
 	case <-time.After(waitLong):
 		t.Fatal("Next still blocked after Close")
 	}
-	if got := fileCursor(t, path).Seq; got != seqs[0] {
+	if got := cursorOf(t, path).Seq; got != seqs[0] {
 		t.Fatalf("cursor after Close %d, want %d: the record read but not done runs again", got, seqs[0])
 	}
 	// Done after Close (a batch that committed while closing) still counts.
@@ -526,4 +526,64 @@ func TestCommitOnAnotherGoroutine(t *testing.T) {
 	}
 	_ = bus.Close()
 	check()
+}
+
+// TestReadCursorPicksTheNewer: after a power loss either file may be the
+// newer one, or damaged; the reader takes the newer that reads well.
+func TestReadCursorPicksTheNewer(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.cursor")
+	writeNext := func(c Cursor) {
+		t.Helper()
+		n, err := openNext(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.close()
+		if err := n.write(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := WriteCursor(path, Cursor{Epoch: "e1", Seq: 10}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		next string // content of PATH.next; "" none
+		want Cursor
+	}{
+		{"no newer", "", Cursor{Epoch: "e1", Seq: 10}},
+		{"newer", "write 12", Cursor{Epoch: "e1", Seq: 12}},
+		{"older after a power loss", "write 7", Cursor{Epoch: "e1", Seq: 10}},
+		{"another epoch", "write e2", Cursor{Epoch: "e2", Seq: 3}},
+		{"torn", `{"epoch":"e1","se`, Cursor{Epoch: "e1", Seq: 10}},
+		{"damaged", `{"epoch":"e1","seq":99,"crc":1}`, Cursor{Epoch: "e1", Seq: 10}},
+		{"empty", "\x00", Cursor{Epoch: "e1", Seq: 10}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_ = os.Remove(path + nextSuffix)
+			switch tc.next {
+			case "":
+			case "write 12":
+				writeNext(Cursor{Epoch: "e1", Seq: 12})
+			case "write 7":
+				writeNext(Cursor{Epoch: "e1", Seq: 7})
+			case "write e2":
+				writeNext(Cursor{Epoch: "e2", Seq: 3})
+			default:
+				if err := os.WriteFile(path+nextSuffix, []byte(tc.next), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := cursorOf(t, path); got != tc.want {
+				t.Fatalf("ReadCursor = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+	// In place: a shorter cursor over a longer one reads back whole.
+	_ = os.Remove(path + nextSuffix)
+	writeNext(Cursor{Epoch: "a-rather-long-epoch", Seq: 18446744073709551615})
+	writeNext(Cursor{Epoch: "e1", Seq: 11})
+	if got := cursorOf(t, path); got != (Cursor{Epoch: "e1", Seq: 11}) {
+		t.Fatalf("after a shorter write: %+v", got)
+	}
 }

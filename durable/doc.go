@@ -59,13 +59,18 @@
 //
 // # Cursor durability
 //
-// Done writes the cursor before it returns: a temporary file renamed over
-// PATH.next, so a killed process (kill -9) resumes exactly after it. The
-// fsyncs are batched: within Config.SyncInterval (50 ms) of a write, a timer
-// links PATH.next to PATH.sync, fsyncs it, renames it over PATH and fsyncs
-// the directory; Close does the same at once. A reader takes PATH.next when
-// it parses, else PATH, which only ever holds fsynced content: a power loss
-// may make the consumer read again the records of the last SyncInterval,
+// Two files keep a cursor at PATH. Done writes the cursor before it
+// returns, in place, into PATH.next (one pwrite into a file the consumer
+// keeps open: no new inode, no rename), so a killed process (kill -9)
+// resumes exactly after it. The fsyncs are batched: within
+// Config.SyncInterval (50 ms) of a write, a timer writes the cursor to a
+// temporary file, fsyncs it, renames it over PATH and fsyncs the directory;
+// Close does the same at once. So PATH only ever holds fsynced content,
+// and PATH.next holds the newest cursor, which a power loss may leave older,
+// empty or torn (each file carries a CRC of its cursor). Every cursor
+// written to either file was done when it was written, so a reader takes
+// the newer of the two that read well: a power loss may make the consumer
+// read again the records of the last SyncInterval,
 // never skip one. Pass does not write: its cursor is written every
 // Config.PassBatch records, when Next catches up, at the next Done, and at
 // Close. A write error is logged once until a write works again; the

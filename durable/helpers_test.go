@@ -119,8 +119,8 @@ func noneWaiting(t testing.TB, c *Consumer) {
 	}
 }
 
-// fileCursor reads the cursor kept at path, failing the test on an error.
-func fileCursor(t testing.TB, path string) Cursor {
+// cursorOf reads the cursor kept at path, failing the test on an error.
+func cursorOf(t testing.TB, path string) Cursor {
 	t.Helper()
 	c, err := ReadCursor(path)
 	if err != nil {

@@ -17,9 +17,9 @@
 // The hook's cursor, the epoch and the seq of the last record it is done
 // with, is kept in Dir/NAME.cursor (and the files package durable keeps
 // beside it). It is written after every run, never before the run ended
-// (renamed into place: a killed agent loses nothing), and fsynced in
-// batches (within 50 ms); records that do not match advance it too, but
-// their writes are batched (every 1024 records, and whenever the hook has
+// (in place, before the next record is read: a killed agent loses
+// nothing), and fsynced in batches (within 50 ms); records that do not
+// match advance it too, but their writes are batched (every 1024 records, and whenever the hook has
 // caught up with the stream or stops). After a restart the hook resumes
 // after its cursor, so delivery is at least once: the only record that can
 // run twice is the one that was running when the agent stopped, or, after
