@@ -83,7 +83,8 @@ func Reference() []SectionDoc {
 			{Key: "start", Doc: "The start command; required with `orchestrate = ha`.", Live: true},
 			{Key: "stop", Doc: "The stop command; required with `orchestrate = ha`.", Live: true},
 			{Key: "check_interval", Default: "10s", Doc: "Time between two checks: a positive duration.", Live: true},
-			{Key: "timeout", Default: "60s", Doc: "Bound on each check, start and stop command: a positive duration. The process group is killed at the timeout.", Live: true},
+			{Key: "timeout", Default: "60s", Doc: "Bound on each check, start and stop command: a positive duration. At the timeout the command's process group gets SIGTERM, then SIGKILL 5 s later.", Live: true},
+			{Key: "env", Doc: "Variables for the check, start and stop commands, which otherwise get only `PATH`, `HOME`, `LANG` and `TZ` from the agent's environment: space-separated `KEY=VALUE` pairs, quoted like command words (`GREETING=\"hello world\"`). Names are letters, digits and `_`, not starting with a digit, each once; names starting with `AGENT_` are refused. Start scripts that relied on variables inherited from the agent must declare them here.", Live: true},
 		}},
 	}
 }
