@@ -71,7 +71,7 @@ func Reference() []SectionDoc {
 		{File: "node.conf", Section: "hook#NAME", Doc: "A command run for each matching event, with the event record on stdin; any number of them, each with its own NAME (letters, digits, `-`, `_`, `.`). Hooks apply live: adding, changing or removing one needs no restart.", Keys: []KeyDoc{
 			{Key: "events", Default: "all", Doc: "`all`, or event ids separated by blanks or commas (`node_down,instance_start`). `all` stands alone.", Live: true},
 			{Key: "filter", Doc: "Optional filter expression on the event record (see filters.md): `data.svcname=web`.", Live: true},
-			{Key: "command", Doc: "Required. The program and its arguments, split like a shell would split them (quotes and backslashes) but run without a shell: no `$VAR`, no pipes.", Live: true},
+			{Key: "command", Doc: "Required. The program and its arguments, split like a shell would split them (quotes and backslashes) but run without a shell: no `$VAR`, no pipes. Its environment is clean: `PATH`, `HOME`, `LANG`, `TZ` and `AGENT_EVENT_ID`, `AGENT_NODENAME`, `AGENT_SEQ`, `AGENT_HOOK` (see hooks.md).", Live: true},
 			{Key: "timeout", Default: "30s", Doc: "Bound on one run: at the timeout the process group gets SIGTERM, then SIGKILL.", Live: true},
 		}},
 		{File: "svc/NAME.conf", Section: "service", Doc: "One service, named after its file (`web.conf` declares `web`). Put the same file on every candidate node: each agent decides from its own copy. Files are picked up live (`service_add`, `service_config_change`, `service_remove`); hidden files and files not ending in `.conf` are ignored.", Keys: []KeyDoc{
