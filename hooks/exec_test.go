@@ -32,17 +32,27 @@ func TestTimeoutKillsTheProcessGroup(t *testing.T) {
 			r := newRunner(t, Config{Bus: bus, KillGrace: 50 * time.Millisecond})
 			pidFile, out := filepath.Join(dir, "pid"), filepath.Join(dir, "out")
 			// On "hang" the script starts a child in its group that would
-			// sleep for 100s, and waits for it.
-			cmd := script(t, dir, "h.sh", tc.trap+`
+			// sleep for 100s, and waits for it. Without a trap of the case,
+			// a SIGTERM that comes before the child's pid is written (a
+			// loaded machine) is held until then, then takes effect.
+			hold, release := "trap 'term=1' TERM", `trap - TERM
+if [ -n "$term" ]; then kill -TERM $$; fi`
+			if tc.trap != "" {
+				hold, release = tc.trap, ""
+			}
+			cmd := script(t, dir, "h.sh", hold+`
 if [ "$AGENT_EVENT_ID" = hang ]; then
 	`+tc.child+` &
 	echo $! > "$1.tmp" && mv "$1.tmp" "$1"
+fi
+`+release+`
+if [ "$AGENT_EVENT_ID" = hang ]; then
 	wait
 	wait
 fi
 cat >> "$2"`)
 			h := hook("h", cmd, pidFile, out)
-			h.Timeout = 300 * time.Millisecond
+			h.Timeout = 3 * time.Second
 			update(t, r, h)
 
 			publishEvent(bus, "hang", nil)
