@@ -68,6 +68,7 @@ type Agent struct {
 	cfgMu sync.Mutex
 	cfg   config.Node
 
+	lock    *varLock
 	bus     *events.Bus
 	store   *monitor.Store
 	hb      *heartbeat.Heartbeat
@@ -123,8 +124,14 @@ func New(opts Options) (a *Agent, err error) {
 		}
 	}()
 
-	if err := os.MkdirAll(a.paths.VarDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create var directory: %w", err)
+	// First of all in var/: a second agent on this root must stop before
+	// it reads or writes anything there (journal, state, cursors, socket).
+	root := a.paths.Root
+	if root == "" {
+		root = a.paths.VarDir
+	}
+	if a.lock, err = lockVar(a.paths.VarDir, root); err != nil {
+		return nil, err
 	}
 	a.watcher, err = config.NewWatcher(a.paths, opts.Hostname, opts.ConfigDebounce, a.log)
 	if err != nil {
@@ -335,5 +342,7 @@ func (a *Agent) release() error {
 			errs = append(errs, err)
 		}
 	}
+	// Last: everything in var/ is closed and flushed.
+	a.lock.release()
 	return errors.Join(errs...)
 }
