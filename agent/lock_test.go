@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -42,7 +44,7 @@ func TestLockVarRefusesASecondHolder(t *testing.T) {
 // each snapshot must be exactly where its subscription starts, or a
 // record would be skipped silently.
 func TestSnapshotSeqIsTheSubscriptionStart(t *testing.T) {
-	bus, err := events.Open(events.Config{})
+	bus, err := events.Open(events.Config{RingSize: 1 << 20, MaxLag: 1 << 30, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,6 +58,7 @@ func TestSnapshotSeqIsTheSubscriptionStart(t *testing.T) {
 		defer wg.Done()
 		for ctx.Err() == nil {
 			bus.Publish("n1", events.KindEvent, []byte(`{"id":"hook_skipped"}`))
+			runtime.Gosched()
 		}
 	}()
 	defer func() { cancel(); wg.Wait() }()
