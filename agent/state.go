@@ -29,8 +29,10 @@ func loadState(path string) (monitor.PersistentState, error) {
 	return st, nil
 }
 
-// saveState writes the state atomically: a temporary file, fsynced, then
-// renamed over the old one.
+// saveState writes the state atomically and durably: a temporary file,
+// fsynced, renamed over the old one, then the directory fsynced so that
+// the rename itself survives a power loss (without it, the old file can
+// come back and the generation go backwards).
 func saveState(path string, st monitor.PersistentState) error {
 	data, err := json.Marshal(st)
 	if err != nil {
@@ -52,5 +54,22 @@ func saveState(path string, st monitor.PersistentState) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), path)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir fsyncs a directory, making the renames and creations in it
+// durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
 }
