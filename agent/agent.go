@@ -146,10 +146,11 @@ func New(opts Options) (a *Agent, err error) {
 	a.log = a.log.With("node", cfg.Node.Name)
 
 	a.bus, err = events.Open(events.Config{
-		Dir:      filepath.Join(a.paths.VarDir, "journal"),
-		MaxBytes: cfg.Journal.MaxBytes,
-		MaxAge:   cfg.Journal.MaxAge,
-		Logger:   a.log,
+		Dir:       filepath.Join(a.paths.VarDir, "journal"),
+		MaxBytes:  cfg.Journal.MaxBytes,
+		MaxAge:    cfg.Journal.MaxAge,
+		RingBytes: cfg.Journal.RingBytes,
+		Logger:    a.log,
 	})
 	if err != nil {
 		return nil, err
@@ -165,8 +166,12 @@ func New(opts Options) (a *Agent, err error) {
 		Labels:      cfg.Node.Labels,
 		Restored:    restored,
 		Persist:     func(s monitor.PersistentState) error { return saveState(a.statePath(), s) },
+		MaxData:     int(cfg.Node.MaxData),
 		Logger:      a.log,
 	})
+	if errors.Is(err, monitor.ErrDataTooLarge) {
+		return nil, fmt.Errorf("%s: [node] labels: %w", a.paths.NodeConf, err)
+	}
 	if err != nil {
 		return nil, err
 	}

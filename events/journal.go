@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"agent/internal/sectorfile"
 )
 
 // Journal layout: DIR/NNNNNNNNNNNNNNNNNNNN.jsonl segments named by the
@@ -359,17 +361,7 @@ func newEpoch() string {
 	return hex.EncodeToString(b[:])
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync journal directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync journal directory %s: %w", dir, err)
-	}
-	return nil
-}
+func syncDir(dir string) error { return sectorfile.SyncDir(dir) }
 
 // appendLocked takes one record just published; j.mu is held. ringFirst is
 // the oldest seq the ring still holds: a record waiting for the disk that

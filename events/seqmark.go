@@ -1,25 +1,19 @@
 package events
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+
+	"agent/internal/sectorfile"
 )
 
 // markFile is the journal's seq high-water mark: DIR/seqmark.
 const markFile = "seqmark"
-
-// markSize is the fixed size of the mark file. It is rewritten in place,
-// never through a new file and a rename: a full disk still takes the
-// write, and 256 bytes fit in one disk sector, which is written whole or
-// not at all.
-const markSize = 256
 
 // markState is what the mark file holds.
 type markState struct {
@@ -37,19 +31,18 @@ type markState struct {
 	LostTo   uint64 `json:"lost_to,omitempty"`
 }
 
-// seqMark keeps the mark file. Lock order: Bus.mu, journal.mu, seqMark.mu.
+// seqMark keeps the mark file, rewritten in place (package sectorfile):
+// a full disk still takes the write. Lock order: Bus.mu, journal.mu,
+// seqMark.mu.
 type seqMark struct {
-	path string
-
 	// reserved is st.Reserved once written (fsynced when sync asked);
 	// Publish reads it without the lock.
 	reserved atomic.Uint64
 
 	mu    sync.Mutex
-	f     *os.File
+	f     *sectorfile.File
 	st    markState
 	dirty bool // written without an fsync since the last one
-	buf   [markSize]byte
 }
 
 // errMarkUnreadable: the mark file exists but does not decode.
@@ -57,15 +50,15 @@ var errMarkUnreadable = errors.New("seq mark unreadable")
 
 // readMark reads DIR/seqmark. ok is false when there is none.
 func readMark(dir string) (st markState, ok bool, err error) {
-	b, err := os.ReadFile(filepath.Join(dir, markFile))
+	b, err := sectorfile.Read(filepath.Join(dir, markFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return st, false, nil
 	}
-	if err != nil {
-		return st, false, fmt.Errorf("read %s: %w", markFile, err)
+	if err == nil {
+		err = json.Unmarshal(b, &st)
 	}
-	if err := json.Unmarshal(bytes.TrimRight(b, " \n\x00"), &st); err != nil || st.Epoch == "" {
-		return st, false, fmt.Errorf("%w: %q", errMarkUnreadable, bytes.TrimRight(b, " \n\x00"))
+	if err != nil || st.Epoch == "" {
+		return st, false, fmt.Errorf("%w: %v", errMarkUnreadable, err)
 	}
 	return st, true, nil
 }
@@ -73,21 +66,11 @@ func readMark(dir string) (st markState, ok bool, err error) {
 // openMark opens (creating) the mark file for rewriting. The caller writes
 // the first state with set before it gives any seq.
 func openMark(dir string) (*seqMark, error) {
-	path := filepath.Join(dir, markFile)
-	_, statErr := os.Stat(path)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := sectorfile.Open(filepath.Join(dir, markFile))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", markFile, err)
 	}
-	m := &seqMark{path: path, f: f}
-	if errors.Is(statErr, os.ErrNotExist) {
-		// A new file: its name must survive a power loss too.
-		if err := syncDir(dir); err != nil {
-			_ = f.Close()
-			return nil, err
-		}
-	}
-	return m, nil
+	return &seqMark{f: f}, nil
 }
 
 // set replaces the state and writes it in place; with sync, fsynced before
@@ -106,22 +89,14 @@ func (m *seqMark) writeLocked(st markState, sync bool) error {
 	if err != nil {
 		return err
 	}
-	if len(raw) > markSize-1 {
-		return fmt.Errorf("write %s: %d bytes do not fit in %d", markFile, len(raw), markSize)
-	}
-	n := copy(m.buf[:], raw)
-	for i := n; i < markSize-1; i++ {
-		m.buf[i] = ' '
-	}
-	m.buf[markSize-1] = '\n'
-	if _, err := m.f.WriteAt(m.buf[:], 0); err != nil {
-		return fmt.Errorf("write %s: %w", markFile, err)
+	if err := m.f.Write(raw, false); err != nil {
+		return err
 	}
 	m.st = st
 	m.dirty = true
 	if sync {
 		if err := m.f.Sync(); err != nil {
-			return fmt.Errorf("fsync %s: %w", markFile, err)
+			return err
 		}
 		m.dirty = false
 		m.reserved.Store(st.Reserved)
@@ -164,7 +139,7 @@ func (m *seqMark) syncIfDirty() error {
 		return nil
 	}
 	if err := m.f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", markFile, err)
+		return err
 	}
 	m.dirty = false
 	m.reserved.Store(m.st.Reserved)
@@ -185,7 +160,7 @@ func (m *seqMark) close() error {
 	}
 	err := m.f.Close()
 	m.f = nil
-	if err != nil && !errors.Is(err, io.EOF) {
+	if err != nil {
 		return fmt.Errorf("close %s: %w", markFile, err)
 	}
 	return nil
