@@ -18,7 +18,6 @@
 //     document and a subscription that starts exactly after it.
 //   - Node data is kept in canonical JSON (keys sorted, numbers as written),
 //     so two agents holding the same data hold the same bytes.
-//
 //   - One node's data is at most Config.MaxData bytes of canonical JSON: a
 //     local change past it is refused (ErrDataTooLarge), so nothing over
 //     it is published or replicated; a peer's data over it is refused on
