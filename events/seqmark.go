@@ -146,12 +146,6 @@ func (m *seqMark) syncIfDirty() error {
 	return nil
 }
 
-func (m *seqMark) state() markState {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.st
-}
-
 func (m *seqMark) close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
