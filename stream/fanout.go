@@ -243,11 +243,14 @@ func (s *session) advance(w *window) {
 // without blocking), until it hands the session back.
 func (s *session) follow(ctx context.Context, fr *framer) (websocket.StatusCode, string) {
 	cfg := &s.h.cfg
-	_, fan, err := fr.join()
+	w, fan, err := fr.join()
 	if err != nil {
 		return s.endSub(err)
 	}
 	defer fr.leave()
+	if w.to == s.lastSeq {
+		s.w = w // the windows after it are for this session as they are
+	}
 	if !s.fc.canTry() {
 		fan = nil
 	}

@@ -443,3 +443,34 @@ func TestFrameSizes(t *testing.T) {
 		}
 	}
 }
+
+// TestFanoutSharesEncoding checks that subscribers with the same filter
+// text share one encoding of each window: three subscribers, two of them
+// with the same filter, make two encodings per window.
+func TestFanoutSharesEncoding(t *testing.T) {
+	b := newFakeBus(4096, 4096)
+	srv := serve(t, HandlerConfig{Bus: b})
+	var streams []*Stream
+	for _, filters := range [][]string{{"data.id=a"}, {"data.id=a"}, nil} {
+		s := dial(t, srv, DialOptions{Filters: filters})
+		next(t, s) // the start progress
+		streams = append(streams, s)
+	}
+	waitFor(t, "the sessions to follow the windows", func() bool {
+		srv.h.fan.mu.Lock()
+		defer srv.h.fan.mu.Unlock()
+		return srv.h.fan.users == len(streams)
+	})
+	rec := b.Publish("n1", events.KindEvent, eventData("a"))
+	for i, s := range streams {
+		if got := nextData(t, s); got.Seq != rec.Seq {
+			t.Fatalf("stream %d: seq %d, want %d", i, got.Seq, rec.Seq)
+		}
+	}
+	w := srv.h.fan.newest()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.to != rec.Seq || len(w.frames) != 2 {
+		t.Fatalf("window up to %d (want %d) has %d encodings, want 2", w.to, rec.Seq, len(w.frames))
+	}
+}
