@@ -81,6 +81,10 @@ func main() {
 	}
 	b.nodes = intList("--nodes", nodes, "sizes", 2, 250)
 	b.fanout = intList("--fanout", fanout, "subscriber counts", 1, 10000)
+	if b.bigFan < 0 || b.bigFan > 50000 {
+		fmt.Fprintf(os.Stderr, "agent-bench: --fanout-listener %d: want 0 (none) to 50000\n", b.bigFan)
+		os.Exit(2)
+	}
 	if b.profile != "" {
 		f, err := os.Create(b.profile)
 		if err == nil {
