@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"time"
 
@@ -26,6 +27,9 @@ import (
 // One goroutine bounds the fan-out's CPU to a core however many
 // subscribers there are; latency then grows with the time a round takes,
 // and so does what each write carries.
+
+// yieldEvery is how many subscribers the writer serves between yields.
+const yieldEvery = 128
 
 // Who writes a shared session's frames.
 const (
@@ -99,11 +103,16 @@ func (fw *fanWriter) run(ctx context.Context) {
 		first := fw.fr.newest()
 		now := time.Now() // lastWrite need not be finer than a round
 		keep, more := set[:0], false
-		for _, e := range set {
+		for i, e := range set {
 			kept, behind := fw.serve(e, now)
 			if kept {
 				keep = append(keep, e)
 				more = more || behind
+			}
+			if i%yieldEvery == yieldEvery-1 {
+				// A round over thousands of subscribers is long: let the
+				// agent's other goroutines in (a one-core machine has one P).
+				runtime.Gosched()
 			}
 		}
 		clear(set[len(keep):])
