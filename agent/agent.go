@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -38,6 +39,10 @@ type Options struct {
 	// ConfigDebounce is the delay that merges bursts of config file events;
 	// default 200ms.
 	ConfigDebounce time.Duration
+	// ConfigRecheck is the period of a full re-read of the config files,
+	// with the permission checks of the directories above them and of the
+	// programs they name; default config.DefaultRecheck (a minute).
+	ConfigRecheck time.Duration
 	// OrderTimeout bounds how long a forwarded order waits for the target
 	// node's data to show it; default 10s.
 	OrderTimeout time.Duration
@@ -73,6 +78,13 @@ type Agent struct {
 	hb      *heartbeat.Heartbeat
 	watcher *config.Watcher
 	stream  *stream.Handler
+
+	// cfgApplied counts the config changes configLoop applied; cfgTick
+	// wakes the Reload waiting for them (one at a time: reloadMu).
+	cfgApplied atomic.Uint64
+	cfgTick    chan struct{}
+	reloadMu   sync.Mutex
+
 	token   string
 	ext     extensions
 
@@ -114,7 +126,7 @@ func New(opts Options) (a *Agent, err error) {
 	if opts.LeaveTimeout == 0 {
 		opts.LeaveTimeout = 2 * time.Second
 	}
-	a = &Agent{opts: opts, paths: opts.Paths, log: opts.Logger}
+	a = &Agent{opts: opts, paths: opts.Paths, log: opts.Logger, cfgTick: make(chan struct{}, 1)}
 	a.ext.metrics = a.newMetrics()
 	built := a
 	defer func() {
@@ -126,7 +138,8 @@ func New(opts Options) (a *Agent, err error) {
 	if err := os.MkdirAll(a.paths.VarDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create var directory: %w", err)
 	}
-	a.watcher, err = config.NewWatcher(a.paths, opts.Hostname, opts.ConfigDebounce, a.log)
+	a.watcher, err = config.NewWatcher(config.WatchConfig{Paths: a.paths, Hostname: opts.Hostname,
+		Debounce: opts.ConfigDebounce, Recheck: opts.ConfigRecheck, Logger: a.log})
 	if err != nil {
 		return nil, err
 	}

@@ -91,6 +91,8 @@ type Node struct {
 
 	// pos locates keys for Validate's errors; nil for values built in code.
 	pos *positions
+	// secrets says the file sets a secret (HoldsSecrets).
+	secrets bool
 }
 
 // NodeSection is [node]: this node's identity.
@@ -268,6 +270,9 @@ func ParseNode(path string, data []byte, hostname string) (Node, error) {
 		}
 		for _, e := range s.entries {
 			n.pos.add(s.name, e.key, e.line)
+			if (e.key == "secret" || e.key == "dsn") && unquote(e.value) != "" {
+				n.secrets = true
+			}
 			if err := set(e.key, e.value); err != nil {
 				return Node{}, &Error{File: path, Line: e.line, Section: s.name, Key: e.key, Msg: err.Error(), Err: err}
 			}

@@ -38,6 +38,7 @@ func TestParseNodeSpecExample(t *testing.T) {
 			Name: "notify", Events: []string{"all"}, Filter: "data.svcname=web",
 			Command: []string{"/usr/local/bin/on_event", "--verbose"}, Timeout: 30 * time.Second,
 		}},
+		secrets: true, // HoldsSecrets: it sets [cluster] secret
 	}
 	if got := clearPos(n); !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %+v\nwant %+v", got, want)
