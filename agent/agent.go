@@ -85,8 +85,8 @@ type Agent struct {
 	cfgTick    chan struct{}
 	reloadMu   sync.Mutex
 
-	token   string
-	ext     extensions
+	token string
+	ext   extensions
 
 	unixLn  net.Listener
 	tcpLn   net.Listener
