@@ -18,6 +18,7 @@ import (
 	"agent/config"
 	"agent/events"
 	"agent/filter"
+	"agent/internal/clip"
 	"agent/stream"
 	"agent/web"
 )
@@ -205,7 +206,7 @@ func (a *Agent) getStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	raw, ok := filter.Get(doc, path)
 	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no value at %s", path))
+		writeError(w, http.StatusNotFound, "no value at "+clip.String(path))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -218,8 +219,14 @@ func (a *Agent) getWhoami(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, map[string]string{"node": cfg.Node.Name, "cluster": cfg.Cluster.Name, "heartbeat": a.hb.Addr()})
 }
 
+// maxErrorBody bounds an error message: the inputs it repeats are clipped
+// where they are named (clip.MaxEcho bytes each), and this is the last
+// guard.
+const maxErrorBody = 1024
+
 // writeError answers {"error": msg} with status code.
 func writeError(w http.ResponseWriter, code int, msg string) {
+	msg = clip.N(msg, maxErrorBody)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
