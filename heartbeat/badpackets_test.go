@@ -12,11 +12,11 @@ import (
 
 func TestPacketSource(t *testing.T) {
 	for line, want := range map[string]string{
-		"[ERR] memberlist: msg type (77) not supported from=127.0.0.9:41000":                         "127.0.0.9",
-		"[ERR] memberlist: Failed to decode ping request: EOF from=[::1]:5":                          "::1",
-		"[ERR] memberlist: Received invalid msgType (9) from=10.1.2.3:999 (packet handler)":          "10.1.2.3",
-		"[WARN] memberlist: Got invalid checksum for UDP packet: 1, 2":                               "checksum",
-		"[ERR] memberlist: Failed to receive user message: read: EOF from=<unknown address>":         "<unknown",
+		"[ERR] memberlist: msg type (77) not supported from=127.0.0.9:41000":                          "127.0.0.9",
+		"[ERR] memberlist: Failed to decode ping request: EOF from=[::1]:5":                           "::1",
+		"[ERR] memberlist: Received invalid msgType (9) from=10.1.2.3:999 (packet handler)":           "10.1.2.3",
+		"[WARN] memberlist: Got invalid checksum for UDP packet: 1, 2":                                "checksum",
+		"[ERR] memberlist: Failed to receive user message: read: EOF from=<unknown address>":          "<unknown",
 		"[WARN] memberlist: Was able to connect to n2 over TCP but UDP probes failed, network may be": "",
 	} {
 		got, ok := packetSource(line)
