@@ -1,10 +1,13 @@
 package stream
 
 import (
+	"context"
 	"errors"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"agent/filter"
 	"agent/internal/clip"
@@ -83,4 +86,26 @@ func TestParseRequestLimits(t *testing.T) {
 			t.Errorf("%s: error of %d bytes", name, len(err.Error()))
 		}
 	}
+}
+
+// TestMaxSubscribers: past the cap a subscription gets 503 and the ones
+// open are untouched; a slot freed is taken again.
+func TestMaxSubscribers(t *testing.T) {
+	b := newFakeBus(16, 16)
+	srv := serve(t, HandlerConfig{Bus: b, MaxSubscribers: 2})
+	s1 := dial(t, srv, DialOptions{})
+	dial(t, srv, DialOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := Dial(ctx, DialOptions{URL: srv.url, Logger: quietLogger()})
+	var he *HTTPError
+	if !errors.As(err, &he) || he.StatusCode != http.StatusServiceUnavailable || !strings.Contains(he.Message, "max_subscribers") {
+		t.Fatalf("third subscriber: %v, want 503 naming max_subscribers", err)
+	}
+	if st := srv.h.Stats(); st.Refused != 1 {
+		t.Fatalf("refused = %d, want 1", st.Refused)
+	}
+	_ = s1.Close()
+	waitFor(t, "a free slot", func() bool { return srv.h.Stats().Subscribers < 2 })
+	dial(t, srv, DialOptions{})
 }
