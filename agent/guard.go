@@ -50,7 +50,9 @@ func guard(next http.Handler, hosts []string) http.Handler {
 	})
 }
 
-func safeMethod(m string) bool { return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions }
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
 
 // hostAllowed reports whether a Host header (host or host:port, an IPv6
 // address in brackets) names this listener: an IP address, localhost, or

@@ -31,10 +31,10 @@ func TestParseNodeSpecExample(t *testing.T) {
 			Nodes:       []string{"n1", "n2", "n3"},
 			SplitAction: SplitStop,
 		},
-		HB:       HeartbeatSection{Addr: "0.0.0.0", Port: 10000, Profile: ProfileLAN},
+		HB: HeartbeatSection{Addr: "0.0.0.0", Port: 10000, Profile: ProfileLAN},
 		Listener: ListenerSection{Addr: "127.0.0.1:1215", Auth: AuthToken, TokenFile: "/etc/agent/token", TLSCert: "...", TLSKey: "...",
 			MaxConns: DefaultMaxConns, MaxSubscribers: DefaultMaxSubscribers, IdleTimeout: MaxIdleTimeout},
-		Journal:  JournalSection{MaxBytes: 256 << 20, MaxAge: 7 * 24 * time.Hour},
+		Journal: JournalSection{MaxBytes: 256 << 20, MaxAge: 7 * 24 * time.Hour},
 		Hooks: []Hook{{
 			Name: "notify", Events: []string{"all"}, Filter: "data.svcname=web",
 			Command: []string{"/usr/local/bin/on_event", "--verbose"}, Timeout: 30 * time.Second,
