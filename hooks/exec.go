@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"agent/config"
 	"agent/events"
 )
 
@@ -72,6 +73,12 @@ func (r *Runner) runCommand(s *spec, rec *events.Record, id string) *runResult {
 	copy(line, raw)
 	line[len(raw)] = '\n'
 
+	// Checked again at each run: the config watcher checked it when it read
+	// node.conf, but the program may have been replaced since.
+	if err := config.CheckProgram(s.command[0]); err != nil {
+		res.err = err
+		return res
+	}
 	cmd := exec.Command(s.command[0], s.command[1:]...)
 	stdin, err := stdinFor(line)
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os/exec"
 	"time"
+
+	"agent/config"
 )
 
 // Command actions, as given to a CommandRunner.
@@ -61,6 +63,12 @@ func (r *ExecRunner) Run(ctx context.Context, c Command) (int, error) {
 	log := r.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	// Checked again at each run: the config watcher checked it when it read
+	// the service file, but the program may have been replaced since.
+	if err := config.CheckProgram(c.Argv[0]); err != nil {
+		log.Warn("command refused", logKeyService, c.Service, logKeyAction, c.Action, logKeyErr, err)
+		return -1, fmt.Errorf("%s %s: %w", c.Service, c.Action, err)
 	}
 	if c.Timeout > 0 {
 		var cancel context.CancelFunc
