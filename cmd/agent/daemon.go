@@ -75,6 +75,7 @@ that it did. A closed stdout or stderr (SIGPIPE) does not stop it.`,
 // signals is the daemon's signal handling; one goroutine owns the channel.
 type signals struct {
 	ch     chan os.Signal
+	pipe   chan os.Signal // SIGPIPE, never read: caught and dropped
 	done   chan struct{}
 	wg     sync.WaitGroup
 	cancel context.CancelFunc
@@ -85,8 +86,11 @@ type signals struct {
 // with EPIPE instead of killing the daemon (caught, not ignored: an
 // ignored SIGPIPE would be inherited by hooks and service commands).
 func newSignals() *signals {
-	s := &signals{ch: make(chan os.Signal, 4), done: make(chan struct{})}
-	signal.Notify(s.ch, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
+	s := &signals{ch: make(chan os.Signal, 4), pipe: make(chan os.Signal, 1), done: make(chan struct{})}
+	// A channel of its own: a burst of SIGPIPEs must not fill the one
+	// that brings SIGTERM.
+	signal.Notify(s.pipe, syscall.SIGPIPE)
+	signal.Notify(s.ch, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	return s
 }
 
@@ -116,7 +120,6 @@ func (s *signals) serve(a *agent.Agent) context.Context {
 			select {
 			case sig := <-s.ch:
 				switch sig {
-				case syscall.SIGPIPE:
 				case syscall.SIGHUP:
 					select {
 					case reload <- struct{}{}:
