@@ -92,6 +92,10 @@ type Agent struct {
 	tcpLn   net.Listener
 	servers []served
 
+	ready     chan struct{} // closed by markReady
+	readyOnce sync.Once
+	probing   atomic.Bool // a liveness probe of the store and bus is in flight
+
 	runOnce   sync.Once
 	closeOnce sync.Once
 	closeErr  error
@@ -126,7 +130,7 @@ func New(opts Options) (a *Agent, err error) {
 	if opts.LeaveTimeout == 0 {
 		opts.LeaveTimeout = 2 * time.Second
 	}
-	a = &Agent{opts: opts, paths: opts.Paths, log: opts.Logger, cfgTick: make(chan struct{}, 1)}
+	a = &Agent{opts: opts, paths: opts.Paths, log: opts.Logger, cfgTick: make(chan struct{}, 1), ready: make(chan struct{})}
 	a.ext.metrics = a.newMetrics()
 	built := a
 	defer func() {
@@ -271,7 +275,13 @@ func (a *Agent) run(ctx context.Context) error {
 	a.startExtensions(ctx)
 
 	a.wg.Add(1)
-	go func() { defer a.wg.Done(); a.rejoin(ctx) }()
+	go func() {
+		defer a.wg.Done()
+		a.rejoin(ctx)
+		if ctx.Err() == nil {
+			a.markReady()
+		}
+	}()
 	a.log.Info("agent running", "cluster", a.Config().Cluster.Name, "heartbeat", a.hb.Addr(),
 		"socket", a.paths.Socket, "listener", a.ListenAddr())
 

@@ -21,6 +21,10 @@ func newDaemonCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the agent, or show its cluster data",
+		Example: `  agent daemon run
+  agent daemon run --root /srv/agents/n1
+  agent daemon status -o json
+  agent daemon status --filter monitor.nodes.NODE.frozen`,
 	}
 	cmd.AddCommand(newDaemonRunCmd(g), newDaemonStatusCmd(g))
 	return cmd
@@ -49,7 +53,11 @@ Signals: SIGTERM or SIGINT sets the node status to "shutting down", leaves
 the cluster gracefully and exits 0; a second one exits at once. SIGHUP reads
 node.conf and the service files again (permissions of the directories above
 them and of the programs they name included), applies what changed and logs
-that it did. A closed stdout or stderr (SIGPIPE) does not stop it.`,
+that it did. A closed stdout or stderr (SIGPIPE) does not stop it.
+
+Under systemd (Type=notify) it reports READY=1 once it has joined its
+cluster, or found itself alone after the rejoin wait, and pings the
+watchdog (WatchdogSec) only while its heartbeat and store answer.`,
 		Example: `  agent daemon run
   agent daemon run --root /srv/agents/n1 --debug
   kill -HUP "$(pidof agent)"   # reload the config files`,
@@ -64,7 +72,14 @@ that it did. A closed stdout or stderr (SIGPIPE) does not stop it.`,
 			}
 			defer a.Close()
 			ctx := sig.serve(a)
-			if err := a.Run(ctx); err != nil {
+			notifier, watchdog := systemdFromEnv(log)
+			supCtx, stopSup := context.WithCancel(ctx)
+			supDone := make(chan struct{})
+			go func() { defer close(supDone); superviseSystemd(supCtx, a, notifier, watchdog, log) }()
+			err = a.Run(ctx)
+			stopSup()
+			<-supDone
+			if err != nil {
 				return failf("%v", err)
 			}
 			return nil
@@ -217,7 +232,7 @@ func newDaemonStatusCmd(g *globals) *cobra.Command {
 			return enc.Encode(v)
 		},
 	}
-	cmd.Flags().StringVarP(&out, "output", "o", "json", "output format: json or text")
-	cmd.Flags().StringVar(&path, "filter", "", "print only the value at `PATH` (gjson path), raw")
+	cmd.Flags().StringVarP(&out, "output", "o", "json", "output `FORMAT`: json or text")
+	cmd.Flags().StringVar(&path, "filter", "", "print only the value at `PATH` (a path in the cluster data, like monitor.nodes.n1.frozen), raw")
 	return cmd
 }
