@@ -160,11 +160,11 @@ func (s *signals) serve(a *agent.Agent) context.Context {
 // except SIGPIPE, which stays caught until the process exits.
 func (s *signals) stop() {
 	signal.Reset(os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	if s.cancel != nil {
+		s.cancel() // ends a reload in flight
+	}
 	close(s.done)
 	s.wg.Wait()
-	if s.cancel != nil {
-		s.cancel()
-	}
 }
 
 // signalContext ends at the first SIGINT or SIGTERM; a second one exits
