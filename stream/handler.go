@@ -79,6 +79,9 @@ type HandlerConfig struct {
 	// OriginPatterns lists the browser origins allowed besides the agent's
 	// own host (see websocket.AcceptOptions).
 	OriginPatterns []string
+	// MaxSubscribers caps the open streams; one more gets HTTP 503. 0
+	// means no cap.
+	MaxSubscribers int
 	// Now gives the time written in records. Default time.Now.
 	Now func() time.Time
 	// Logger receives one line per abnormal disconnect. Default slog.Default().
@@ -95,8 +98,8 @@ func (c *HandlerConfig) Validate() error {
 			return fmt.Errorf("stream handler: %s is negative (%s)", name, d)
 		}
 	}
-	if c.MaxLag < 0 || c.ReadLimit < 0 {
-		return errors.New("stream handler: MaxLag and ReadLimit must not be negative")
+	if c.MaxLag < 0 || c.ReadLimit < 0 || c.MaxSubscribers < 0 {
+		return errors.New("stream handler: MaxLag, ReadLimit and MaxSubscribers must not be negative")
 	}
 	return nil
 }
@@ -149,8 +152,9 @@ type Handler struct {
 	// its own subscription, which holds the lag limit.
 	gatherMax uint64
 
-	subscribers     atomic.Int64
+	subscribers     atomic.Int64 // streams open or opening
 	slowDisconnects atomic.Uint64
+	refused         atomic.Uint64 // past MaxSubscribers
 	// fanWrites counts the fan-out writer's writes, handBacks the sessions
 	// it handed back (for tests).
 	fanWrites, handBacks atomic.Uint64
@@ -188,11 +192,13 @@ type Stats struct {
 	Subscribers int64
 	// SlowDisconnects counts streams closed because they could not keep up.
 	SlowDisconnects uint64
+	// Refused counts subscriptions refused past MaxSubscribers.
+	Refused uint64
 }
 
 // Stats returns the handler's current figures.
 func (h *Handler) Stats() Stats {
-	return Stats{Subscribers: h.subscribers.Load(), SlowDisconnects: h.slowDisconnects.Load()}
+	return Stats{Subscribers: h.subscribers.Load(), SlowDisconnects: h.slowDisconnects.Load(), Refused: h.refused.Load()}
 }
 
 // Close closes every stream with status 1001 (going away), refuses new
@@ -256,6 +262,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// The slot is taken before the subscription and the upgrade, so that
+	// a burst of clients cannot all pass the check.
+	if n := h.subscribers.Add(1); h.cfg.MaxSubscribers > 0 && n > int64(h.cfg.MaxSubscribers) {
+		h.subscribers.Add(-1)
+		h.refused.Add(1)
+		httpError(w, http.StatusServiceUnavailable, fmt.Sprintf("events: %d subscribers already, the most this agent serves ([listener] max_subscribers)", h.cfg.MaxSubscribers))
+		return
+	}
+	defer h.subscribers.Add(-1)
+
 	s := &session{h: h, req: req}
 	if err := s.open(); err != nil {
 		code := http.StatusInternalServerError
@@ -286,8 +302,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.conn, s.fc = conn, hj.fc
 	s.log = h.log.With(logKeyRemote, r.RemoteAddr)
-	h.subscribers.Add(1)
-	defer h.subscribers.Add(-1)
 	s.run(r.Context())
 }
 
