@@ -239,10 +239,11 @@ func listenerTarget(subs int) (*fanoutTarget, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "etc", "svc"), 0o700); err != nil {
 		return fail(err)
 	}
+	// The caps leave room for the subscribers (the defaults would do for
+	// 10,000, not for more).
 	conf := fmt.Sprintf("[node]\nname = n1\n\n[cluster]\nname = bench-fanout-%d\n\n[hb]\naddr = 127.0.0.1\nport = %d\nprofile = local\n\n"+
-		"[listener]\naddr = 127.0.0.1:%d\nauth = none\n",
-		os.Getpid(), hbPort, apiPort)
-	_ = subs
+		"[listener]\naddr = 127.0.0.1:%d\nauth = none\nmax_conns = %d\nmax_subscribers = %d\n",
+		os.Getpid(), hbPort, apiPort, subs+1024, subs+1024)
 	if err := os.WriteFile(filepath.Join(dir, "etc", "node.conf"), []byte(conf), 0o600); err != nil {
 		return fail(err)
 	}
