@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -116,6 +117,9 @@ func measureFanout(c fanoutCase, childProfile string) (fanoutResult, agentSide, 
 		return res, side, err
 	}
 	defer t.close()
+	// Earlier rows' memory goes back to the system first, so that the
+	// figures are this row's.
+	debug.FreeOSMemory()
 	side.rssBeforeMB = float64(selfRSSKB()) / 1024
 
 	self, err := os.Executable()
