@@ -1,0 +1,20 @@
+package triggers
+
+// Log attribute keys.
+const (
+	keyTrigger  = "trigger"
+	keyKey      = "key"
+	keyOutcome  = "outcome"
+	keyReason   = "reason"
+	keyFile     = "file"
+	keyErr      = "err"
+	keyCount    = "count"
+	keySeq      = "seq"
+	keyAttempt  = "attempt"
+	keyExit     = "exit"
+	keySignal   = "signal"
+	keyDuration = "duration"
+	keyStdout   = "stdout"
+	keyStderr   = "stderr"
+	keyDetail   = "detail"
+)
