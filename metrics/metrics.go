@@ -42,6 +42,8 @@ type Sources struct {
 	Hooks func() []HookStats
 	// Orchestrator returns the orchestrator's counters and gauges.
 	Orchestrator func() OrchStats
+	// Triggers are the triggers' figures.
+	Triggers TriggerSources
 }
 
 // HookStats are one hook's figures. The agent converts the hooks package's
@@ -96,6 +98,7 @@ func New(src Sources) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newAgentCollector(m),
 		&orchCollector{src: src.Orchestrator},
+		newTriggerCollector(src.Triggers),
 	)
 	return m
 }
