@@ -92,6 +92,7 @@ type trigger struct {
 	sinceEpoch string
 	since      uint64
 	streams    map[string]*Stream
+	pos        int // index in the config order
 }
 
 // Engine is the stream logic of every trigger, without I/O, clock or
@@ -107,6 +108,11 @@ type Engine struct {
 	nextID    uint64
 	deadlines deadlineHeap
 	log       []entry
+	// The configured triggers by the data.id values their match requires,
+	// and those whose match requires none; both in config order.
+	byID    map[string][]*trigger
+	anyID   []*trigger
+	scratch []*trigger
 }
 
 // NewEngine returns an empty engine; maxEvents bounds the events a stream
@@ -123,25 +129,22 @@ func NewEngine(maxEvents int) *Engine {
 	}
 }
 
-// isTriggerEvent tells whether rec is an event a trigger published.
-func isTriggerEvent(rec *events.Record) bool {
-	if rec.Kind != events.KindEvent {
-		return false
-	}
-	id := gjson.GetBytes(rec.Data, "id")
-	return id.Type == gjson.String && strings.HasPrefix(id.Str, eventPrefix)
-}
+// idPath is the path the engine indexes triggers by: a trigger whose match
+// requires data.id to be one of a few values is evaluated only on records
+// with one of them.
+const idPath = "data.id"
 
 // Apply runs rec through every configured trigger, in config order, and
 // returns the streams it closed: a stream it made reach its fire condition,
 // and a stream of the same key whose window had ended by rec's time.
 func (e *Engine) Apply(rec *events.Record) []*Action {
-	if isTriggerEvent(rec) {
-		return nil
+	id := gjson.GetBytes(rec.Data, "id")
+	if id.Type == gjson.String && rec.Kind == events.KindEvent && strings.HasPrefix(id.Str, eventPrefix) {
+		return nil // a trigger's own event
 	}
 	raw := rec.JSON()
 	var acts []*Action
-	for _, t := range e.order {
+	for _, t := range e.candidates(id) {
 		if rec.Seq <= t.since && rec.Epoch == t.sinceEpoch {
 			continue
 		}
@@ -290,7 +293,56 @@ func (e *Engine) Update(specs []*Spec, horizon time.Time, headEpoch string, head
 		e.log = append(e.log, entry{Op: opRemove, Trigger: t.name})
 	}
 	e.order = order
+	e.index()
 	return acts
+}
+
+// index rebuilds the data.id index of the configured triggers.
+func (e *Engine) index() {
+	e.byID, e.anyID = map[string][]*trigger{}, nil
+	for i, t := range e.order {
+		t.pos = i
+		vals, ok := t.spec.match.Requires(idPath)
+		if !ok {
+			e.anyID = append(e.anyID, t)
+			continue
+		}
+		for _, v := range vals {
+			e.byID[v] = append(e.byID[v], t)
+		}
+	}
+}
+
+// candidates returns, in config order, the triggers whose match may hold
+// on a record whose data.id is id.
+func (e *Engine) candidates(id gjson.Result) []*trigger {
+	if !id.Exists() {
+		return e.anyID
+	}
+	form := id.Raw
+	if id.Type == gjson.String {
+		form = id.Str
+	}
+	some := e.byID[form]
+	switch {
+	case len(some) == 0:
+		return e.anyID
+	case len(e.anyID) == 0:
+		return some
+	}
+	out := e.scratch[:0]
+	i, j := 0, 0
+	for i < len(some) || j < len(e.anyID) {
+		if j == len(e.anyID) || i < len(some) && some[i].pos < e.anyID[j].pos {
+			out = append(out, some[i])
+			i++
+		} else {
+			out = append(out, e.anyID[j])
+			j++
+		}
+	}
+	e.scratch = out
+	return out
 }
 
 // reevaluate applies t's spec to its open streams: new deadlines, then the
@@ -433,6 +485,8 @@ type TriggerInfo struct {
 	Streams []StreamInfo
 	// Pending counts its closed streams whose command has not finished.
 	Pending int
+
+	spec *Spec
 }
 
 // List describes the configured triggers, in config order.
@@ -443,7 +497,7 @@ func (e *Engine) List() []TriggerInfo {
 	}
 	out := make([]TriggerInfo, 0, len(e.order))
 	for _, t := range e.order {
-		ti := TriggerInfo{Name: t.name, Pending: pending[t.name], Streams: []StreamInfo{}}
+		ti := TriggerInfo{Name: t.name, Pending: pending[t.name], Streams: []StreamInfo{}, spec: t.spec}
 		for _, s := range sortedStreams(t) {
 			ti.Streams = append(ti.Streams, StreamInfo{Key: s.key, Count: s.count, First: s.first, Deadline: s.deadline,
 				FirstSeq: s.firstSeq, LastSeq: s.lastSeq, Dropped: s.dropped, Lost: s.lost})

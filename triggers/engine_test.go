@@ -469,3 +469,24 @@ func TestReplay(t *testing.T) {
 		t.Fatalf("after the restart:\n%q\nwant\n%q", b, a)
 	}
 }
+
+// TestIndexKeepsConfigOrder: triggers indexed by data.id and the others
+// see a record in config order, and only those that may match.
+func TestIndexKeepsConfigOrder(t *testing.T) {
+	f := newFeed()
+	e := newEngine(f,
+		spec(t, "t1", "data.id=a", nil),
+		spec(t, "t2", "kind=event", nil),
+		spec(t, "t3", `data.id in ["a","b"]`, nil),
+		spec(t, "t4", "data.id=b", nil),
+		spec(t, "t5", "data.x=1", nil),
+	)
+	expect(t, "a", e.Apply(f.event("a")), "t1 fire/count [] n=1 seqs=1", "t2 fire/count [] n=1 seqs=1", "t3 fire/count [] n=1 seqs=1")
+	expect(t, "b", e.Apply(f.event("b", "x", "1")), "t2 fire/count [] n=1 seqs=2", "t3 fire/count [] n=1 seqs=2", "t4 fire/count [] n=1 seqs=2",
+		"t5 fire/count [] n=1 seqs=2")
+	expect(t, "c", e.Apply(f.event("c")), "t2 fire/count [] n=1 seqs=3")
+	patch := events.NewRecord(4, f.epoch, f.now, "n1", events.KindPatch, json.RawMessage(`[{"op":"add","path":"/x","value":1}]`))
+	expect(t, "patch", e.Apply(patch))
+	num := events.NewRecord(5, f.epoch, f.now, "n1", events.KindEvent, json.RawMessage(`{"id":1,"x":1}`))
+	expect(t, "numeric id", e.Apply(num), "t2 fire/count [] n=1 seqs=5", "t5 fire/count [] n=1 seqs=5")
+}
