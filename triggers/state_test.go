@@ -76,7 +76,7 @@ func TestStateFileRoundTrip(t *testing.T) {
 // covered are applied again, once.
 func TestStateFileDropsUncommittedTail(t *testing.T) {
 	for _, tail := range []string{
-		`{"op":"add","t":"flap","k":["n1"],"r":{"seq":99`,             // torn
+		`{"op":"add","t":"flap","k":["n1"],"r":{"seq":99`,              // torn
 		`{"op":"done","id":1}` + "\n",                                  // no commit
 		`{"op":"done","id":1}` + "\n" + `{"op":"comm`,                  // torn commit
 		"garbage\n" + `{"op":"commit","epoch":"e1","seq":1000}` + "\n", // damage
