@@ -1,0 +1,13 @@
+package durable
+
+import (
+	"testing"
+
+	"agent/internal/testutil"
+)
+
+// TestImports: the consumer sits on the floor of events' consumers: it
+// knows the bus, never the consumers built on it.
+func TestImports(t *testing.T) {
+	testutil.ImportsOnly(t, "agent/durable", "agent/events")
+}
