@@ -105,6 +105,10 @@ type Engine struct {
 	triggers  map[string]*trigger
 	order     []*trigger // configured triggers, in config order
 	actions   map[uint64]*Action
+	pendingBy map[string]int // actions not done, by trigger
+	// changes counts the streams opened and closed, the actions done and
+	// the updates: what the gauges of Stats depend on.
+	changes   uint64
 	nextID    uint64
 	deadlines deadlineHeap
 	log       []entry
@@ -125,6 +129,7 @@ func NewEngine(maxEvents int) *Engine {
 		maxEvents: maxEvents,
 		triggers:  map[string]*trigger{},
 		actions:   map[uint64]*Action{},
+		pendingBy: map[string]int{},
 		nextID:    1,
 	}
 }
@@ -189,6 +194,7 @@ func (e *Engine) open(t *trigger, k string, vals []string, first time.Time, firs
 		s.deadline = first.Add(t.spec.window)
 	}
 	t.streams[k] = s
+	e.changes++
 	return s
 }
 
@@ -229,6 +235,8 @@ func (e *Engine) close(t *trigger, s *Stream, outcome, reason string) *Action {
 		a.Timeout, a.Retries = sp.timeout, sp.retries
 	}
 	e.actions[a.ID] = a
+	e.pendingBy[a.Trigger]++
+	e.changes++
 	e.log = append(e.log, entry{Op: opClose, Trigger: t.name, Key: s.vals, ID: a.ID, Outcome: outcome, Reason: reason,
 		Command: a.Command, Timeout: int64(a.Timeout), Retries: a.Retries})
 	return a
@@ -294,6 +302,7 @@ func (e *Engine) Update(specs []*Spec, horizon time.Time, headEpoch string, head
 	}
 	e.order = order
 	e.index()
+	e.changes++
 	return acts
 }
 
@@ -392,11 +401,21 @@ func (e *Engine) MarkLost() {
 
 // Done forgets a finished action.
 func (e *Engine) Done(id uint64) {
-	if _, ok := e.actions[id]; !ok {
+	a, ok := e.actions[id]
+	if !ok {
 		return
 	}
-	delete(e.actions, id)
+	e.forget(a)
 	e.log = append(e.log, entry{Op: opDone, ID: id})
+}
+
+// forget drops a finished action.
+func (e *Engine) forget(a *Action) {
+	e.changes++
+	delete(e.actions, a.ID)
+	if e.pendingBy[a.Trigger]--; e.pendingBy[a.Trigger] <= 0 {
+		delete(e.pendingBy, a.Trigger)
+	}
 }
 
 // Published records that an action's event went out.
@@ -491,13 +510,9 @@ type TriggerInfo struct {
 
 // List describes the configured triggers, in config order.
 func (e *Engine) List() []TriggerInfo {
-	pending := map[string]int{}
-	for _, a := range e.actions {
-		pending[a.Trigger]++
-	}
 	out := make([]TriggerInfo, 0, len(e.order))
 	for _, t := range e.order {
-		ti := TriggerInfo{Name: t.name, Pending: pending[t.name], Streams: []StreamInfo{}, spec: t.spec}
+		ti := TriggerInfo{Name: t.name, Pending: e.pendingBy[t.name], Streams: []StreamInfo{}, spec: t.spec}
 		for _, s := range sortedStreams(t) {
 			ti.Streams = append(ti.Streams, StreamInfo{Key: s.key, Count: s.count, First: s.first, Deadline: s.deadline,
 				FirstSeq: s.firstSeq, LastSeq: s.lastSeq, Dropped: s.dropped, Lost: s.lost})

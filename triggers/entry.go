@@ -150,7 +150,9 @@ func (e *Engine) replay(list []entry) error {
 				a.Published = true
 			}
 		case opDone:
-			delete(e.actions, en.ID)
+			if a := e.actions[en.ID]; a != nil {
+				e.forget(a)
+			}
 		case opLost:
 			for _, t := range e.triggers {
 				for _, s := range t.streams {
@@ -167,6 +169,7 @@ func (e *Engine) replay(list []entry) error {
 
 func (e *Engine) restoreAction(a *Action) {
 	e.actions[a.ID] = a
+	e.pendingBy[a.Trigger]++
 	if a.ID >= e.nextID {
 		e.nextID = a.ID + 1
 	}

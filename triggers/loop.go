@@ -77,6 +77,9 @@ type loopState struct {
 	flush    *time.Timer
 	expiry   *time.Timer
 	expAt    time.Time
+	// statsAt is the engine's change count the stats gauges show.
+	statsAt  uint64
+	statsSet bool
 }
 
 func (l *loopState) run() {
@@ -116,12 +119,8 @@ func (l *loopState) run() {
 // takeBatch applies it and what else the reader has ready, up to a batch,
 // before the loop looks at its timers.
 func (l *loopState) takeBatch(it item) {
-	for n := 1; ; n++ {
-		if !l.take(it) {
-			l.reading = false
-			l.items = nil // a nil channel: the loop no longer reads it
-			return
-		}
+	defer l.refreshStats()
+	for n := 1; l.take(it); n++ {
 		if n == 256 {
 			return
 		}
@@ -131,6 +130,8 @@ func (l *loopState) takeBatch(it item) {
 			return
 		}
 	}
+	l.reading = false
+	l.items = nil // a nil channel: the loop no longer reads it
 }
 
 // take applies one item of the reader; false when the reader stopped.
@@ -331,13 +332,17 @@ func (l *loopState) lost(loss durable.Loss) {
 // into the stats.
 func (l *loopState) refreshStats() {
 	r := l.r
-	open := map[string]int{}
+	if l.statsAt == r.eng.changes && l.statsSet {
+		return
+	}
+	l.statsAt, l.statsSet = r.eng.changes, true
+	open := make(map[string]int, len(r.eng.triggers))
 	for _, t := range r.eng.triggers {
 		open[t.name] = len(t.streams)
 	}
-	pending := map[string]int{}
-	for _, a := range r.eng.actions {
-		pending[a.Trigger]++
+	pending := make(map[string]int, len(r.eng.pendingBy))
+	for name, n := range r.eng.pendingBy {
+		pending[name] = n
 	}
 	configured := make([]string, 0, len(r.eng.order))
 	for _, t := range r.eng.order {
