@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
@@ -125,7 +126,7 @@ func (x *executor) execute(ctx context.Context, a *Action) bool {
 		}
 		dur := r.cfg.Now().Sub(start)
 		x.stats.addRun(dur, res.Failed())
-		logRun(log, a, attempt+1, dur, res)
+		logRun(log, attempt+1, dur, res)
 		if !res.Failed() {
 			return true
 		}
@@ -202,23 +203,8 @@ func describe(res *proc.Result, timeout time.Duration) string {
 }
 
 // logRun logs the outcome of one run with its output.
-func logRun(log interface {
-	Info(string, ...any)
-	Warn(string, ...any)
-}, a *Action, attempt int, dur time.Duration, res *proc.Result) {
-	args := []any{keyAttempt, attempt, keyDuration, dur}
-	if res.Started {
-		args = append(args, keyExit, res.ExitCode)
-	}
-	if res.Signal != "" {
-		args = append(args, keySignal, res.Signal)
-	}
-	if len(res.Stdout.Data) > 0 {
-		args = append(args, keyStdout, string(res.Stdout.Data))
-	}
-	if len(res.Stderr.Data) > 0 {
-		args = append(args, keyStderr, string(res.Stderr.Data))
-	}
+func logRun(log *slog.Logger, attempt int, dur time.Duration, res *proc.Result) {
+	args := append([]any{keyAttempt, attempt, keyDuration, dur}, res.LogArgs()...)
 	if res.Failed() {
 		log.Warn("trigger command run failed", args...)
 		return

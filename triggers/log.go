@@ -11,10 +11,6 @@ const (
 	keyCount    = "count"
 	keySeq      = "seq"
 	keyAttempt  = "attempt"
-	keyExit     = "exit"
-	keySignal   = "signal"
 	keyDuration = "duration"
-	keyStdout   = "stdout"
-	keyStderr   = "stderr"
 	keyDetail   = "detail"
 )
