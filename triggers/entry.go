@@ -1,6 +1,7 @@
 package triggers
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -215,15 +216,7 @@ func (e *Engine) sortedTriggers() []*trigger {
 	for _, t := range e.triggers {
 		list = append(list, t)
 	}
-	slices.SortFunc(list, func(a, b *trigger) int {
-		switch {
-		case a.name < b.name:
-			return -1
-		case a.name > b.name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(list, func(a, b *trigger) int { return strings.Compare(a.name, b.name) })
 	return list
 }
 
@@ -233,14 +226,6 @@ func sortedStreams(t *trigger) []*Stream {
 	for _, s := range t.streams {
 		list = append(list, s)
 	}
-	slices.SortFunc(list, func(a, b *Stream) int {
-		switch {
-		case a.firstSeq < b.firstSeq:
-			return -1
-		case a.firstSeq > b.firstSeq:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(list, func(a, b *Stream) int { return cmp.Compare(a.firstSeq, b.firstSeq) })
 	return list
 }
