@@ -71,7 +71,11 @@
 // written to either file was done when it was written, so a reader takes
 // the newer of the two that read well: a power loss may make the consumer
 // read again the records of the last SyncInterval,
-// never skip one. Pass does not write: its cursor is written every
+// never skip one. Before it fsyncs a cursor, the timer fsyncs the journal
+// (events.Bus.Sync): a durable cursor never names records a power loss can
+// still take from the journal, so records lost after it are reported, not
+// passed over. While the journal cannot be fsynced (a full disk), the older
+// durable cursor stays. Pass does not write: its cursor is written every
 // Config.PassBatch records, when Next catches up, at the next Done, and at
 // Close. A write error is logged once until a write works again; the
 // consumer goes on (a restart would repeat, never skip).
