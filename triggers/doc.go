@@ -59,7 +59,8 @@
 // records are read with the one durable consumer (package durable),
 // resumed after the state file's cursor, so the state and the cursor always
 // agree: a batch cut by a crash is dropped whole and its records are read
-// again.
+// again. The journal is fsynced before each commit, so the cursor is never
+// ahead of what a power loss leaves of the journal.
 //
 //   - A command runs only once the close of its stream is committed: a
 //     crash before that re-reads the records and closes the stream again;

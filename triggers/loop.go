@@ -70,13 +70,14 @@ type loopState struct {
 	caughtUp bool      // no record known beyond the last applied
 	reading  bool      // the reader runs
 
-	dispatch []*Action // closed, to run once the close is committed
-	dirty    bool      // entries wait for a commit
-	moved    bool      // the cursor moved since the last commit
-	flushAt  time.Time // when the armed flush timer fires; zero: none
-	flush    *time.Timer
-	expiry   *time.Timer
-	expAt    time.Time
+	dispatch   []*Action // closed, to run once the close is committed
+	dirty      bool      // entries wait for a commit
+	moved      bool      // the cursor moved since the last commit
+	flushAt    time.Time // when the armed flush timer fires; zero: none
+	flush      *time.Timer
+	expiry     *time.Timer
+	expAt      time.Time
+	syncFailed bool // the last journal fsync failed (logged once)
 	// statsAt is the engine's change count the stats gauges show.
 	statsAt  uint64
 	statsSet bool
@@ -256,6 +257,7 @@ func (l *loopState) commit() {
 	r := l.r
 	entries := r.eng.Drain()
 	if r.state != nil && (len(entries) > 0 || l.moved || l.dirty) {
+		l.syncJournal()
 		r.state.add(entries)
 		if err := r.state.commit(l.cur, r.eng.snapshot); err != nil {
 			r.stats.writeErrors.Add(1)
@@ -266,6 +268,24 @@ func (l *loopState) commit() {
 	l.dispatch = nil
 	for _, a := range acts {
 		l.start(a)
+	}
+}
+
+// syncJournal makes the journal durable up to the records applied, before
+// the state file's cursor says they were: a power loss must not leave the
+// cursor ahead of the journal, which would hide the loss of the records
+// after it. When the journal cannot be synced (a full disk) the state is
+// committed anyway, so that commands still run; that is logged once.
+func (l *loopState) syncJournal() {
+	err := l.r.bus.Sync()
+	switch {
+	case err != nil && !l.syncFailed:
+		l.r.log.Error("cannot fsync the journal before the trigger state: after a power loss, records lost from the journal's tail may go unreported to triggers",
+			keyErr, err)
+		l.syncFailed = true
+	case err == nil && l.syncFailed:
+		l.r.log.Info("journal fsynced again before the trigger state")
+		l.syncFailed = false
 	}
 }
 
@@ -374,6 +394,7 @@ func (l *loopState) shutdown() {
 	// start. Their close is committed now.
 	r := l.r
 	if r.state != nil {
+		l.syncJournal()
 		r.state.add(r.eng.Drain())
 		if err := r.state.commit(l.cur, r.eng.snapshot); err != nil {
 			r.log.Error("trigger state not written at shutdown", keyErr, err)
