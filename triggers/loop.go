@@ -38,6 +38,9 @@ func (r *Runner) loop(first update) {
 		results: make(chan result, 64),
 		execs:   map[string]*executor{},
 	}
+	// The cursor a commit writes before any record is read is the one the
+	// reader resumes from (Update set it for a new state).
+	l.cur = cursor{Epoch: r.resume.Epoch, Seq: r.resume.Seq}
 	// Restored streams wait for the records after the cursor before their
 	// windows are judged: apply the config without expiring anything.
 	l.dispatch = r.eng.Pending() // from the previous run
@@ -334,6 +337,15 @@ func (l *loopState) lost(loss durable.Loss) {
 	r := l.r
 	r.eng.MarkLost()
 	r.stats.skipped.Add(loss.Count)
+	// Where the reader goes on from, should a commit come before the next
+	// record: the start of the new epoch, or the head.
+	head, epoch := r.bus.Position()
+	switch loss.Reason {
+	case durable.LossEpoch:
+		l.cur = cursor{Epoch: epoch}
+	case durable.LossCursorAhead, durable.LossCursorUnreadable:
+		l.cur = cursor{Epoch: epoch, Seq: head}
+	}
 	ev := skippedEvent{ID: EventSkipped, Reason: string(loss.Reason), Detail: truncate(loss.Detail, 200)}
 	if loss.CountKnown {
 		n := loss.Count

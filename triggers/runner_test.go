@@ -408,7 +408,8 @@ func TestRunnerInterruptedCommandRunsAgain(t *testing.T) {
 	g := newRig(t)
 	marker := filepath.Join(g.root, "started")
 	slow := trig("slow", "data.id=x", func(c *config.Trigger) {
-		c.FireCommand = []string{"/bin/sh", "-c", "echo run >> " + marker + "; sleep 30"}
+		// Long the first time, short the second.
+		c.FireCommand = []string{"/bin/sh", "-c", "echo run >> " + marker + "; [ $(wc -l < " + marker + ") -gt 1 ] || sleep 30"}
 		c.Timeout = time.Minute
 	})
 	g.start(slow)
@@ -417,9 +418,22 @@ func TestRunnerInterruptedCommandRunsAgain(t *testing.T) {
 	g.stop()
 	g.start(slow)
 	testutil.Eventually(t, waitLong, func() bool { b, _ := os.ReadFile(marker); return bytes.Count(b, []byte("run")) == 2 }, "the command ran again")
+	// Its end is committed with no record read since the start: the
+	// position kept is still the one resumed from.
+	testutil.Eventually(t, waitLong, func() bool { return g.r.Stats().Triggers[0].Pending == 0 }, "the run never ended")
 	g.stop()
+	g.start(slow)
+	g.emit("y")
+	testutil.Eventually(t, waitLong, func() bool { head, _ := g.bus.Position(); return g.r.Stats().Seq == head }, "caught up")
+	g.stop()
+	if b, _ := os.ReadFile(marker); bytes.Count(b, []byte("run")) != 2 {
+		t.Errorf("runs: %q, want 2", b)
+	}
 	if n := len(g.journal("trigger_fire")); n != 1 {
 		t.Errorf("%d trigger_fire events, want 1 (published once)", n)
+	}
+	if s := g.journal("trigger_skipped"); len(s) != 0 {
+		t.Errorf("a loss reported: %v", s)
 	}
 }
 
