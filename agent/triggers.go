@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 
 	"agent/config"
-	"agent/hooks"
 	"agent/metrics"
 	"agent/triggers"
 )
@@ -28,16 +27,10 @@ func (a *Agent) newTriggers() error {
 	return nil
 }
 
-// reloadTriggers applies a trigger set. Like hooks, triggers are refused
-// while node.conf is writable by group or others: the running set stays,
-// and the log says why.
+// reloadTriggers applies a trigger set. The config watcher has refused a
+// node.conf that fails the permission rules (the programs its triggers
+// name included) before it gets here.
 func (a *Agent) reloadTriggers(list []config.Trigger) {
-	if len(list) > 0 {
-		if err := hooks.CheckPerms(a.paths.NodeConf); err != nil {
-			a.log.Error("triggers not applied", "err", err)
-			return
-		}
-	}
 	if err := a.ext.triggers.Update(list); err != nil {
 		a.log.Error("some triggers refused", "err", err)
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -118,5 +119,23 @@ func TestTriggerValidateInCode(t *testing.T) {
 	n.Triggers = n.Triggers[:1]
 	if err := n.Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTriggerProgramsChecked: node.conf is refused when a trigger command
+// names a program others can write, as for hooks.
+func TestTriggerProgramsChecked(t *testing.T) {
+	prog := permFile(t, 0o777)
+	for _, key := range []string{"fire_command", "expire_command"} {
+		path := permFile(t, 0o600)
+		text := "[trigger#t]\nmatch = data.id=x\n" + key + " = " + prog + " --flag\n"
+		n, err := ParseNode(path, []byte(text), "h")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = n.checkFiles()
+		if !errors.Is(err, ErrInsecure) || !strings.Contains(err.Error(), "[trigger#t] "+key) {
+			t.Errorf("%s naming a 0777 program: %v", key, err)
+		}
 	}
 }

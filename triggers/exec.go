@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"agent/config"
 	"agent/proc"
 )
 
@@ -112,14 +113,7 @@ func (x *executor) execute(ctx context.Context, a *Action) bool {
 		}
 		attempts++
 		start := r.cfg.Now()
-		res := proc.Run(ctx, proc.Command{
-			Argv:        a.Command,
-			Env:         x.env(a, attempt+1),
-			Stdin:       stdin,
-			Timeout:     a.Timeout,
-			KillGrace:   r.cfg.KillGrace,
-			OutputLimit: r.cfg.OutputLimit,
-		})
+		res := x.runOnce(ctx, a, stdin, attempt+1)
 		if res.Canceled {
 			log.Warn("trigger command interrupted by shutdown: it runs again after a restart")
 			return false
@@ -137,6 +131,23 @@ func (x *executor) execute(ctx context.Context, a *Action) bool {
 	r.publish(failedEvent{ID: EventFailed, Trigger: a.Trigger, Key: a.Key, Outcome: a.Outcome, Error: truncate(lastErr, 200),
 		Attempts: attempts, FirstSeq: a.FirstSeq, LastSeq: a.LastSeq})
 	return true
+}
+
+// runOnce runs a's command once. The program passes the permission rules at
+// each run: the config watcher checked it when it read node.conf, but it
+// may have been loosened or replaced since; a refused one does not start.
+func (x *executor) runOnce(ctx context.Context, a *Action, stdin []byte, attempt int) *proc.Result {
+	if err := config.CheckProgram(a.Command[0]); err != nil {
+		return &proc.Result{ExitCode: -1, Err: err}
+	}
+	return proc.Run(ctx, proc.Command{
+		Argv:        a.Command,
+		Env:         x.env(a, attempt),
+		Stdin:       stdin,
+		Timeout:     a.Timeout,
+		KillGrace:   x.r.cfg.KillGrace,
+		OutputLimit: x.r.cfg.OutputLimit,
+	})
 }
 
 // env is the command's own variables.
