@@ -41,6 +41,7 @@ fire_command = /bin/true
 	if code != 0 {
 		t.Fatalf("trigger ls: %d %s", code, errs)
 	}
+	t.Logf("agent trigger ls:\n%s", out)
 	for _, want := range []string{"TRIGGER", "frozen-long", "quiet", "data.node=n1", "EXPIRES IN", "1h0m0s"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("trigger ls lacks %q:\n%s", want, out)
