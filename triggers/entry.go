@@ -169,6 +169,9 @@ func (e *Engine) replay(list []entry) error {
 }
 
 func (e *Engine) restoreAction(a *Action) {
+	if len(a.Command) == 0 || a.Command[0] == "" {
+		a.Command = nil // none to run
+	}
 	e.actions[a.ID] = a
 	e.pendingBy[a.Trigger]++
 	if a.ID >= e.nextID {
