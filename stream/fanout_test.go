@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,32 +30,7 @@ func TestFanoutExact(t *testing.T) {
 		st := newStore(b, 7)
 		srv := serve(t, HandlerConfig{Bus: b, Snapshot: st.snapshot, Progress: 20 * time.Millisecond})
 		_, epoch := b.Position()
-
-		var kindsMu sync.Mutex
-		kinds := map[uint64]string{}
-		var final atomic.Uint64
-		const total = 2000
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			for i := range total {
-				var rec *events.Record
-				if i%5 == 0 {
-					rec = b.Publish("n1", events.KindEvent, eventData("e"))
-				} else {
-					rec = st.change()
-				}
-				kindsMu.Lock()
-				kinds[rec.Seq] = rec.Kind
-				kindsMu.Unlock()
-				if i%50 == 0 {
-					time.Sleep(200 * time.Microsecond) // let the writer's rounds end at various points
-				}
-			}
-			head, _ := b.Position()
-			final.Store(head)
-		})
-
-		queries := []string{
+		joinWhileFlowing(t, b, st, srv.url, true, []string{
 			"snapshot=1",
 			"",
 			"kind=event",
@@ -65,37 +39,7 @@ func TestFanoutExact(t *testing.T) {
 			"filter=kind=event",
 			"since=%d&epoch=" + epoch,
 			"snapshot=1&kind=patch",
-		}
-		var subs []*rawSub
-		// The readers' deadline runs from the end of the publishing, which
-		// is slow on a loaded machine under the race detector.
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		var readers sync.WaitGroup
-		for i := range 2 * len(queries) {
-			waitFor(t, "records to flow", func() bool {
-				head, _ := b.Position()
-				return head >= uint64(i*total/(2*len(queries)))
-			})
-			q := queries[i%len(queries)]
-			if strings.Contains(q, "%d") {
-				head, _ := b.Position()
-				q = fmt.Sprintf(q, head-min(head, 40))
-			}
-			r := &rawSub{query: q, oneEach: true}
-			subs = append(subs, r)
-			readers.Go(func() { r.read(ctx, srv.url, final.Load) })
-		}
-		wg.Wait()
-		deadline := time.AfterFunc(60*time.Second, cancel)
-		readers.Wait()
-		deadline.Stop()
-		doc, _ := st.current()
-		end := final.Load()
-
-		for _, r := range subs {
-			checkExact(t, r, kinds, &kindsMu, end, doc)
-		}
+		})
 		if srv.h.fanWrites.Load() == 0 {
 			t.Fatal("the fan-out writer wrote nothing")
 		}

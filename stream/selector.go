@@ -4,8 +4,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-
-	"agent/events"
 )
 
 // A selector is what a subscriber takes of the stream: kinds, and filters
@@ -13,37 +11,9 @@ import (
 // share one selector, so that the shared windows (framer.go) select and
 // encode their records once for all of them.
 type selector struct {
-	key          string
-	patch, event bool
-	filters      []func(record []byte) bool
-	refs         int // guarded by selectors.mu
-}
-
-// pass says whether a patch or event record is selected; other kinds
-// always pass.
-func (s *selector) pass(rec *events.Record) bool {
-	switch rec.Kind {
-	case events.KindPatch:
-		if !s.patch {
-			return false
-		}
-	case events.KindEvent:
-		if !s.event {
-			return false
-		}
-	default:
-		return true
-	}
-	if len(s.filters) == 0 {
-		return true
-	}
-	raw := rec.JSON()
-	for _, f := range s.filters {
-		if f(raw) {
-			return true
-		}
-	}
-	return false
+	selection
+	key  string
+	refs int // guarded by selectors.mu
 }
 
 // selectors interns the selectors of the subscribers that use shared
@@ -87,7 +57,7 @@ func (ss *selectors) get(q *request) *selector {
 	if ss.m == nil {
 		ss.m = make(map[string]*selector)
 	}
-	s := &selector{key: key, patch: q.patch, event: q.event, filters: q.filters, refs: 1}
+	s := &selector{selection: q.selection, key: key, refs: 1}
 	ss.m[key] = s
 	return s
 }
