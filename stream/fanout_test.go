@@ -422,3 +422,34 @@ func TestFanoutSharesEncoding(t *testing.T) {
 		t.Fatalf("window up to %d (want %d) has %d encodings, want 2", w.to, rec.Seq, len(w.frames))
 	}
 }
+
+// TestFanoutNoWindowWait checks that the default mode's shared path adds
+// no batching window: with a batch window of an hour, default-mode
+// subscribers (one unfiltered, one filtered) that follow the shared frames
+// get each record before the next is published.
+func TestFanoutNoWindowWait(t *testing.T) {
+	b := newFakeBus(4096, 4096)
+	srv := serve(t, HandlerConfig{Bus: b, BatchWindow: time.Hour, Progress: time.Hour})
+	var streams []*Stream
+	for _, filters := range [][]string{nil, {"data.id=a"}} {
+		s := dial(t, srv, DialOptions{Filters: filters})
+		next(t, s) // the start progress
+		streams = append(streams, s)
+	}
+	waitFor(t, "the sessions to follow the shared frames", func() bool {
+		srv.h.fan.mu.Lock()
+		defer srv.h.fan.mu.Unlock()
+		return srv.h.fan.users == len(streams)
+	})
+	for range 5 {
+		rec := b.Publish("n1", events.KindEvent, eventData("a"))
+		for i, s := range streams {
+			if got := nextData(t, s); got.Seq != rec.Seq {
+				t.Fatalf("stream %d: seq %d, want %d", i, got.Seq, rec.Seq)
+			}
+		}
+	}
+	if srv.h.fanWrites.Load() == 0 {
+		t.Fatal("the fan-out writer wrote nothing")
+	}
+}
