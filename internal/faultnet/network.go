@@ -61,7 +61,7 @@ type Network struct {
 	mu     sync.Mutex
 	rng    *rand.Rand
 	byAddr map[string]*Transport
-	all    []*Transport // every transport made, for the counters
+	all    []*Transport      // every transport made, for the counters
 	addrOf map[string]string // node name → its address, kept across restarts
 	count  int
 	rules  map[link]Fault
