@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -146,9 +146,9 @@ func TestClusterConvergesAfterRandomChanges(t *testing.T) {
 	leak := testutil.CheckGoroutines(t)
 	func() {
 		nodes := startCluster(t, 5, nil)
-		rng := rand.New(rand.NewSource(1))
+		rng := rand.New(rand.NewPCG(1, 0))
 		for i := 0; i < 3000; i++ {
-			n := nodes[rng.Intn(len(nodes))]
+			n := nodes[rng.IntN(len(nodes))]
 			randomChange(rng, n.store)
 		}
 		waitConverged(t, nodes)
@@ -166,7 +166,7 @@ func TestClusterConvergesAfterRandomChanges(t *testing.T) {
 
 func randomChange(rng *rand.Rand, s *monitor.Store) {
 	_, _, _ = s.UpdateLocal("cli", func(d *monitor.NodeData) {
-		switch rng.Intn(4) {
+		switch rng.IntN(4) {
 		case 0:
 			if d.Frozen == 0 {
 				d.Frozen = time.Now().Unix()
@@ -174,12 +174,12 @@ func randomChange(rng *rand.Rand, s *monitor.Store) {
 				d.Frozen = 0
 			}
 		case 1:
-			d.Labels[fmt.Sprintf("k%d", rng.Intn(20))] = fmt.Sprintf("v%d", rng.Intn(1000))
+			d.Labels[fmt.Sprintf("k%d", rng.IntN(20))] = fmt.Sprintf("v%d", rng.IntN(1000))
 		case 2:
-			delete(d.Labels, fmt.Sprintf("k%d", rng.Intn(20)))
+			delete(d.Labels, fmt.Sprintf("k%d", rng.IntN(20)))
 		case 3:
-			d.Stats.Load15m = float64(rng.Intn(100)) / 10
-			d.Stats.MemAvailPct = rng.Intn(100)
+			d.Stats.Load15m = float64(rng.IntN(100)) / 10
+			d.Stats.MemAvailPct = rng.IntN(100)
 		}
 	})
 }
