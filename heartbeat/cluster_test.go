@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"agent/internal/faultnet"
 	"agent/internal/testutil"
 	"agent/monitor"
 )
@@ -286,20 +287,58 @@ func TestGracefulLeave(t *testing.T) {
 	}, "n1 never saw n3 leave")
 }
 
-func TestNameConflictRefused(t *testing.T) {
-	nodes := startCluster(t, 2, nil)
+// patient makes a cluster that never judges a live node dead within a
+// test, however loaded the machine: the name conflict tests are about
+// names, not failure detection.
+func patient(c *memberlist.Config) {
+	testutil.FastTimings(c)
+	c.SuspicionMult = 1000
+	c.TCPTimeout = 10 * time.Second
+}
+
+// runNewcomer runs a second node named n1 that joins seed, and returns
+// what its Run returned.
+func runNewcomer(t *testing.T, seed string, tune func(*memberlist.Config)) error {
+	t.Helper()
 	bus := &memBus{}
 	st, _ := monitor.New(monitor.Config{Name: "n1", ClusterName: "test", Publish: bus.Publish, Logger: quietLogger()})
-	hb, err := New(Config{Name: "n1", ClusterName: "test", BindAddr: "127.0.0.1", Seeds: []string{nodes[1].hb.Addr()},
-		Profile: "local", Tune: testutil.FastTimings, Logger: quietLogger()}, st)
+	hb, err := New(Config{Name: "n1", ClusterName: "test", BindAddr: "127.0.0.1", Seeds: []string{seed},
+		Profile: "local", Tune: tune, Logger: quietLogger()}, st)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer hb.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Only a hang ends here: a join attempt lasts at most TCPTimeout.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	err = hb.Run(ctx)
-	if err == nil || !isConflict(err) {
+	return hb.Run(ctx)
+}
+
+func TestNameConflictRefused(t *testing.T) {
+	nodes := startCluster(t, 2, func(c *Config) { c.Tune = patient })
+	if err := runNewcomer(t, nodes[1].hb.Addr(), patient); !isConflict(err) {
+		t.Fatalf("Run = %v, want a name conflict", err)
+	}
+}
+
+// TestNameOfLiveNodeJudgedDeadRefused: n2 has judged n1 dead, but n1's
+// process lives (here its link to n2 is cut; on a loaded machine it was
+// too slow to answer probes). A newcomer named n1 must not take the name.
+func TestNameOfLiveNodeJudgedDeadRefused(t *testing.T) {
+	fn := faultnet.New(1, faultnet.Options{})
+	defer fn.Close()
+	nodes := startCluster(t, 2, onNetwork(fn, nil))
+	n1, n2 := nodes[0].hb.Addr(), nodes[1].hb.Addr()
+	fn.Cut(n1, n2)
+	fn.Cut(n2, n1)
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		return nodes[1].store.Members()["n1"].State == monitor.StateDead
+	}, "n2 never judged n1 dead")
+	err := runNewcomer(t, n2, func(c *memberlist.Config) {
+		testutil.FastTimings(c)
+		fn.Install(c)
+	})
+	if !isConflict(err) {
 		t.Fatalf("Run = %v, want a name conflict", err)
 	}
 }

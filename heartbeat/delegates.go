@@ -78,15 +78,24 @@ func (m *mergeDelegate) NotifyMerge(peers []*memberlist.Node) error {
 		// this address): the check runs again on this node's own join.
 		return nil
 	}
+	joined := h.joined.Load()
 	for _, p := range peers {
-		if p.Name != h.cfg.Name || p.State == memberlist.StateDead || p.State == memberlist.StateLeft {
+		if p.Name != h.cfg.Name || p.State == memberlist.StateLeft || p.Address() == *me {
 			continue
 		}
-		if p.Address() == *me {
-			continue
+		if p.State == memberlist.StateDead {
+			// The cluster holds this name dead at another address: a
+			// restart elsewhere may take it over, unless the holder in
+			// fact lives and was only judged dead (a process starved of
+			// CPU). Whatever listens there decides it; the kernel
+			// accepts a connection even for a process too slow to
+			// answer a probe.
+			if joined || !h.answers(p.Address()) {
+				continue
+			}
 		}
 		err := fmt.Errorf("%w: %q is used by %s, this node is %s", ErrNameConflict, p.Name, p.Address(), *me)
-		if h.joined.Load() {
+		if joined {
 			// We are the established node: the newcomer is refused.
 			h.log.Error("refused a node that uses this node's name", "node", p.Name, "newcomer", p.Address())
 			return err
@@ -96,4 +105,14 @@ func (m *mergeDelegate) NotifyMerge(peers []*memberlist.Node) error {
 		return err
 	}
 	return nil
+}
+
+// answers says whether something accepts a heartbeat connection at addr.
+func (h *Heartbeat) answers(addr string) bool {
+	c, err := h.dial(addr, h.dialTimeout)
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
+	return true
 }

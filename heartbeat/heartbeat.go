@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +51,10 @@ type Heartbeat struct {
 	addr atomic.Pointer[string]
 
 	udpLimit int
+	// dial opens a stream to a heartbeat address as memberlist does (its
+	// transport), for liveness checks; dialTimeout bounds it.
+	dial        func(addr string, timeout time.Duration) (net.Conn, error)
+	dialTimeout time.Duration
 	onOrder  atomic.Pointer[func(Order)]
 
 	work     *queue[task] // main-loop work from delegates
@@ -135,6 +140,12 @@ func New(cfg Config, store *monitor.Store) (*Heartbeat, error) {
 		return nil, err
 	}
 	h.udpLimit = mc.UDPBufferSize - 120 - len(mc.Label)
+	h.dial, h.dialTimeout = func(addr string, timeout time.Duration) (net.Conn, error) {
+		return net.DialTimeout("tcp", addr, timeout)
+	}, min(mc.TCPTimeout, 2*time.Second)
+	if mc.Transport != nil {
+		h.dial = mc.Transport.DialTimeout
+	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return nil, fmt.Errorf("start heartbeat on %s:%d: %w", cfg.BindAddr, cfg.BindPort, err)

@@ -146,8 +146,9 @@ func (n *Network) Addr(name string) string {
 	return n.addrOf[name]
 }
 
-// Set puts fault f on the link from → to, replacing the rule there; Any
-// matches every node. A zero Fault removes the rule.
+// Set puts fault f on the link from → to, replacing the rule there. Each
+// end is a node name, an address (which tells apart two nodes of one
+// name) or Any. A zero Fault removes the rule.
 func (n *Network) Set(from, to string, f Fault) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -199,12 +200,15 @@ func (n *Network) Heal() {
 	n.mu.Unlock()
 }
 
-// fault returns the effective fault on from → to. Lock held.
-func (n *Network) fault(from, to string) Fault {
+// fault returns the effective fault from → to: every rule that names
+// either end by name, by address or as Any applies. Lock held.
+func (n *Network) fault(from, to *Transport) Fault {
 	f := n.def
-	for _, l := range [...]link{{from, to}, {from, Any}, {Any, to}, {Any, Any}} {
-		if r, ok := n.rules[l]; ok {
-			f = f.merge(r)
+	for _, a := range [...]string{from.name, from.addr, Any} {
+		for _, b := range [...]string{to.name, to.addr, Any} {
+			if r, ok := n.rules[link{a, b}]; ok {
+				f = f.merge(r)
+			}
 		}
 	}
 	return f
@@ -244,7 +248,7 @@ func (n *Network) route(t *Transport, addr string) (dest *Transport, delays []ti
 	if dest == nil {
 		return nil, nil, false
 	}
-	f := n.fault(t.name, dest.name)
+	f := n.fault(t, dest)
 	if f.Loss > 0 && n.rng.Float64() < f.Loss {
 		return dest, nil, true
 	}
@@ -271,7 +275,7 @@ func (n *Network) dialFate(t *Transport, addr string) (dest *Transport, hang boo
 	if dest == nil {
 		return nil, false, 0
 	}
-	fwd, back := n.fault(t.name, dest.name), n.fault(dest.name, t.name)
+	fwd, back := n.fault(t, dest), n.fault(dest, t)
 	if fwd.Loss >= 1 || back.Loss >= 1 || (fwd.Loss > 0 && n.rng.Float64() < fwd.Loss) {
 		return dest, true, 0
 	}
