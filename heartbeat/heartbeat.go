@@ -55,7 +55,7 @@ type Heartbeat struct {
 	// transport), for liveness checks; dialTimeout bounds it.
 	dial        func(addr string, timeout time.Duration) (net.Conn, error)
 	dialTimeout time.Duration
-	onOrder  atomic.Pointer[func(Order)]
+	onOrder     atomic.Pointer[func(Order)]
 
 	work     *queue[task] // main-loop work from delegates
 	reliable *queue[task] // TCP sends, one goroutine
