@@ -1,8 +1,6 @@
 package monitor
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +32,9 @@ type PersistentState struct {
 	// GenReserved is a generation the node has not reached yet; after a
 	// restart it starts counting from there.
 	GenReserved uint64 `json:"gen_reserved"`
+	// Boot is the boot id of the run that saved the state: the next run's
+	// id is ordered after it, whatever the clock says.
+	Boot string `json:"boot,omitempty"`
 }
 
 // Config configures a Store.
@@ -78,6 +79,14 @@ type nodeEntry struct {
 	raw  []byte // canonical JSON
 	data NodeData
 	boot string
+
+	hash   uint64 // of raw, valid when hashed
+	hashed bool
+}
+
+// set replaces the data held; the hash is computed again when asked for.
+func (e *nodeEntry) set(raw []byte, d NodeData) {
+	e.raw, e.data, e.hashed = raw, d, false
 }
 
 // Store holds the cluster data document. All methods are safe for
@@ -119,7 +128,7 @@ func New(cfg Config) (*Store, error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "monitor"),
 		now:      cfg.Now,
-		boot:     newBootID(),
+		boot:     NewBootID(cfg.Restored.Boot, cfg.Now()),
 		localC:   make(chan struct{}, 1),
 		nodes:    map[string]*nodeEntry{},
 		members:  map[string]Member{},
@@ -153,17 +162,11 @@ func New(cfg Config) (*Store, error) {
 	return s, nil
 }
 
-func newBootID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 // Name is this node's name.
 func (s *Store) Name() string { return s.cfg.Name }
 
 // Boot identifies this run of the local node; a peer seeing it change knows
-// the node restarted.
+// the node restarted. Boot ids are ordered (CompareBoot).
 func (s *Store) Boot() string { return s.boot }
 
 // LocalChanged is signalled (without blocking; coalesced) after every local
@@ -229,7 +232,7 @@ func (s *Store) UpdateLocal(reason string, fn func(d *NodeData)) (uint64, bool, 
 			return old.Gen, false, err
 		}
 	}
-	e.raw, e.data = raw, d
+	e.set(raw, d)
 	s.publishPatch(s.cfg.Name, ops)
 	s.transitions(s.cfg.Name, &old, &e.data, reason)
 	select {
@@ -243,7 +246,7 @@ func (s *Store) persist(d NodeData) error {
 	if s.cfg.Persist == nil {
 		return nil
 	}
-	if err := s.cfg.Persist(PersistentState{Frozen: d.Frozen, GenReserved: s.reserved}); err != nil {
+	if err := s.cfg.Persist(PersistentState{Frozen: d.Frozen, GenReserved: s.reserved, Boot: s.boot}); err != nil {
 		return fmt.Errorf("save node state: %w", err)
 	}
 	return nil
@@ -284,7 +287,8 @@ func (s *Store) Nodes() map[string]NodeData {
 
 // ApplyDelta applies a peer's operation list taking its data from
 // generation base to gen, made during the peer run boot. It never changes
-// the local node's data and never half-applies.
+// the local node's data and never half-applies. A delta of an older run
+// than the copy held is Stale.
 func (s *Store) ApplyDelta(node, boot string, base, gen uint64, ops json.RawMessage) (Result, string) {
 	if node == s.cfg.Name {
 		return Stale, ""
@@ -295,6 +299,8 @@ func (s *Store) ApplyDelta(node, boot string, base, gen uint64, ops json.RawMess
 	switch {
 	case !ok:
 		return NeedFull, "unknown"
+	case e.boot != boot && CompareBoot(boot, e.boot) < 0:
+		return Stale, ""
 	case e.boot != boot:
 		return NeedFull, "restart"
 	case gen <= e.data.Gen:
@@ -319,16 +325,17 @@ func (s *Store) ApplyDelta(node, boot string, base, gen uint64, ops json.RawMess
 		return NeedFull, "apply_failed"
 	}
 	old := e.data
-	e.raw, e.data = raw, d
+	e.set(raw, d)
 	s.publishPatch(node, prefixed)
 	s.transitions(node, &old, &e.data, "peer")
 	return Applied, ""
 }
 
 // ApplyFull takes a peer's whole data when the store holds none, holds an
-// older generation, or holds data from another boot of the peer. why is the
-// reason given in the peer_resync event ("" for a first sight, which emits
-// none). It reports whether the data was taken.
+// older generation, or holds data from an older boot of the peer (a copy
+// from an older boot than the one held is never taken: it is a copy that
+// was delayed). why is the reason given in the peer_resync event ("" for a
+// first sight, which emits none). It reports whether the data was taken.
 func (s *Store) ApplyFull(node, boot string, gen uint64, data []byte, why string) (bool, error) {
 	if node == s.cfg.Name {
 		return false, nil
@@ -344,6 +351,10 @@ func (s *Store) ApplyFull(node, boot string, gen uint64, data []byte, why string
 	defer s.mu.Unlock()
 	e, ok := s.nodes[node]
 	if ok && e.boot == boot && gen <= e.data.Gen {
+		return false, nil
+	}
+	if ok && e.boot != boot && CompareBoot(boot, e.boot) < 0 {
+		s.log.Warn("refused a copy from an older run of a peer", "node", node, "boot", boot, "held_boot", e.boot)
 		return false, nil
 	}
 	path := Pointer("monitor", "nodes", node)
@@ -362,7 +373,8 @@ func (s *Store) ApplyFull(node, boot string, gen uint64, data []byte, why string
 	if why == "" && e.boot != boot {
 		why = "restart"
 	}
-	e.raw, e.data, e.boot = raw, d, boot
+	e.set(raw, d)
+	e.boot = boot
 	s.publishPatch(node, ops)
 	// A full sent on (re)join with the same boot is catching up, not a
 	// resync after a loss: no event for it.
