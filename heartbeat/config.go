@@ -29,16 +29,38 @@ type Config struct {
 	Profile string
 	// Seeds are host:port addresses to join; retried until one answers.
 	Seeds []string
-	// ForgetAfter is how long a dead or left peer's data is kept; default 5m.
+	// ForgetAfter is how long a dead or left peer's data is kept; default
+	// 5m. Its address stays in the reconnect set.
 	ForgetAfter time.Duration
+	// ReconnectTimeout is how long a dead peer's address is retried after
+	// it was last seen alive; default 72h.
+	ReconnectTimeout time.Duration
+	// PeersFile, when set, is where the reconnect set is kept across
+	// restarts (var/peers.json).
+	PeersFile string
+	// MaxPeers bounds the reconnect set; default 4096. The peers seen
+	// alive longest ago are dropped first.
+	MaxPeers int
+	// DigestDelay is how long after its last change this node sends the
+	// digest of its data to every peer (again at five times that), so
+	// that a peer that lost the last delta asks for the data; default
+	// 200ms.
+	DigestDelay time.Duration
+	// DigestGrace is how long a peer waits, when a digest or a push/pull
+	// says its copy is behind, for a delta that may be in flight before
+	// it asks for or takes the whole data; default 100ms.
+	DigestGrace time.Duration
+	// QueueLimit bounds each peer's queue of reliable sends, in messages;
+	// default 64. Past it the queued deltas give way to one full copy.
+	QueueLimit int
 	// Coalesce is the window within which local changes that follow a send
 	// are merged into one delta; default 5ms.
 	Coalesce time.Duration
 	// FullRetry is how long to wait for an answer to a full request before
 	// asking again; default 1s.
 	FullRetry time.Duration
-	// Refresh is how often the forget grace and unanswered full requests
-	// are checked; default 1s.
+	// Refresh is how often the forget grace, unanswered full requests and
+	// the reconnect set are checked; default 1s.
 	Refresh time.Duration
 	// Tune, when set, adjusts the memberlist config last (tests shrink the
 	// timings to milliseconds or set an in-memory transport).
@@ -101,6 +123,7 @@ func (h *Heartbeat) memberlistConfig() (*memberlist.Config, error) {
 	mc.Delegate = (*delegate)(h)
 	mc.Events = (*eventDelegate)(h)
 	mc.Merge = (*mergeDelegate)(h)
+	mc.Ping = (*pingDelegate)(h)
 	mc.Logger = log.New(&slogWriter{log: h.log}, "", 0)
 	if h.cfg.Tune != nil {
 		h.cfg.Tune(mc)

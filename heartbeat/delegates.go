@@ -2,6 +2,7 @@ package heartbeat
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 
@@ -23,24 +24,72 @@ func (d *delegate) NotifyMsg(buf []byte) {
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 
 // LocalState carries this node's whole data in every push/pull: the
-// anti-entropy that repairs any delta loss nobody noticed.
+// anti-entropy that repairs any loss nobody noticed.
 func (d *delegate) LocalState(join bool) []byte {
 	h := (*Heartbeat)(d)
 	gen, raw, _ := h.store.Local()
 	return encode(msgState, fullMsg{Node: h.cfg.Name, Boot: h.store.Boot(), Gen: gen, Data: raw})
 }
 
+// MergeRemoteState takes the peer's data from a push/pull. On a join it
+// is taken as a first copy. Otherwise it is a repair only if the copy
+// held here is behind and stays so past a grace: push/pull often races
+// with a delta in flight, which is no loss.
 func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	h := (*Heartbeat)(d)
-	var m fullMsg
-	if err := decode(buf, &m); err != nil || m.Node == "" {
+	kind, v, err := decodeMessage(buf)
+	if err != nil || kind != msgState {
 		h.bad(err)
 		return
 	}
-	if !join {
-		m.Why = "anti_entropy"
+	m := v.(*fullMsg)
+	if join {
+		h.applyFull(*m)
+		return
 	}
-	h.applyFull(m)
+	dg, err := monitor.DigestOf(m.Boot, m.Gen, m.Data)
+	if err != nil {
+		h.bad(err)
+		return
+	}
+	if h.store.Diverges(m.Node, dg) == "" {
+		return
+	}
+	h.work.push(task{kind: taskCandidate, full: m, digest: dg})
+}
+
+// pingDelegate puts this node's digest on the acks of memberlist's
+// probes: each prober learns, at no extra packet, whether its copy of the
+// probed node's data is current.
+type pingDelegate Heartbeat
+
+var _ memberlist.PingDelegate = (*pingDelegate)(nil)
+
+// AckPayload returns this node's digest message.
+func (p *pingDelegate) AckPayload() []byte {
+	h := (*Heartbeat)(p)
+	dg, _ := h.store.Digest(h.cfg.Name)
+	return encode(msgDigest, digestMsg{Node: h.cfg.Name, Digest: dg})
+}
+
+// NotifyPingComplete compares the probed node's digest with the copy
+// held.
+func (p *pingDelegate) NotifyPingComplete(other *memberlist.Node, rtt time.Duration, payload []byte) {
+	h := (*Heartbeat)(p)
+	if len(payload) == 0 {
+		return // a peer of an older version
+	}
+	kind, v, err := decodeMessage(payload)
+	if err != nil || kind != msgDigest {
+		h.bad(err)
+		return
+	}
+	m := v.(*digestMsg)
+	if m.Node != other.Name {
+		h.bad(nil)
+		return
+	}
+	h.digest(m)
 }
 
 // eventDelegate turns membership changes into main-loop work.

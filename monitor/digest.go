@@ -81,6 +81,16 @@ type Digest struct {
 	Hash uint64 `json:"h"`
 }
 
+// DigestOf returns the digest of a node's whole data as its owner sent it
+// (canonicalized first, as the store holds it).
+func DigestOf(boot string, gen uint64, data []byte) (Digest, error) {
+	raw, err := Canonical(data)
+	if err != nil {
+		return Digest{}, err
+	}
+	return Digest{Boot: boot, Gen: gen, Hash: hashData(raw)}, nil
+}
+
 func hashData(raw []byte) uint64 {
 	h := fnv.New64a()
 	_, _ = h.Write(raw)

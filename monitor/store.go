@@ -332,7 +332,8 @@ func (s *Store) ApplyDelta(node, boot string, base, gen uint64, ops json.RawMess
 }
 
 // ApplyFull takes a peer's whole data when the store holds none, holds an
-// older generation, or holds data from an older boot of the peer (a copy
+// older generation (or the same with other bytes), or holds data from an
+// older boot of the peer (a copy
 // from an older boot than the one held is never taken: it is a copy that
 // was delayed). why is the reason given in the peer_resync event ("" for a
 // first sight, which emits none). It reports whether the data was taken.
@@ -350,7 +351,9 @@ func (s *Store) ApplyFull(node, boot string, gen uint64, data []byte, why string
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.nodes[node]
-	if ok && e.boot == boot && gen <= e.data.Gen {
+	// The same generation with other bytes is a copy gone wrong: the
+	// owner's data wins, as only the owner changes it.
+	if ok && e.boot == boot && (gen < e.data.Gen || (gen == e.data.Gen && string(raw) == string(e.raw))) {
 		return false, nil
 	}
 	if ok && e.boot != boot && CompareBoot(boot, e.boot) < 0 {

@@ -451,6 +451,7 @@ func TestApplyFull(t *testing.T) {
 		{name: "new boot with a why", held: &call{boot: "b1", gen: 5}, call: call{boot: "b2", gen: 9, why: "apply_failed"}, taken: true, events: []string{"peer_resync:apply_failed:p1"}},
 		{name: "new boot thaws", held: &call{boot: "b1", gen: 5, frozen: 7}, call: call{boot: "b2", gen: 6}, taken: true, events: []string{"peer_resync:restart:p1", "node_thaw:peer:p1"}},
 		{name: "same gen same boot ignored", held: &call{boot: "b1", gen: 5}, call: call{boot: "b1", gen: 5}},
+		{name: "same gen other bytes taken", held: &call{boot: "b1", gen: 5}, call: call{boot: "b1", gen: 5, frozen: 4, why: "digest"}, taken: true, events: []string{"peer_resync:digest:p1", "node_freeze:peer:p1"}},
 		// Ordered boot ids: a copy from an older run is never taken.
 		{name: "newer ordered boot", held: &call{boot: bootAt(1), gen: 5}, call: call{boot: bootAt(2), gen: 1}, taken: true, events: []string{"peer_resync:restart:p1"}},
 		{name: "older ordered boot refused", held: &call{boot: bootAt(2), gen: 5}, call: call{boot: bootAt(1), gen: 9}},
