@@ -67,8 +67,8 @@ func TestDefaultNode(t *testing.T) {
 		t.Errorf("Source = %q, want empty for defaults", n.Source)
 	}
 	want := Node{
-		Node:     NodeSection{Name: "db1"},
-		Cluster:  ClusterSection{Name: "db1", SplitAction: SplitStop},
+		Node:    NodeSection{Name: "db1"},
+		Cluster: ClusterSection{Name: "db1", SplitAction: SplitStop},
 		HB: HeartbeatSection{Addr: "127.0.0.1", Port: 10000, Profile: ProfileLAN,
 			ForgetAfter: DefaultForgetAfter, ReconnectTimeout: DefaultReconnectTimeout},
 		Listener: ListenerSection{Auth: AuthToken},
