@@ -65,11 +65,22 @@ type pingDelegate Heartbeat
 
 var _ memberlist.PingDelegate = (*pingDelegate)(nil)
 
-// AckPayload returns this node's digest message.
+// AckPayload returns this node's digest message, encoded once per change.
 func (p *pingDelegate) AckPayload() []byte {
 	h := (*Heartbeat)(p)
 	dg, _ := h.store.Digest(h.cfg.Name)
-	return encode(msgDigest, digestMsg{Node: h.cfg.Name, Digest: dg})
+	if c := h.ackCache.Load(); c != nil && c.digest == dg {
+		return c.payload
+	}
+	c := &ackPayload{digest: dg, payload: encode(msgDigest, digestMsg{Node: h.cfg.Name, Digest: dg})}
+	h.ackCache.Store(c)
+	return c.payload
+}
+
+// ackPayload is the encoded digest of the local data at one digest.
+type ackPayload struct {
+	digest  monitor.Digest
+	payload []byte
 }
 
 // NotifyPingComplete compares the probed node's digest with the copy

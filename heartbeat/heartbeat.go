@@ -68,6 +68,7 @@ type Heartbeat struct {
 	dial        func(addr string, timeout time.Duration) (net.Conn, error)
 	dialTimeout time.Duration
 	onOrder     atomic.Pointer[func(Order)]
+	ackCache    atomic.Pointer[ackPayload]
 
 	// closing ends when Close is called: stream dials in flight give up.
 	closing  context.Context
@@ -302,8 +303,12 @@ func (h *Heartbeat) mainLoop(ctx context.Context) {
 	local := h.store.LocalChanged()
 	var coalesce *time.Timer
 	var coalesceC <-chan time.Time
-	tick := time.NewTicker(h.cfg.Refresh)
-	defer tick.Stop()
+	// The refresh runs every Refresh while there is something to watch
+	// (a dead peer, a request unanswered), else once in idleRefresh: an
+	// idle agent's CPU goes to its wake-ups.
+	refresh := time.NewTimer(h.cfg.Refresh)
+	defer refresh.Stop()
+	refreshAt := time.Now().Add(h.cfg.Refresh)
 	wake := time.NewTimer(time.Hour)
 	defer wake.Stop()
 	for {
@@ -311,6 +316,10 @@ func (h *Heartbeat) mainLoop(ctx context.Context) {
 			wake.Reset(max(d, 0))
 		} else {
 			wake.Stop()
+		}
+		if soon := time.Now().Add(h.cfg.Refresh); refreshAt.After(soon) && h.watching() {
+			refresh.Reset(h.cfg.Refresh)
+			refreshAt = soon
 		}
 		select {
 		case <-ctx.Done():
@@ -338,10 +347,36 @@ func (h *Heartbeat) mainLoop(ctx context.Context) {
 			}
 		case <-wake.C:
 			h.due()
-		case <-tick.C:
+		case <-refresh.C:
 			h.refresh()
+			d := idleRefresh
+			if h.watching() {
+				d = h.cfg.Refresh
+			}
+			refresh.Reset(d)
+			refreshAt = time.Now().Add(d)
 		}
 	}
+}
+
+// idleRefresh is the refresh period of an agent with nothing to watch.
+const idleRefresh = time.Minute
+
+// watching says whether the refresh has work every Refresh: dead or left
+// peers whose data awaits forgetting, unanswered full requests, peers of
+// the reconnect set to try or to save.
+func (h *Heartbeat) watching() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.gone) > 0 || len(h.pending) > 0 || (h.known.dirty && h.cfg.PeersFile != "") {
+		return true
+	}
+	for name := range h.known.peers {
+		if _, alive := h.peers[name]; !alive {
+			return true
+		}
+	}
+	return len(h.known.seedsL) > 0 && len(h.peers) == 0
 }
 
 // nextWake is how long until the next digest or divergence check is due.
