@@ -130,7 +130,7 @@ type task struct {
 	name   string
 	why    string
 	order  Order
-	done   chan struct{}
+	done   chan struct{} // taskFlush, taskPing: closed when handled
 	digest monitor.Digest
 	full   *fullMsg
 	ok     bool
@@ -436,5 +436,7 @@ func (h *Heartbeat) handle(t task) {
 		h.divergence(t.full.Node, t.digest, t.full)
 	case taskAttempt:
 		h.attempted(t.name, t.ok)
+	case taskPing:
+		close(t.done)
 	}
 }

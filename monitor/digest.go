@@ -138,6 +138,9 @@ func (s *Store) Diverges(node string, d Digest) string {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if until, ok := s.refused[node]; ok && s.now().Before(until) {
+		return "" // its data is over max_data: asking again brings nothing
+	}
 	e, ok := s.nodes[node]
 	switch {
 	case !ok:
