@@ -35,6 +35,10 @@ type Stats struct {
 	// QueueOverflows counts peer queues that hit their limit; Superseded,
 	// queued deltas and full copies replaced by a newer full copy.
 	QueueOverflows, Superseded uint64
+	// RelayRequests counts requests for a node's data sent to a third
+	// node because the owner did not answer; RelaysSent, the copies of
+	// another node's data this node sent on such a request.
+	RelayRequests, RelaysSent uint64
 }
 
 type counters struct {
@@ -43,6 +47,7 @@ type counters struct {
 	resyncs, badMessages, bytesSent, ordersReceived        atomic.Uint64
 	reliableSends, sendErrors                              atomic.Uint64
 	digestsSent, digestsReceived, divergences              atomic.Uint64
+	relayRequests, relaysSent                              atomic.Uint64
 	queueOverflows, queueSuperseded                        atomic.Uint64
 }
 
@@ -68,7 +73,6 @@ type Heartbeat struct {
 	dial        func(addr string, timeout time.Duration) (net.Conn, error)
 	dialTimeout time.Duration
 	onOrder     atomic.Pointer[func(Order)]
-	ackCache    atomic.Pointer[ackPayload]
 
 	// closing ends when Close is called: stream dials in flight give up.
 	closing  context.Context
@@ -108,6 +112,7 @@ type Heartbeat struct {
 type pendingRequest struct {
 	at  time.Time
 	why string
+	via string // a node known to hold a newer copy: asked when the owner does not answer
 }
 
 type taskKind int
@@ -131,6 +136,8 @@ type task struct {
 	why    string
 	order  Order
 	done   chan struct{} // taskFlush, taskPing: closed when handled
+	of     string        // taskSendFull: whose data (a relay), "" for this node's
+	via    string        // taskDigest: the node that holds the copy digested
 	digest monitor.Digest
 	full   *fullMsg
 	ok     bool
@@ -247,7 +254,8 @@ func (h *Heartbeat) Stats() Stats {
 		ReliableSends: c.reliableSends.Load(), SendErrors: c.sendErrors.Load(),
 		DigestsSent: c.digestsSent.Load(), DigestsReceived: c.digestsReceived.Load(),
 		Divergences: c.divergences.Load(), QueueOverflows: c.queueOverflows.Load(),
-		Superseded: c.queueSuperseded.Load(),
+		Superseded:    c.queueSuperseded.Load(),
+		RelayRequests: c.relayRequests.Load(), RelaysSent: c.relaysSent.Load(),
 	}
 }
 
@@ -420,9 +428,9 @@ func (h *Heartbeat) handle(t task) {
 	case taskMember:
 		h.member(t.node, t.state)
 	case taskSendFull:
-		h.sendFull(t.name, t.why)
+		h.enqueue(t.name, outMsg{kind: msgFull, why: t.why, of: t.of})
 	case taskRequestFull:
-		h.requestFull(t.name, t.why)
+		h.requestFull(t.name, t.why, "")
 	case taskOrder:
 		if fn := h.onOrder.Load(); fn != nil {
 			(*fn)(t.order)
@@ -431,9 +439,9 @@ func (h *Heartbeat) handle(t task) {
 		h.flush()
 		close(t.done)
 	case taskDigest:
-		h.divergence(t.name, t.digest, nil)
+		h.divergence(t.name, t.via, t.digest, nil)
 	case taskCandidate:
-		h.divergence(t.full.Node, t.digest, t.full)
+		h.divergence(t.full.Node, "", t.digest, t.full)
 	case taskAttempt:
 		h.attempted(t.name, t.ok)
 	case taskPing:

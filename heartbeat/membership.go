@@ -144,11 +144,12 @@ func (h *Heartbeat) refresh() {
 			delete(h.leaving, name)
 		}
 	}
-	// A pending full request that was never answered is retried.
-	retry := map[string]string{}
+	// A pending full request that was never answered is retried (and
+	// sent to the relay known, if any).
+	retry := map[string]pendingRequest{}
 	for name, p := range h.pending {
 		if now.Sub(p.at) >= h.cfg.FullRetry {
-			retry[name] = p.why
+			retry[name] = p
 		}
 	}
 	h.mu.Unlock()
@@ -156,8 +157,8 @@ func (h *Heartbeat) refresh() {
 		h.store.Forget(name, "grace_expired")
 	}
 	h.reconnect(now)
-	for name, why := range retry {
-		h.requestFull(name, why)
+	for name, p := range retry {
+		h.requestFull(name, p.why, p.via)
 	}
 	h.saveKnown(false)
 }
