@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"math/rand/v2"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -27,6 +28,9 @@ func newFaultNS(t *testing.T) *faultNS {
 	t.Helper()
 	return &faultNS{NS: netfault.NewT(t, "agent-itest"), t: t}
 }
+
+// have says whether cmd is on PATH.
+func have(cmd string) bool { _, err := exec.LookPath(cmd); return err == nil }
 
 // drop cuts the traffic sent by nodes from to nodes to; with pct < 100 a
 // random pct percent of it.
