@@ -72,15 +72,6 @@ func TestFaultPartitionHeals(t *testing.T) {
 	testPartition(t, 0)
 }
 
-// TestFaultLongPartitionHeals holds the partition past memberlist's
-// GossipToTheDeadTime (15 s in the local profile), after which memberlist
-// itself no longer talks to the other side: only a rejoin of dead peers
-// heals it.
-func TestFaultLongPartitionHeals(t *testing.T) {
-	t.Parallel()
-	testPartition(t, 20*time.Second)
-}
-
 // testPartition splits {n1,n2} from {n3,n4,n5} until each side has the
 // other dead, changes data on both sides, holds the split for hold more,
 // heals it and expects byte-identical monitor.nodes everywhere.
