@@ -316,8 +316,13 @@ func runNewcomer(t *testing.T, seed string, tune func(*memberlist.Config)) error
 
 func TestNameConflictRefused(t *testing.T) {
 	nodes := startCluster(t, 2, func(c *Config) { c.Tune = patient })
+	// The newcomer knows only n2: n2 must refuse it, and keep the genuine
+	// n1's data (the push/pull of a refused merge brings nothing).
 	if err := runNewcomer(t, nodes[1].hb.Addr(), patient); !isConflict(err) {
 		t.Fatalf("Run = %v, want a name conflict", err)
+	}
+	if _, boot, _ := nodes[1].store.Held("n1"); boot != nodes[0].store.Boot() {
+		t.Fatalf("n2 holds n1's data of boot %s, the genuine n1 runs %s: the newcomer's data got in", boot, nodes[0].store.Boot())
 	}
 }
 
