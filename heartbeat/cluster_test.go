@@ -441,3 +441,20 @@ func splitHostPort(addr string) (string, int, error) {
 	p, err := strconv.Atoi(port)
 	return host, p, err
 }
+
+// TestLeaveAfterRunEnded: the agent ends the heartbeat's Run (its context)
+// before it leaves, as on SIGTERM; the change made just before the leave
+// ("shutting down") must still reach the peers.
+func TestLeaveAfterRunEnded(t *testing.T) {
+	nodes := startCluster(t, 2, nil)
+	n2 := nodes[1]
+	n2.cancel()
+	<-n2.done
+	n2.done <- nil // for kill
+	gen, _, _ := n2.store.UpdateLocal("shutdown", func(d *monitor.NodeData) { d.Status = monitor.StatusShuttingDown })
+	if err := n2.hb.Leave(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return holds(nodes[0], "n2", gen) },
+		"n1 never got n2's last change before its leave")
+}
