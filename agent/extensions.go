@@ -18,8 +18,8 @@ import (
 	"agent/web"
 )
 
-// extensions are the parts built on the core: hooks, orchestration,
-// metrics and the web page.
+// extensions are the parts built on the core: hooks, history sinks,
+// orchestration, metrics and the web page.
 type extensions struct {
 	metrics *metrics.Metrics
 	orch    *orchestrator.Orchestrator
@@ -27,6 +27,8 @@ type extensions struct {
 	hooks   *hooks.Runner
 	// hooksApplied counts the hook sets given to the runner.
 	hooksApplied int
+	// history holds the sinks and the readers of their databases.
+	history historyExt
 }
 
 // newMetrics builds the Prometheus exposition; its sources are read at
@@ -38,6 +40,7 @@ func (a *Agent) newMetrics() *metrics.Metrics {
 		Stream:    func() stream.Stats { return a.stream.Stats() },
 		Members:   func() map[string]monitor.Member { return a.store.Members() },
 		Hooks:     func() []metrics.HookStats { return a.hookStats() },
+		Sinks:     func() []metrics.SinkStats { return a.sinkStats() },
 		Orchestrator: func() metrics.OrchStats {
 			c, g := a.ext.orch.Stats().Metrics()
 			return metrics.OrchStats{Counters: c, Gauges: g}
@@ -63,6 +66,7 @@ func (a *Agent) initExtensions(snap config.Snapshot) error {
 	if err := a.newHooks(); err != nil {
 		return err
 	}
+	a.newSinks()
 	return a.newOrchestrator(snap)
 }
 
@@ -82,6 +86,7 @@ func (a *Agent) stopExtensions() {
 	if a.ext.hooks != nil {
 		_ = a.ext.hooks.Close()
 	}
+	a.stopSinks()
 	if a.ext.orch != nil {
 		_ = a.ext.orch.Close()
 	}
@@ -98,5 +103,8 @@ func (a *Agent) closeExtensions() { a.stopExtensions() }
 func (a *Agent) routeExtensions(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/services/{name}/{action}", a.postServiceOrder)
 	mux.Handle("GET /metrics", a.ext.metrics.Handler())
+	mux.Handle("GET /v1/history", a.historyHandler())
+	mux.Handle("GET /v1/history/timeline", a.historyHandler())
+	mux.HandleFunc("GET /v1/journal", a.getJournal)
 	mux.Handle("GET /", web.Handler())
 }

@@ -42,6 +42,7 @@ func (a *Agent) nodeConfigChange(ch config.Change) {
 	old := a.cfg
 	a.cfg.Node.Labels = ch.Node.Node.Labels
 	a.cfg.Hooks = ch.Node.Hooks
+	a.cfg.Sinks = ch.Node.Sinks
 	a.cfg.Source = ch.Node.Source
 	a.cfgMu.Unlock()
 
@@ -56,6 +57,10 @@ func (a *Agent) nodeConfigChange(ch config.Change) {
 	if !reflect.DeepEqual(old.Hooks, ch.Node.Hooks) {
 		changed = append(changed, "hooks")
 		a.reloadHooks(ch.Node.Hooks)
+	}
+	if !reflect.DeepEqual(old.Sinks, ch.Node.Sinks) {
+		changed = append(changed, "sinks")
+		a.reloadSinks(ch.Node.Sinks)
 	}
 	for _, c := range []struct {
 		name     string

@@ -276,7 +276,35 @@ func (d *DB) queryError(ctx context.Context, err error) error {
 	if _, verr := d.Version(ctx); verr != nil && (errors.Is(verr, ErrNoSchema) || errors.Is(verr, ErrNewerSchema)) {
 		return verr
 	}
-	return fmt.Errorf("query %s: %w", d.Name(), err)
+	return &oneLineError{msg: fmt.Sprintf("query %s: %s", d.Name(), oneLine(err.Error())), err: err}
+}
+
+// oneLineError keeps the cause of an error whose text was made one line.
+type oneLineError struct {
+	msg string
+	err error
+}
+
+func (e *oneLineError) Error() string { return e.msg }
+func (e *oneLineError) Unwrap() error { return e.err }
+
+// oneLine folds a multi-line error (pgx lists each connection attempt on a
+// line of its own) into one line, without repeated parts.
+func oneLine(s string) string {
+	if !strings.Contains(s, "\n") {
+		return s
+	}
+	var parts []string
+	seen := map[string]bool{}
+	for _, p := range strings.Split(s, "\n") {
+		p = strings.TrimSpace(p)
+		if p == "" || seen[p] {
+			continue
+		}
+		seen[p] = true
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, " ")
 }
 
 // Bucket is one point of a timeline: how many records of one id (data.id

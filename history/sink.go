@@ -33,15 +33,20 @@ const (
 	keyDownFor  = "down_for"
 )
 
-// Source is what a sink reads: its durable consumer of the journal.
+// Source is what a sink reads: its durable consumer of the journal. Done,
+// Pass and Position may be called from any goroutine.
 type Source interface {
 	// Next returns the next record of the stream, waiting for one until
 	// ctx is done.
 	Next(ctx context.Context) (*events.Record, error)
-	// Done says that the sink is finished with every record up to seq:
-	// committed to the database, or not one it writes. The consumer's
-	// cursor may move past it.
+	// Done says that every record up to seq is committed to the database
+	// (or not one the sink writes): the cursor moves past it, durably.
 	Done(seq uint64)
+	// Pass says the same of a record the sink does not write: the cursor
+	// write may be batched.
+	Pass(seq uint64)
+	// Position is the seq of the last record the sink is done with.
+	Position() uint64
 }
 
 // SinkConfig configures one sink.
@@ -111,10 +116,8 @@ type Sink struct {
 	spec *spec
 	log  *slog.Logger
 
-	mu    sync.Mutex // guards st, doneSeq, oldest
+	mu    sync.Mutex // guards st and since
 	st    SinkStats
-	done  uint64    // the last seq given to Source.Done
-	seen  bool      // a record was read
 	since time.Time // time of the oldest record held unwritten; zero: none
 
 	// Owned by the Run goroutine.
@@ -163,10 +166,10 @@ func (s *Sink) Name() string { return s.cfg.Sink.Name }
 func (s *Sink) Stats() SinkStats {
 	s.mu.Lock()
 	st := s.st
-	done, seen, since := s.done, s.seen, s.since
+	since := s.since
 	s.mu.Unlock()
-	if s.cfg.Head != nil && seen {
-		if h := s.cfg.Head(); h > done {
+	if s.cfg.Head != nil && s.cfg.Source != nil {
+		if h, done := s.cfg.Head(), s.cfg.Source.Position(); h > done {
 			st.LagRecords = h - done
 		}
 	}
@@ -176,14 +179,22 @@ func (s *Sink) Stats() SinkStats {
 	return st
 }
 
-// ReportLoss reports records lost to journal retention before the sink
-// read them: logged, counted, and published as sink_skipped.
-func (s *Sink) ReportLoss(count uint64) {
+// ReportLoss reports records the sink will never write: lost to journal
+// retention before it read them (reason "retention", with their count),
+// or an unknown number (the journal renumbered, a cursor lost: countKnown
+// false). It is logged, counted, and published as sink_skipped.
+func (s *Sink) ReportLoss(reason string, count uint64, countKnown bool, detail string) {
 	s.mu.Lock()
 	s.st.Skipped += count
 	s.mu.Unlock()
-	s.log.Error("history sink skipped records lost to journal retention: they will never be written", keyCount, count)
-	s.publish(map[string]any{"id": EventSinkSkipped, "sink": s.Name(), "count": count})
+	ev := map[string]any{"id": EventSinkSkipped, "sink": s.Name(), "reason": reason}
+	if countKnown {
+		ev["count"] = count
+		s.log.Error("history sink skipped records: they will never be written", "reason", reason, keyCount, count, "detail", detail)
+	} else {
+		s.log.Error("history sink skipped an unknown number of records: they will never be written", "reason", reason, "detail", detail)
+	}
+	s.publish(ev)
 }
 
 func (s *Sink) publish(ev map[string]any) {
@@ -272,7 +283,7 @@ func (s *Sink) Run(ctx context.Context) error {
 			s.last = r.Seq
 			if !write {
 				if len(s.pending) == 0 {
-					s.markDone(r.Seq)
+					s.cfg.Source.Pass(r.Seq)
 				}
 				continue
 			}
@@ -296,14 +307,6 @@ func (s *Sink) holding(t time.Time) {
 	s.mu.Lock()
 	s.since = t
 	s.mu.Unlock()
-}
-
-// markDone tells the source the sink is finished up to seq.
-func (s *Sink) markDone(seq uint64) {
-	s.mu.Lock()
-	s.done, s.seen = seq, true
-	s.mu.Unlock()
-	s.cfg.Source.Done(seq)
 }
 
 // connect opens the database and brings its schema up to date, retrying
@@ -389,7 +392,7 @@ func (s *Sink) write(ctx context.Context) error {
 	s.mu.Unlock()
 	clear(s.pending)
 	s.pending = s.pending[:0]
-	s.markDone(s.last)
+	s.cfg.Source.Done(s.last)
 	return nil
 }
 
@@ -499,6 +502,7 @@ func (s *Sink) retain(ctx context.Context) int64 {
 
 // short bounds an error message put in an event record.
 func short(s string) string {
+	s = oneLine(s)
 	const limit = 300
 	if len(s) <= limit {
 		return s

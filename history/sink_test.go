@@ -46,6 +46,10 @@ func (f *fakeSource) Done(seq uint64) {
 	f.done = seq
 }
 
+func (f *fakeSource) Pass(seq uint64) { f.Done(seq) }
+
+func (f *fakeSource) Position() uint64 { return f.doneSeq() }
+
 func (f *fakeSource) doneSeq() uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -358,11 +362,11 @@ func TestSinkNewerSchema(t *testing.T) {
 
 func TestSinkReportLoss(t *testing.T) {
 	r := startSink(t, sqliteTarget(t), sinkConf(nil), nil)
-	r.sink.ReportLoss(42)
+	r.sink.ReportLoss("retention", 42, true, "")
 	if r.sink.Stats().Skipped != 42 {
 		t.Fatal("loss not counted")
 	}
-	if e := r.pub.evs[0]; e != `{"count":42,"id":"sink_skipped","sink":"h"}` {
+	if e := r.pub.evs[0]; e != `{"count":42,"id":"sink_skipped","reason":"retention","sink":"h"}` {
 		t.Fatalf("sink_skipped: %s", e)
 	}
 }
