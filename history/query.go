@@ -400,3 +400,15 @@ func rowID(raw []byte) string {
 	}
 	return r.Kind
 }
+
+// Has says whether the record of origin o, epoch and seq is in the
+// database (tests and benchmarks wait on it).
+func (d *DB) Has(ctx context.Context, o Origin, epoch string, seq uint64) (bool, error) {
+	var n int
+	err := d.db.QueryRowContext(ctx, fmt.Sprintf(`SELECT count(*) FROM agent_records WHERE cluster = %s AND agent = %s AND epoch = %s AND seq = %s`,
+		d.ph(1), d.ph(2), d.ph(3), d.ph(4)), o.Cluster, o.Agent, epoch, int64(seq)).Scan(&n)
+	if err != nil {
+		return false, d.queryError(ctx, err)
+	}
+	return n > 0, nil
+}
