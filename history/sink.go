@@ -116,9 +116,10 @@ type Sink struct {
 	spec *spec
 	log  *slog.Logger
 
-	mu    sync.Mutex // guards st and since
-	st    SinkStats
-	since time.Time // time of the oldest record held unwritten; zero: none
+	mu        sync.Mutex // guards st, since and downSince
+	st        SinkStats
+	since     time.Time // time of the oldest record held unwritten; zero: none
+	downSince time.Time // start of the current outage; zero: none
 
 	// Owned by the Run goroutine.
 	db          *DB
@@ -166,15 +167,20 @@ func (s *Sink) Name() string { return s.cfg.Sink.Name }
 func (s *Sink) Stats() SinkStats {
 	s.mu.Lock()
 	st := s.st
-	since := s.since
+	since, down := s.since, s.downSince
 	s.mu.Unlock()
 	if s.cfg.Head != nil && s.cfg.Source != nil {
 		if h, done := s.cfg.Head(), s.cfg.Source.Position(); h > done {
 			st.LagRecords = h - done
 		}
 	}
+	now := s.cfg.Now()
 	if !since.IsZero() {
-		st.LagSeconds = max(0, s.cfg.Now().Sub(since).Seconds())
+		st.LagSeconds = max(0, now.Sub(since).Seconds())
+	}
+	if !down.IsZero() && st.LagRecords > 0 {
+		// Records wait in the journal, unread: at least the outage's age.
+		st.LagSeconds = max(st.LagSeconds, now.Sub(down).Seconds())
 	}
 	return st
 }
@@ -426,6 +432,9 @@ func (s *Sink) failed(ctx context.Context, err error) bool {
 	switch {
 	case !s.outage:
 		s.outage, s.outageStart, s.lastWarn = true, now, now
+		s.mu.Lock()
+		s.downSince = now
+		s.mu.Unlock()
 		s.runLog.Error("history sink cannot write to its database: records wait in the journal; retrying",
 			keyErr, msg, keyRetry, wait.Round(time.Millisecond))
 		s.publish(map[string]any{"id": EventSinkError, "sink": s.Name(), "error": msg})
@@ -453,6 +462,7 @@ func (s *Sink) failed(ctx context.Context, err error) bool {
 func (s *Sink) recovered() {
 	s.mu.Lock()
 	s.st.Up = true
+	s.downSince = time.Time{}
 	s.mu.Unlock()
 	if !s.outage {
 		s.failures = 0
