@@ -194,6 +194,25 @@ func sinkEvents(n *node, sink string) (errs, recovered int) {
 	return errs, recovered
 }
 
+// waitOneOutage waits until every node's journal holds one sink_error and
+// one sink_recovered of sink: one outage, reported once.
+func waitOneOutage(t *testing.T, c *cluster, sink string) {
+	t.Helper()
+	for _, n := range c.nodes {
+		deadline := time.Now().Add(historyTimeout)
+		for {
+			e, r := sinkEvents(n, sink)
+			if e == 1 && r == 1 {
+				break
+			}
+			if e > 1 || r > 1 || time.Now().After(deadline) {
+				t.Fatalf("%s: %d sink_error and %d sink_recovered events, want 1 and 1 for one outage", n.name, e, r)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+}
+
 // TestHistoryPostgresExactlyOnce runs three agents writing to one
 // PostgreSQL while the server is stopped for a few seconds and one agent is
 // killed (SIGKILL) and restarted: afterwards every record of every journal
@@ -234,19 +253,7 @@ func TestHistoryPostgresExactlyOnce(t *testing.T) {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range c.nodes {
-		deadline := time.Now().Add(historyTimeout)
-		for {
-			e, r := sinkEvents(n, "pg")
-			if e == 1 && r == 1 {
-				break
-			}
-			if e > 1 || r > 1 || time.Now().After(deadline) {
-				t.Fatalf("%s: %d sink_error and %d sink_recovered events, want 1 and 1 for one outage", n.name, e, r)
-			}
-			time.Sleep(300 * time.Millisecond)
-		}
-	}
+	waitOneOutage(t, c, "pg")
 
 	// A kill -9 under load, and a restart.
 	time.Sleep(time.Second)
@@ -321,19 +328,7 @@ func TestHistorySQLiteExactlyOnce(t *testing.T) {
 		}
 		conn.Close()
 	}
-	for _, n := range c.nodes {
-		deadline := time.Now().Add(historyTimeout)
-		for {
-			e, r := sinkEvents(n, "h")
-			if e == 1 && r == 1 {
-				break
-			}
-			if e > 1 || r > 1 || time.Now().After(deadline) {
-				t.Fatalf("%s: %d sink_error and %d sink_recovered events, want 1 and 1 for one outage", n.name, e, r)
-			}
-			time.Sleep(300 * time.Millisecond)
-		}
-	}
+	waitOneOutage(t, c, "h")
 
 	time.Sleep(time.Second)
 	n2 := c.node(2)
