@@ -65,15 +65,15 @@ OR'ed) is applied to each record after. --limit N keeps the newest N.
 	fl := cmd.Flags()
 	fl.StringVar(&f.sink, "sink", "", "the sink `NAME` of node.conf to read (default: the first [sink#NAME])")
 	fl.StringArrayVar(&f.clusters, "cluster", nil, "only records of cluster `NAME` (repeatable)")
-	fl.StringArrayVar(&f.agents, "agent", nil, "only records from the journal of node `N` (repeatable)")
-	fl.StringArrayVar(&f.nodes, "node", nil, "only records whose nodename is `N` (repeatable)")
+	fl.StringArrayVar(&f.agents, "agent", nil, "only records from the journal of `NODE` (repeatable)")
+	fl.StringArrayVar(&f.nodes, "node", nil, "only records whose nodename is `NODE` (repeatable)")
 	fl.StringArrayVar(&f.events, "event", nil, "only event records whose data.id is `ID` (repeatable)")
 	fl.StringSliceVar(&f.kinds, "kind", nil, "record `KINDS`: event, patch (comma separated)")
 	fl.StringVar(&f.since, "since", "", "from `DUR` ago (10m, 2h, 7d) or a TIME (2026-11-22T10:00:00Z, \"2026-11-22 10:00\")")
 	fl.StringVar(&f.until, "until", "", "up to `TIME` (exclusive), same forms as --since")
 	fl.StringArrayVar(&f.filters, "filter", nil, "filter `EXPR` on the record (repeatable, OR'ed)")
 	fl.IntVar(&f.limit, "limit", 0, "keep the newest `N` records (0: all)")
-	fl.StringVarP(&f.output, "output", "o", "text", "output format: text or json (one record per line)")
+	fl.StringVarP(&f.output, "output", "o", "text", "output `FORMAT`: text or json (one record per line)")
 	fl.BoolVar(&f.timing, "timing", false, "print the number of records and the time taken to stderr")
 	return cmd
 }
