@@ -66,8 +66,13 @@ func (a *Agent) initExtensions(snap config.Snapshot) error {
 	if err := a.newHooks(); err != nil {
 		return err
 	}
+	if err := a.newOrchestrator(snap); err != nil {
+		return err
+	}
+	// Last: a sink publishes (sink_error) from its own goroutine, through
+	// publish, which reads what the lines above set.
 	a.newSinks()
-	return a.newOrchestrator(snap)
+	return nil
 }
 
 func (a *Agent) startExtensions(ctx context.Context) {
