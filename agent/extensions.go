@@ -72,8 +72,7 @@ func (a *Agent) initExtensions(snap config.Snapshot) error {
 	}
 	// Last: a sink publishes (sink_error) from its own goroutine, through
 	// publish, which reads what the lines above set.
-	a.newSinks()
-	return nil
+	return a.newSinks()
 }
 
 func (a *Agent) startExtensions(ctx context.Context) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,18 +34,24 @@ type historyReader struct {
 }
 
 // newSinks builds the sink manager and applies the sinks of node.conf.
-func (a *Agent) newSinks() {
+func (a *Agent) newSinks() error {
 	cfg := a.Config()
-	a.ext.history.sinks = history.NewManager(history.ManagerConfig{
-		Origin:  history.Origin{Cluster: cfg.Cluster.Name, Agent: cfg.Node.Name},
-		Resolve: a.sinkTarget,
-		Consume: a.consumeForSink,
-		Publish: func(data json.RawMessage) { a.publish(a.Name(), events.KindEvent, data) },
-		Head:    func() uint64 { seq, _ := a.bus.Position(); return seq },
-		Logger:  a.log,
-		Tune:    a.opts.TuneSink,
+	m, err := history.NewManager(history.ManagerConfig{
+		Origin:    history.Origin{Cluster: cfg.Cluster.Name, Agent: cfg.Node.Name},
+		Resolve:   a.sinkTarget,
+		Bus:       a.bus,
+		CursorDir: filepath.Join(a.paths.VarDir, "sinks"),
+		Publish:   func(data json.RawMessage) { a.publish(a.Name(), events.KindEvent, data) },
+		Head:      func() uint64 { seq, _ := a.bus.Position(); return seq },
+		Logger:    a.log,
+		Tune:      a.opts.TuneSink,
 	})
+	if err != nil {
+		return err
+	}
+	a.ext.history.sinks = m
 	a.reloadSinks(cfg.Sinks)
+	return nil
 }
 
 // sinkTarget resolves a sink's database, with the permission checks of

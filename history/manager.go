@@ -5,12 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
 	"agent/config"
+	"agent/durable"
+	"agent/events"
 )
 
 // ManagerConfig configures the set of sinks of one agent.
@@ -20,11 +26,12 @@ type ManagerConfig struct {
 	// Resolve turns a sink section into its database (TargetOf with the
 	// agent's var directory and node.conf).
 	Resolve func(config.Sink) (Target, error)
-	// Consume opens the durable consumer a sink reads: its cursor is kept
-	// under the sink's name. loss is to be called for records the sink
-	// will never get (see Sink.ReportLoss). The Source is closed (when it
-	// has a Close method) after the sink stops.
-	Consume func(name string, loss func(reason string, count uint64, countKnown bool, detail string)) (Source, error)
+	// Bus is the record bus the sinks read, each through a durable
+	// consumer of its own.
+	Bus *events.Bus
+	// CursorDir holds the sinks' cursors, CursorDir/NAME.cursor; "" keeps
+	// them in memory only (a restart then starts anew).
+	CursorDir string
 	// Publish puts an event record on the agent's stream.
 	Publish func(data json.RawMessage)
 	// Head returns the newest seq of the stream, for the lag figure.
@@ -40,27 +47,36 @@ type Manager struct {
 	cfg ManagerConfig
 	log *slog.Logger
 
-	mu     sync.Mutex // guards running and closed
-	run    map[string]*running
-	closed bool
-	wg     sync.WaitGroup
+	mu      sync.Mutex // guards run, updated and closed
+	run     map[string]*running
+	updated bool // Update ran once: stale cursors are removed
+	closed  bool
+	wg      sync.WaitGroup
 }
 
 // running is one sink and the goroutine that runs it.
 type running struct {
 	conf   config.Sink
 	sink   *Sink
-	src    Source
+	c      *durable.Consumer
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-// NewManager makes a manager with no sink.
-func NewManager(cfg ManagerConfig) *Manager {
+// NewManager makes a manager with no sink; it creates CursorDir.
+func NewManager(cfg ManagerConfig) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger, run: map[string]*running{}}
+	if cfg.Bus == nil {
+		return nil, errors.New("history sinks: no bus")
+	}
+	if cfg.CursorDir != "" {
+		if err := os.MkdirAll(cfg.CursorDir, 0o700); err != nil {
+			return nil, fmt.Errorf("history sinks: %w", err)
+		}
+	}
+	return &Manager{cfg: cfg, log: cfg.Logger, run: map[string]*running{}}, nil
 }
 
 // Update applies a sink set: new sinks start, removed ones stop, changed
@@ -79,9 +95,17 @@ func (m *Manager) Update(list []config.Sink) error {
 	}
 	var errs []error
 	for name, r := range m.run {
-		if s, ok := want[name]; !ok || !reflect.DeepEqual(s, r.conf) {
+		s, ok := want[name]
+		if !ok || !reflect.DeepEqual(s, r.conf) {
 			m.stopLocked(name, r)
 		}
+		if !ok {
+			m.removeCursor(name)
+		}
+	}
+	if !m.updated {
+		m.updated = true
+		m.removeStaleCursors(want)
 	}
 	for _, s := range list {
 		if _, ok := m.run[s.Name]; ok {
@@ -111,12 +135,23 @@ func (m *Manager) startLocked(s config.Sink) error {
 	if err != nil {
 		return err
 	}
-	src, err := m.cfg.Consume(s.Name, sink.ReportLoss)
+	c, err := durable.Open(durable.Config{
+		Name:       "sink " + s.Name,
+		CursorPath: m.cursorPath(s.Name),
+		Bus:        m.cfg.Bus,
+		Logger:     sink.log,
+		OnLoss: func(l durable.Loss) {
+			sink.ReportLoss(string(l.Reason), l.Count, l.CountKnown, l.Detail)
+		},
+		// A new sink writes what the journal still holds: history is
+		// what it is for, and the key keeps a record single.
+		NewFromOldest: true,
+	})
 	if err != nil {
 		return fmt.Errorf("[sink#%s]: %w", s.Name, err)
 	}
-	sink.cfg.Source = src
-	r.sink, r.src = sink, src
+	sink.cfg.Source = DurableSource(c)
+	r.sink, r.c = sink, c
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	m.run[s.Name] = r
@@ -141,10 +176,61 @@ func (m *Manager) stopLocked(name string, r *running) {
 		m.log.Error("history sink slow to stop", keySink, name)
 		<-r.done
 	}
-	if c, ok := r.src.(interface{ Close() error }); ok {
-		_ = c.Close()
+	if err := r.c.Close(); err != nil {
+		m.log.Warn("history sink cursor not closed cleanly", keySink, name, keyErr, err)
 	}
 	delete(m.run, name)
+}
+
+// cursorSuffix names the cursor files in CursorDir.
+const cursorSuffix = ".cursor"
+
+func (m *Manager) cursorPath(name string) string {
+	if m.cfg.CursorDir == "" {
+		return ""
+	}
+	return filepath.Join(m.cfg.CursorDir, name+cursorSuffix)
+}
+
+// removeCursor deletes the cursor of a sink removed from node.conf: added
+// again later, it starts as a new sink.
+func (m *Manager) removeCursor(name string) {
+	path := m.cursorPath(name)
+	if path == "" {
+		return
+	}
+	if err := durable.RemoveCursor(path); err != nil {
+		m.log.Warn("cannot remove the cursor of a removed history sink", keySink, name, keyErr, err)
+	}
+}
+
+// removeStaleCursors deletes the cursors of sinks the first Update does
+// not name: removed from node.conf while the agent was stopped.
+func (m *Manager) removeStaleCursors(named map[string]config.Sink) {
+	if m.cfg.CursorDir == "" {
+		return
+	}
+	entries, err := os.ReadDir(m.cfg.CursorDir)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			m.log.Warn("cannot list history sink cursors", "dir", m.cfg.CursorDir, keyErr, err)
+		}
+		return
+	}
+	seen := map[string]bool{}
+	for _, e := range entries {
+		n := durable.CursorPathOf(e.Name())
+		name, ok := strings.CutSuffix(n, cursorSuffix)
+		if !ok || seen[name] {
+			continue
+		}
+		seen[name] = true
+		if _, ok := named[name]; ok {
+			continue
+		}
+		m.removeCursor(name)
+		m.log.Info("removed the cursor of a history sink no longer configured", keySink, name)
+	}
 }
 
 // Stats returns each running sink's figures, in no particular order.
