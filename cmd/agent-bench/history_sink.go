@@ -20,7 +20,7 @@ func benchBus() (*events.Bus, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	bus, err := events.Open(events.Config{Dir: filepath.Join(dir, "journal")})
+	bus, err := events.Open(events.Config{Dir: filepath.Join(dir, "journal"), Logger: quiet()})
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, "", err
@@ -48,7 +48,7 @@ func publishMix(bus *events.Bus, n int) uint64 {
 
 // benchSink runs a sink over bus until stop; batch 1000.
 func benchSink(bus *events.Bus, dir string, t history.Target, priority []string) (*history.Sink, *durable.Consumer, func(), error) {
-	c, err := durable.Open(durable.Config{Name: "sink bench", CursorPath: filepath.Join(dir, "bench.cursor"), Bus: bus, NewFromOldest: true})
+	c, err := durable.Open(durable.Config{Name: "sink bench", CursorPath: filepath.Join(dir, "bench.cursor"), Bus: bus, NewFromOldest: true, Logger: quiet()})
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -63,6 +63,7 @@ func benchSink(bus *events.Bus, dir string, t history.Target, priority []string)
 		Resolve: func() (history.Target, error) { return t, nil },
 		Origin:  history.Origin{Cluster: "bench", Agent: "n1"},
 		Source:  history.DurableSource(c),
+		Logger:  quiet(),
 	})
 	if err != nil {
 		c.Close()
