@@ -204,8 +204,13 @@ func (d *DB) Name() string { return d.target.Name }
 // Close releases the connections.
 func (d *DB) Close() error { return d.db.Close() }
 
-// Ping checks that the database answers.
-func (d *DB) Ping(ctx context.Context) error { return d.db.PingContext(ctx) }
+// Ping checks that the database answers (and opens a connection).
+func (d *DB) Ping(ctx context.Context) error {
+	if err := d.db.PingContext(ctx); err != nil {
+		return &oneLineError{msg: fmt.Sprintf("connect to %s: %s", d.Name(), oneLine(err.Error())), err: err}
+	}
+	return nil
+}
 
 // ph returns the placeholder of the n-th (1-based) argument.
 func (d *DB) ph(n int) string {

@@ -139,10 +139,11 @@ func runHistory(ctx context.Context, g *globals, f *historyFlags, stdout, stderr
 		return err
 	}
 	var st history.QueryStats
+	var connect time.Duration
 	if g.server != "" {
 		err = historyRemote(ctx, g, params, print)
 	} else {
-		st, err = historyLocal(ctx, g, req, print)
+		st, connect, err = historyLocal(ctx, g, req, f.timing, print)
 	}
 	if ferr := w.Flush(); err == nil && ferr != nil {
 		err = failf("write: %v", ferr)
@@ -150,47 +151,59 @@ func runHistory(ctx context.Context, g *globals, f *historyFlags, stdout, stderr
 	if f.timing {
 		took := time.Since(start)
 		if g.server == "" {
-			fmt.Fprintf(stderr, "agent: %d records in %.1f ms (%d rows read, %d statements)\n", n, float64(took.Microseconds())/1000, st.Scanned, st.Statements)
+			fmt.Fprintf(stderr, "agent: %d records in %.1f ms (connection %.1f ms; %d rows read, %d statements)\n",
+				n, msOf(took), msOf(connect), st.Scanned, st.Statements)
 		} else {
-			fmt.Fprintf(stderr, "agent: %d records in %.1f ms (through %s)\n", n, float64(took.Microseconds())/1000, g.server)
+			fmt.Fprintf(stderr, "agent: %d records in %.1f ms (through %s)\n", n, msOf(took), g.server)
 		}
 	}
 	return err
 }
 
-// historyLocal reads the database of the sink named in node.conf.
-func historyLocal(ctx context.Context, g *globals, req history.Request, print func([]byte) error) (history.QueryStats, error) {
+func msOf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// historyLocal reads the database of the sink named in node.conf. With
+// timing it connects first, to say how long that took.
+func historyLocal(ctx context.Context, g *globals, req history.Request, timing bool, print func([]byte) error) (history.QueryStats, time.Duration, error) {
 	var st history.QueryStats
+	var connect time.Duration
 	paths := g.paths()
 	host, _ := os.Hostname()
 	node, err := config.LoadNode(paths.NodeConf, host)
 	if err != nil {
-		return st, failf("%v", err)
+		return st, connect, failf("%v", err)
 	}
 	if node.Source == "" {
-		return st, failf("no %s: no history database is configured (--root or AGENT_ROOT may point elsewhere)", paths.NodeConf)
+		return st, connect, failf("no %s: no history database is configured (--root or AGENT_ROOT may point elsewhere)", paths.NodeConf)
 	}
 	sink, err := node.FindSink(req.Sink)
 	if err != nil {
-		return st, failf("%v", err)
+		return st, connect, failf("%v", err)
 	}
 	target, err := history.TargetOf(sink, paths.VarDir, paths.NodeConf)
 	if err != nil {
-		return st, failf("%v", err)
+		return st, connect, failf("%v", err)
 	}
 	db, err := history.OpenReader(target)
 	if err != nil {
 		if errors.Is(err, history.ErrNoDatabase) {
-			return st, failf("%v: an agent running with [sink#%s] creates it", err, sink.Name)
+			return st, connect, failf("%v: an agent running with [sink#%s] creates it", err, sink.Name)
 		}
-		return st, failf("%v", err)
+		return st, connect, failf("%v", err)
 	}
 	defer db.Close()
+	if timing {
+		t0 := time.Now()
+		if err := db.Ping(ctx); err != nil {
+			return st, connect, failf("%v", err)
+		}
+		connect = time.Since(t0)
+	}
 	st, err = db.Query(ctx, req.Query, func(r history.Row) error { return print(r.Raw) })
 	if err != nil {
-		return st, failf("%v", err)
+		return st, connect, failf("%v", err)
 	}
-	return st, nil
+	return st, connect, nil
 }
 
 // historyRemote asks the agent --server names.
