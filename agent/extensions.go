@@ -15,6 +15,7 @@ import (
 	"agent/monitor"
 	"agent/orchestrator"
 	"agent/stream"
+	"agent/triggers"
 	"agent/web"
 )
 
@@ -27,6 +28,7 @@ type extensions struct {
 	hooks   *hooks.Runner
 	// hooksApplied counts the hook sets given to the runner.
 	hooksApplied int
+	triggers     *triggers.Runner
 	// history holds the sinks and the readers of their databases.
 	history historyExt
 }
@@ -46,6 +48,7 @@ func (a *Agent) newMetrics() *metrics.Metrics {
 			return metrics.OrchStats{Counters: c, Gauges: g}
 		},
 		PeerDataRefused: func() uint64 { return a.store.RefusedTooLarge() },
+		Triggers:        a.triggerSources(),
 	})
 }
 
@@ -65,6 +68,9 @@ func (a *Agent) publish(nodename, kind string, data json.RawMessage) {
 
 func (a *Agent) initExtensions(snap config.Snapshot) error {
 	if err := a.newHooks(); err != nil {
+		return err
+	}
+	if err := a.newTriggers(); err != nil {
 		return err
 	}
 	if err := a.newOrchestrator(snap); err != nil {
@@ -91,6 +97,9 @@ func (a *Agent) stopExtensions() {
 	if a.ext.hooks != nil {
 		_ = a.ext.hooks.Close()
 	}
+	if a.ext.triggers != nil {
+		_ = a.ext.triggers.Close()
+	}
 	a.stopSinks()
 	if a.ext.orch != nil {
 		_ = a.ext.orch.Close()
@@ -107,6 +116,7 @@ func (a *Agent) closeExtensions() { a.stopExtensions() }
 // routeExtensions adds the web page and /metrics to the API.
 func (a *Agent) routeExtensions(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/services/{name}/{action}", a.postServiceOrder)
+	mux.HandleFunc("GET /v1/triggers", a.getTriggers)
 	mux.Handle("GET /metrics", a.ext.metrics.Handler())
 	mux.Handle("GET /v1/history", a.historyHandler())
 	mux.Handle("GET /v1/history/timeline", a.historyHandler())

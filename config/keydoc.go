@@ -61,9 +61,13 @@ func Reference() []SectionDoc {
 		{File: "node.conf", Section: "listener", Doc: "The optional TCP listener: the HTTP API, the event streams, the web page and `/metrics`. The unix socket is always on; this section adds network access.", Keys: []KeyDoc{
 			{Key: "addr", Doc: "`host:port` to listen on (`127.0.0.1:1215`, `0.0.0.0:1215`). Empty: no TCP listener."},
 			{Key: "auth", Default: "token", Doc: "`token`: every request carries `Authorization: Bearer TOKEN`; `none`: no authentication, accepted only when `addr` is a loopback address."},
-			{Key: "token_file", Doc: "File holding the bearer token; required with `auth = token`. Created with a random token (mode 0600) when missing."},
+			{Key: "token_file", Doc: "File holding the bearer token; required with `auth = token`. Created with a random token (mode 0600) when missing; an existing one others can read or write stops the agent (see security.md)."},
 			{Key: "tls_cert", Doc: "PEM certificate file; with `tls_key`, the listener speaks HTTPS. The two go together."},
 			{Key: "tls_key", Doc: "PEM private key file of `tls_cert`."},
+			{Key: "hosts", Doc: "Host names a request's `Host` header may give besides an IP address and `localhost` (blanks or commas): the names clients use for this node. Any other is refused (HTTP 421), so that a web page cannot reach the listener by DNS rebinding. The CLI also sends the local token to these names."},
+			{Key: "max_conns", Default: "16384", Doc: "Most open connections of the TCP listener, at least 1; the next ones wait in the kernel's backlog. Lowered at start, with a log line, to what the open-file limit leaves."},
+			{Key: "max_subscribers", Default: "12000", Doc: "Most event-stream subscribers, socket and listener together, at least 1; one more gets HTTP 503."},
+			{Key: "idle_timeout", Default: "2m", Doc: "An idle keep-alive connection (socket or listener) is closed after this long: a positive duration of at most `2m`."},
 		}},
 		{File: "node.conf", Section: "journal", Doc: "The local record journal under the var directory (the history behind `agent events --since`, hooks' catch-up). Records past either bound are pruned, oldest segment first.", Keys: []KeyDoc{
 			{Key: "max_bytes", Default: "256MiB", Doc: "Size bound: a positive size (`4096`, `64MB`, `256MiB`, `1GiB`)."},
@@ -75,6 +79,17 @@ func Reference() []SectionDoc {
 			{Key: "filter", Doc: "Optional filter expression on the event record (see filters.md): `data.svcname=web`.", Live: true},
 			{Key: "command", Doc: "Required. The program and its arguments, split like a shell would split them (quotes and backslashes) but run without a shell: no `$VAR`, no pipes. Its environment is clean: `PATH`, `HOME`, `LANG`, `TZ` and `AGENT_EVENT_ID`, `AGENT_NODENAME`, `AGENT_SEQ`, `AGENT_HOOK` (see hooks.md).", Live: true},
 			{Key: "timeout", Default: "30s", Doc: "Bound on one run: at the timeout the process group gets SIGTERM, then SIGKILL.", Live: true},
+		}},
+		{File: "node.conf", Section: "trigger#NAME", Doc: "A pattern of events over time (see triggers.md): matching records are split into streams by their `distinct` values; a stream fires when it holds `count` events (and, with `fire_when`, when an event satisfying it arrives), or expires `window` after its first event. Each outcome runs its command with the stream's records on stdin and publishes `trigger_fire` or `trigger_expire`. Any number of triggers, each with its own NAME (letters, digits, `-`, `_`, `.`). Triggers apply live: a change of `count`, `fire_when` or `window` re-evaluates the open streams at once; a change of `match` or `distinct` closes them (expired, reason `reload`).", Keys: []KeyDoc{
+			{Key: "match", Doc: "Required. Filter expression (see filters.md) on the record: the records that enter the trigger's streams (`data.id in [\"node_down\",\"node_up\"]`). `trigger_*` events never enter. A filter that does not parse is refused with its column.", Live: true},
+			{Key: "distinct", Doc: "Paths of the record whose values split the matching records into streams, like GROUP BY (`data.node`, `data.svcname data.node`), space separated; a missing path counts as the empty string. Empty: one stream for all.", Live: true},
+			{Key: "count", Default: "1", Doc: "The stream fires when it holds this many events: a whole number from 1 to 100000.", Live: true},
+			{Key: "fire_when", Doc: "Optional filter expression: a stream that holds `count` events fires only when an arriving event also satisfies it; until then it keeps collecting.", Live: true},
+			{Key: "window", Default: "10m", Doc: "A stream that has not fired this long after its first event expires: a positive duration.", Live: true},
+			{Key: "fire_command", Doc: "Command run when a stream fires, with its records on stdin (one JSON line each, oldest first) and `AGENT_TRIGGER`, `AGENT_TRIGGER_OUTCOME`, `AGENT_TRIGGER_KEY`, `AGENT_TRIGGER_COUNT` in a clean environment. Split like a hook's `command`, run without a shell. At least one of `fire_command` and `expire_command` is required.", Live: true},
+			{Key: "expire_command", Doc: "Command run when a stream expires, like `fire_command`. A trigger with only an `expire_command` pages on what did not happen: a stream that fires closes without a command.", Live: true},
+			{Key: "timeout", Default: "30s", Doc: "Bound on one run of a command: at the timeout the process group gets SIGTERM, then SIGKILL; the run counts as failed.", Live: true},
+			{Key: "retries", Default: "3", Doc: "How many times a failing command (non-zero exit, timeout, not started) is run again, after 1s, 2s, 4s... (at most 1m), before `trigger_failed`: 0 to 20.", Live: true},
 		}},
 		{File: "node.conf", Section: "sink#NAME", Doc: "A history sink: a database the agent writes its records to, exactly once, for long-term search (`agent history`, the web page's History view; see history.md). Any number of them, each with its own NAME and cursor; the first is the default of `agent history`. Sinks apply live: adding, changing or removing one needs no restart.", Keys: []KeyDoc{
 			{Key: "type", Default: "sqlite", Doc: "`sqlite` (a file of this node) or `postgres` (one database for any number of agents and clusters).", Live: true},

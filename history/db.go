@@ -63,7 +63,7 @@ func TargetOf(s config.Sink, varDir, confPath string) (Target, error) {
 		t.Name = fmt.Sprintf("[sink#%s] sqlite %s", s.Name, t.Path)
 	case Postgres:
 		if s.DSNFile != "" {
-			if err := CheckSecretFile(s.DSNFile); err != nil {
+			if err := config.CheckSecretFile(s.DSNFile); err != nil {
 				return t, fmt.Errorf("[sink#%s] dsn_file: %w", s.Name, err)
 			}
 			b, err := os.ReadFile(s.DSNFile)
@@ -76,7 +76,7 @@ func TargetOf(s config.Sink, varDir, confPath string) (Target, error) {
 			}
 		} else {
 			if confPath != "" {
-				if err := CheckSecretFile(confPath); err != nil {
+				if err := config.CheckSecretFile(confPath); err != nil {
 					return t, fmt.Errorf("[sink#%s] dsn: %w", s.Name, err)
 				}
 			}
@@ -218,23 +218,4 @@ func (d *DB) ph(n int) string {
 		return fmt.Sprintf("$%d", n)
 	}
 	return fmt.Sprintf("?%d", n)
-}
-
-// CheckSecretFile refuses, as sshd refuses a loose key file, a file holding
-// a secret that group or others may read or write, or that belongs to
-// another user than root or the agent's own.
-func CheckSecretFile(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("%s holds a secret and is readable or writable by group or others (mode %04o): refused until `chmod 600 %s`",
-			path, perm, path)
-	}
-	if uid, ok := fileUID(fi); ok && uid != 0 && uid != os.Geteuid() {
-		return fmt.Errorf("%s holds a secret and is owned by uid %d, neither root nor this user (uid %d): refused",
-			path, uid, os.Geteuid())
-	}
-	return nil
 }

@@ -370,7 +370,7 @@ func TestTargetOfSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := config.Sink{Name: "pg", Type: "postgres", DSNFile: dsn}
-	if _, err := TargetOf(s, dir, ""); err == nil || !strings.Contains(err.Error(), "mode 0640") || !strings.Contains(err.Error(), "chmod 600") {
+	if _, err := TargetOf(s, dir, ""); err == nil || !strings.Contains(err.Error(), "mode 0640") || !strings.Contains(err.Error(), "chmod go-r") {
 		t.Fatalf("loose dsn_file: %v", err)
 	}
 	if err := os.Chmod(dsn, 0o600); err != nil {

@@ -3,6 +3,7 @@ package hooks
 import (
 	"strconv"
 
+	"agent/config"
 	"agent/events"
 	"agent/proc"
 )
@@ -24,6 +25,12 @@ func (r *Runner) runCommand(s *spec, rec *events.Record, id string) *proc.Result
 	line := make([]byte, len(raw)+1)
 	copy(line, raw)
 	line[len(raw)] = '\n'
+	// The program passes the permission rules at each run: the config
+	// watcher checked it when it read node.conf, but it may have been
+	// loosened or replaced since. A refused one does not start.
+	if err := config.CheckProgram(s.command[0]); err != nil {
+		return &proc.Result{ExitCode: -1, Err: err}
+	}
 	start := r.cfg.Now()
 	res := proc.Run(r.closing, proc.Command{
 		Argv: s.command,
@@ -46,22 +53,7 @@ func (r *Runner) runCommand(s *spec, rec *events.Record, id string) *proc.Result
 
 // logRun logs the outcome of a run with its output.
 func (w *worker) logRun(rec *events.Record, id string, res *proc.Result) {
-	args := []any{keySeq, rec.Seq, keyEventID, id, keyDuration, res.Duration}
-	if res.Started {
-		args = append(args, keyExit, res.ExitCode)
-	}
-	if res.Signal != "" {
-		args = append(args, keySignal, res.Signal)
-	}
-	if len(res.Stdout.Data) > 0 {
-		args = append(args, keyStdout, string(res.Stdout.Data))
-	}
-	if len(res.Stderr.Data) > 0 {
-		args = append(args, keyStderr, string(res.Stderr.Data))
-	}
-	if d := res.Stdout.Dropped + res.Stderr.Dropped; d > 0 {
-		args = append(args, keyDropped, d)
-	}
+	args := append([]any{keySeq, rec.Seq, keyEventID, id, keyDuration, res.Duration}, res.LogArgs()...)
 	switch {
 	case !res.Started:
 		args = append(args, keyCommand, w.spec.command[0], keyErr, res.Err)

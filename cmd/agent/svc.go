@@ -18,6 +18,7 @@ import (
 // history).
 func addExtraCommands(root *cobra.Command, g *globals) {
 	root.AddCommand(newSvcCmd(g), newHistoryCmd(g))
+	root.AddCommand(newTriggerCmd(g))
 }
 
 func newSvcCmd(g *globals) *cobra.Command {
