@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"agent/filter"
+	"agent/internal/clip"
 )
 
 // HeaderBefore is the response header of GET /v1/history that carries
@@ -166,6 +167,7 @@ func statusOf(err error) int {
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {
+	msg = clip.N(msg, 1024) // the inputs it names are clipped already; a last guard
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"agent/filter"
+	"agent/internal/clip"
 )
 
 // Parameters of GET /v1/history; `agent history` builds the same from its
@@ -75,7 +76,7 @@ func ParseRequest(v url.Values, now time.Time) (Request, error) {
 	r.Query.Kinds = list(ParamKind)
 	for _, k := range r.Query.Kinds {
 		if k != "event" && k != "patch" {
-			return r, &ParamError{ParamKind, fmt.Errorf("%q: want event or patch", k)}
+			return r, &ParamError{ParamKind, fmt.Errorf("%s: want event or patch", clip.Quote(k))}
 		}
 	}
 	var err error
@@ -102,7 +103,7 @@ func ParseRequest(v url.Values, now time.Time) (Request, error) {
 	if s := v.Get(ParamLimit); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 0 || n > MaxLimit {
-			return r, &ParamError{ParamLimit, fmt.Errorf("%q: want 0 (no limit) to %d", s, MaxLimit)}
+			return r, &ParamError{ParamLimit, fmt.Errorf("%s: want 0 (no limit) to %d", clip.Quote(s), MaxLimit)}
 		}
 		r.Query.Limit = n
 	}
@@ -116,7 +117,7 @@ func ParseRequest(v url.Values, now time.Time) (Request, error) {
 	if s := v.Get(ParamStep); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil || d < time.Second {
-			return r, &ParamError{ParamStep, fmt.Errorf("%q: want a duration of at least 1s", s)}
+			return r, &ParamError{ParamStep, fmt.Errorf("%s: want a duration of at least 1s", clip.Quote(s))}
 		}
 		r.Step = d
 	}
@@ -136,7 +137,7 @@ func ParseTime(s string, now time.Time) (time.Time, error) {
 	}
 	if d, err := parseAgo(s); err == nil {
 		if d <= 0 {
-			return time.Time{}, fmt.Errorf("%q: a duration ago must be positive", s)
+			return time.Time{}, fmt.Errorf("%s: a duration ago must be positive", clip.Quote(s))
 		}
 		return now.Add(-d), nil
 	}
@@ -148,7 +149,7 @@ func ParseTime(s string, now time.Time) (time.Time, error) {
 			return t, nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("%q: want a duration ago (10m, 2h, 7d), a time (2026-11-22T10:00:00Z, \"2026-11-22 10:00\", 2026-11-22) or 0", s)
+	return time.Time{}, fmt.Errorf("%s: want a duration ago (10m, 2h, 7d), a time (2026-11-22T10:00:00Z, \"2026-11-22 10:00\", 2026-11-22) or 0", clip.Quote(s))
 }
 
 // parseAgo parses a Go duration that may start with whole days ("7d",
