@@ -22,9 +22,9 @@ import (
 func TestBrowserLogBacklog(t *testing.T) {
 	f := newFakeAgent(t, threeNodes(), "")
 	at := time.Now().UTC()
-	for seq, id := range map[uint64]string{8: "node_join", 9: "node_up", 10: "node_freeze"} {
+	for i, id := range []string{"node_join", "node_up", "node_freeze"} {
 		data, _ := json.Marshal(map[string]any{"id": id, "reason": "test", "node": "n2"})
-		f.backlog = append(f.backlog, events.NewRecord(seq, "e1", at, "n1", events.KindEvent, data))
+		f.backlog = append(f.backlog, events.NewRecord(uint64(8+i), "e1", at, "n1", events.KindEvent, data))
 	}
 	data, _ := json.Marshal(map[string]any{"id": "node_down", "node": "n3"})
 	f.backlog = append(f.backlog, events.NewRecord(7, "old-epoch", at, "n1", events.KindEvent, data))
