@@ -56,7 +56,9 @@ func Reference() []SectionDoc {
 			{Key: "addr", Default: "0.0.0.0 (127.0.0.1 when there is no node.conf)", Doc: "IP address to bind (an IP literal, not a host name)."},
 			{Key: "port", Default: "10000", Doc: "UDP and TCP port, 0 to 65535; 0 picks a free port (tests). Two agents on one host need two ports (or two addresses)."},
 			{Key: "advertise", Doc: "IP address peers should use to reach this node, when it differs from `addr` (NAT, or `addr = 0.0.0.0` on a host with several addresses). Empty: memberlist picks one of the host's addresses."},
-			{Key: "profile", Default: "lan", Doc: "Timing profile: `lan` (data centre), `wan` (slow links: slower failure detection) or `local` (one machine: fastest)."},
+			{Key: "profile", Default: "lan", Doc: "Timing profile: `lan` (data centre: a dead node is seen dead in about 2 s), `wan` (slow links: slower failure detection) or `local` (one machine). The timings are in membership.md."},
+			{Key: "forget_after", Default: "5m", Doc: "How long a dead peer's data is kept in the cluster data before it is dropped (`forget_peer`, reason `grace_expired`); at least `1s`. Its address is kept and retried longer: see `reconnect_timeout`."},
+			{Key: "reconnect_timeout", Default: "72h", Doc: "How long the address of a dead peer is retried (every 1 to 10 s, with jitter) after it was last seen alive, so that a partition of any length heals; at least `10s`. The addresses are kept in `var/peers.json`. Peers that left gracefully and peers forgotten with `agent node forget` are not retried."},
 		}},
 		{File: "node.conf", Section: "listener", Doc: "The optional TCP listener: the HTTP API, the event streams, the web page and `/metrics`. The unix socket is always on; this section adds network access.", Keys: []KeyDoc{
 			{Key: "addr", Doc: "`host:port` to listen on (`127.0.0.1:1215`, `0.0.0.0:1215`). Empty: no TCP listener."},

@@ -3,7 +3,13 @@ package config
 import (
 	"fmt"
 	"net"
+	"time"
 )
+
+// MinReconnectTimeout is the shortest [hb] reconnect_timeout: a dead peer
+// is tried at least every 10 s, so anything shorter would not try it
+// twice.
+const MinReconnectTimeout = 10 * time.Second
 
 // Validate checks n as a whole. Errors are *Error and name the file and
 // line when n came from ParseNode.
@@ -54,6 +60,12 @@ func (n Node) Validate() error {
 	case ProfileLAN, ProfileWAN, ProfileLocal:
 	default:
 		return bad("hb", "profile", "%q is not one of lan, wan, local", n.HB.Profile)
+	}
+	if n.HB.ForgetAfter < time.Second {
+		return bad("hb", "forget_after", "%v: must be at least 1s", n.HB.ForgetAfter)
+	}
+	if n.HB.ReconnectTimeout < MinReconnectTimeout {
+		return bad("hb", "reconnect_timeout", "%v: must be at least %v (one reconnect period)", n.HB.ReconnectTimeout, MinReconnectTimeout)
 	}
 	if err := n.Listener.validate(bad); err != nil {
 		return err
