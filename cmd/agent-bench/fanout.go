@@ -57,8 +57,8 @@ const fanoutWarmup = 2 * time.Second
 // agent side) used meanwhile.
 func (b *bench) fanoutRow(c fanoutCase) {
 	childProfile := ""
-	if b.profile != "" {
-		childProfile = fmt.Sprintf("%s.child%d", b.profile, c.subs)
+	if b.cpuprof != "" {
+		childProfile = fmt.Sprintf("%s.child%d", b.cpuprof, c.subs)
 	}
 	where := "handler"
 	if c.listener {
