@@ -78,5 +78,12 @@
 // # Mirror
 //
 // Mirror applies a full record and the patches after it (RFC 6902, in seq
-// order) to hold the document exact at Mirror.Seq.
+// order) to hold the document exact at Mirror.Seq. Seqs need not be
+// consecutive: a kind=patch stream has holes where the events were, and
+// after an unclean stop the agent's numbering jumps past a range that holds
+// no record. The agent announces such an empty range by nothing but the
+// jump (the next record, or a progress record past it) and a loss by a
+// reset record, so a Mirror takes any record after its seq in its epoch
+// and asks for a new snapshot (ErrNeedFull, ErrGap) only after a reset, a
+// patch that does not apply, a seq that goes back or another epoch.
 package stream
