@@ -99,10 +99,29 @@ func TestHistorySinkEndToEnd(t *testing.T) {
 	}
 	testutil.Eventually(t, 30*time.Second, func() bool {
 		code, body := apiGet(t, c, "http://unix/metrics")
-		return code == 200 && bytes.Contains(body, []byte(`agent_sink_up{sink="h"} 1`)) &&
-			bytes.Contains(body, []byte(`agent_sink_written_total{sink="h"}`)) &&
-			bytes.Contains(body, []byte(`agent_sink_lag_records{sink="h"} 0`))
-	}, "sink metrics missing")
+		if code != 200 {
+			return false
+		}
+		// Every family the sink reports: written, lag in records and
+		// seconds, errors, batch size and duration.
+		for _, want := range []string{
+			`agent_sink_up{sink="h"} 1`,
+			`agent_sink_written_total{sink="h"} `,
+			`agent_sink_lag_records{sink="h"} 0`,
+			`agent_sink_lag_seconds{sink="h"} 0`,
+			`agent_sink_errors_total{sink="h"} 0`,
+			`agent_sink_batch_records_sum{sink="h"} `,
+			`agent_sink_batch_records_count{sink="h"} `,
+			`agent_sink_batch_duration_seconds_sum{sink="h"} `,
+			`agent_sink_batch_duration_seconds_count{sink="h"} `,
+		} {
+			if !bytes.Contains(body, []byte(want)) {
+				return false
+			}
+		}
+		return !bytes.Contains(body, []byte(`agent_sink_written_total{sink="h"} 0`+"\n")) &&
+			!bytes.Contains(body, []byte(`agent_sink_batch_records_count{sink="h"} 0`+"\n"))
+	}, "sink metrics missing or not moving: %s", func() any { _, body := apiGet(t, c, "http://unix/metrics"); return grepSink(body) })
 
 	// Removed live: the sink stops and its cursor goes.
 	cursor := filepath.Join(root, "var", "sinks", "h.cursor")
@@ -284,4 +303,15 @@ func TestHistorySinkBadDSNAtStart(t *testing.T) {
 		}
 	}
 	leak()
+}
+
+// grepSink returns the agent_sink_ lines of a /metrics body.
+func grepSink(body []byte) string {
+	var out []string
+	for _, l := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(l, "agent_sink_") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
