@@ -1,6 +1,8 @@
 package agent_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -98,5 +100,30 @@ func TestListenerGuardAuthNone(t *testing.T) {
 			}
 			break // closed by the agent
 		}
+	}
+}
+
+// TestRefusedSubscribersCounted: past [listener] max_subscribers a stream
+// gets HTTP 503 naming the setting, and /metrics counts the refusal.
+func TestRefusedSubscribersCounted(t *testing.T) {
+	root := shortTemp(t)
+	writeConf(t, root, nodeConf("n1", "[listener]\nmax_subscribers = 1\n"))
+	a := startAgent(t, root)
+	c := stream.UnixHTTPClient(a.Paths().Socket)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	first, err := stream.Dial(ctx, stream.DialOptions{HTTPClient: c, URL: "http://unix/v1/events", Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	_, err = stream.Dial(ctx, stream.DialOptions{HTTPClient: c, URL: "http://unix/v1/events", Logger: quiet()})
+	var he *stream.HTTPError
+	if !errors.As(err, &he) || he.StatusCode != http.StatusServiceUnavailable || !strings.Contains(he.Message, "max_subscribers") {
+		t.Fatalf("second subscriber: %v, want 503 naming max_subscribers", err)
+	}
+	code, body := apiGet(t, c, "http://unix/metrics")
+	if code != 200 || !strings.Contains(string(body), "\nagent_stream_refused_total 1\n") {
+		t.Fatalf("/metrics does not count the refused subscriber (%d):\n%s", code, body)
 	}
 }
