@@ -46,7 +46,6 @@ var (
 // with its cursor).
 const emptyAtStart = "the file is empty: an empty node.conf is not a config (restore it, or remove it to start on the defaults)"
 
-
 // Log attribute keys.
 const (
 	logKeyComponent = "component"
