@@ -39,17 +39,22 @@ func (a *Agent) connCap(maxConns int) int {
 	if err != nil {
 		a.log.Warn("cannot raise the open-file limit", "err", err, "limit", limit)
 	}
+	n := capConns(maxConns, limit)
+	if n < maxConns {
+		a.log.Warn("[listener] max_conns exceeds what the open-file limit leaves: capped",
+			"max_conns", maxConns, "open_file_limit", limit, "cap", n)
+	}
+	return n
+}
+
+// capConns is maxConns, or what an open-file limit leaves after the
+// reserve when that is less; a limit of 0 (unknown) caps nothing.
+func capConns(maxConns int, limit uint64) int {
 	if limit == 0 {
 		return maxConns
 	}
 	reserve := min(uint64(fdReserve), limit/4)
-	room := int(min(limit-reserve, 1<<30))
-	if maxConns > room {
-		a.log.Warn("[listener] max_conns exceeds what the open-file limit leaves: capped",
-			"max_conns", maxConns, "open_file_limit", limit, "cap", room)
-		return room
-	}
-	return maxConns
+	return min(maxConns, int(min(limit-reserve, 1<<30)))
 }
 
 // limitListener serves at most n connections of ln at once; the next ones

@@ -1,6 +1,8 @@
 package agent_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"agent/agent"
 	"agent/config"
 	"agent/internal/testutil"
+	"agent/monitor"
 	"agent/stream"
 )
 
@@ -98,5 +101,71 @@ func TestListenerGuardAuthNone(t *testing.T) {
 			}
 			break // closed by the agent
 		}
+	}
+}
+
+// TestRefusedSubscribersCounted: past [listener] max_subscribers a stream
+// gets HTTP 503 naming the setting, and /metrics counts the refusal.
+func TestRefusedSubscribersCounted(t *testing.T) {
+	root := shortTemp(t)
+	writeConf(t, root, nodeConf("n1", "[listener]\nmax_subscribers = 1\n"))
+	a := startAgent(t, root)
+	c := stream.UnixHTTPClient(a.Paths().Socket)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	first, err := stream.Dial(ctx, stream.DialOptions{HTTPClient: c, URL: "http://unix/v1/events", Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	_, err = stream.Dial(ctx, stream.DialOptions{HTTPClient: c, URL: "http://unix/v1/events", Logger: quiet()})
+	var he *stream.HTTPError
+	if !errors.As(err, &he) || he.StatusCode != http.StatusServiceUnavailable || !strings.Contains(he.Message, "max_subscribers") {
+		t.Fatalf("second subscriber: %v, want 503 naming max_subscribers", err)
+	}
+	code, body := apiGet(t, c, "http://unix/metrics")
+	if code != 200 || !strings.Contains(string(body), "\nagent_stream_refused_total 1\n") {
+		t.Fatalf("/metrics does not count the refused subscriber (%d):\n%s", code, body)
+	}
+}
+
+// TestOrderOverMaxDataIs422: a freeze that would make this node's data
+// bigger than [node] max_data is refused with HTTP 422 naming the limit,
+// and nothing changes.
+func TestOrderOverMaxDataIs422(t *testing.T) {
+	root := shortTemp(t)
+	writeConf(t, root, strings.Replace(nodeConf("n1", ""), "[node]\n", "[node]\nmax_data = 4KiB\n", 1))
+	a := startAgent(t, root)
+	// Fill the data to a few bytes under the limit: a freeze (0 becoming
+	// a unix time) then passes it.
+	fill := func(n int) error {
+		_, _, err := a.Store().UpdateLocal("test", func(d *monitor.NodeData) { d.Labels["fill"] = strings.Repeat("x", n) })
+		return err
+	}
+	_, raw, _ := a.Store().Local()
+	n := 4096 - len(raw) - 10
+	for tries := 0; ; tries++ {
+		if tries == 100 {
+			t.Fatalf("could not fill the data to just under max_data (%d bytes)", len(raw))
+		}
+		err := fill(n)
+		if errors.Is(err, monitor.ErrDataTooLarge) { // the rest grew meanwhile
+			n -= 8
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, raw, _ = a.Store().Local(); 4096-len(raw) <= 3 {
+			break
+		}
+		n += 4096 - len(raw) - 3
+	}
+	code, body := apiPost(t, stream.UnixHTTPClient(a.Paths().Socket), "http://unix/v1/nodes/n1/freeze")
+	if code != http.StatusUnprocessableEntity || !strings.Contains(string(body), "max_data 4096") {
+		t.Fatalf("freeze over max_data: %d %s, want 422 naming max_data", code, body)
+	}
+	if _, _, d := a.Store().Local(); d.Frozen != 0 {
+		t.Fatal("the refused freeze was applied")
 	}
 }

@@ -64,8 +64,10 @@
 //     agent runs, a removed node.conf (ErrRemoved) and an empty node.conf
 //     or service file (nothing but whitespace: ErrEmpty) are refused edits:
 //     the running config stays. Removing a service file removes the
-//     service. At start, a missing node.conf means the defaults, and so
-//     does an empty one.
+//     service. At start, a missing node.conf means the defaults; an empty
+//     one is refused (the agent does not start), since a file emptied
+//     while the agent was stopped would otherwise drop the secret, the
+//     cluster name and every hook and sink with its cursor.
 //   - A symlinked config file is read through its link and watched through
 //     its target: edits of the target apply.
 //

@@ -16,7 +16,9 @@ const referenceIntro = `# Configuration reference
 
 Every key of node.conf and svc/NAME.conf, with its default and how it is checked.
 An agent needs no config at all: without node.conf it runs a one-node cluster named
-after the host, its heartbeat on 127.0.0.1 only.
+after the host, its heartbeat on 127.0.0.1 only. An empty node.conf (nothing but
+whitespace) is not the same: it stops the agent at start, and is a refused edit while it
+runs, since a file that empties by mistake must not turn into the defaults.
 
 ## Where the files are
 

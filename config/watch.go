@@ -35,10 +35,16 @@ const DefaultRecheck = time.Minute
 var (
 	// ErrRemoved: node.conf vanished while the agent runs.
 	ErrRemoved = errors.New("node.conf was removed; the running config stays (restore it, or restart the agent to run on defaults)")
-	// ErrEmpty: a config file holds nothing but whitespace while the agent
-	// runs.
+	// ErrEmpty: a config file holds nothing but whitespace (while the
+	// agent runs, or node.conf at start).
 	ErrEmpty = errors.New("the file is empty; the running config stays")
 )
+
+// emptyAtStart is what an empty node.conf at start says: the file that
+// vanished while an agent was stopped must not silently become the
+// defaults (no secret, another cluster name, every hook and sink gone
+// with its cursor).
+const emptyAtStart = "the file is empty: an empty node.conf is not a config (restore it, or remove it to start on the defaults)"
 
 // Log attribute keys.
 const (
@@ -89,8 +95,9 @@ type WatchConfig struct {
 }
 
 // Snapshot is the configuration the Watcher started from; changes are
-// relative to it. A missing node.conf gives DefaultNode; an empty one
-// parses as defaults too: only while the agent runs is it refused.
+// relative to it. A missing node.conf gives DefaultNode; an empty one is
+// refused (NodeErr matches ErrEmpty): only a missing file means the
+// defaults.
 type Snapshot struct {
 	// Node is node.conf, or DefaultNode when missing or invalid.
 	Node Node
@@ -487,7 +494,7 @@ func (w *Watcher) scan() []Change {
 
 // nodeChange reads node.conf's content (or read error) into a Change. A
 // missing file gives the defaults at start and ErrRemoved while running;
-// an empty one gives ErrEmpty while running.
+// an empty one gives ErrEmpty, at start too.
 func (w *Watcher) nodeChange(path string, data []byte, err error) Change {
 	c := Change{Path: path}
 	switch {
@@ -497,8 +504,10 @@ func (w *Watcher) nodeChange(path string, data []byte, err error) Change {
 		c.Err = withFile(ErrRemoved, path)
 	case err != nil:
 		c.Err = fmt.Errorf("read node config: %w", err)
-	case w.running && len(bytes.TrimSpace(data)) == 0:
+	case len(bytes.TrimSpace(data)) == 0 && w.running:
 		c.Err = withFile(ErrEmpty, path)
+	case len(bytes.TrimSpace(data)) == 0:
+		c.Err = &Error{File: path, Msg: emptyAtStart, Err: ErrEmpty}
 	default:
 		c.Node, c.Err = ParseNode(path, data, w.hostname)
 		if c.Err == nil {

@@ -239,3 +239,41 @@ func TestWatcherCloseStopsGoroutines(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestWatcherEmptyNodeConfAtStart: at start an empty node.conf (nothing
+// but whitespace) is refused, where a missing one, or one of comments
+// only, means the defaults.
+func TestWatcherEmptyNodeConfAtStart(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string // text "-" means no file
+		refused    bool
+	}{
+		{"0 bytes", "", true},
+		{"whitespace", " \n\t\n", true},
+		{"comments only", "; nothing set yet\n", false},
+		{"missing", "-", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := ResolvePaths(t.TempDir(), 0, "")
+			if err := os.MkdirAll(p.SvcDir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if tc.text != "-" {
+				writeFile(t, p.NodeConf, tc.text)
+			}
+			w, err := NewWatcher(WatchConfig{Paths: p, Hostname: "h", Debounce: time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			init := w.Initial()
+			switch {
+			case tc.refused && (!errors.Is(init.NodeErr, ErrEmpty) || !strings.HasPrefix(init.NodeErr.Error(), p.NodeConf+": ") ||
+				!strings.Contains(init.NodeErr.Error(), "remove it to start on the defaults")):
+				t.Fatalf("NodeErr = %v, want the empty file refused with its path and the way out", init.NodeErr)
+			case !tc.refused && (init.NodeErr != nil || init.Node.Node.Name != "h"):
+				t.Fatalf("NodeErr = %v, node %q: want the defaults", init.NodeErr, init.Node.Node.Name)
+			}
+		})
+	}
+}

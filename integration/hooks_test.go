@@ -103,7 +103,10 @@ func TestHookAtLeastOnceAcrossKill(t *testing.T) {
 	n.restart()
 
 	var missing []uint64
+	// The deadline is for a hook that stops progressing: on a loaded
+	// machine each run of the hook can take most of a second.
 	deadline = time.Now().Add(svcTimeout)
+	fewest := -1
 	for {
 		recs := n.journalEvents()
 		seqs := hookSeqs(t, out)
@@ -136,11 +139,15 @@ func TestHookAtLeastOnceAcrossKill(t *testing.T) {
 			}
 			return
 		}
+		if fewest < 0 || len(missing) < fewest {
+			fewest = len(missing)
+			deadline = time.Now().Add(svcTimeout)
+		}
 		if time.Now().After(deadline) {
 			if len(missing) > 20 {
 				missing = missing[:20]
 			}
-			t.Fatalf("after %v, events of the journal missing from the hook's file: %v ...", svcTimeout, missing)
+			t.Fatalf("no progress for %v, events of the journal missing from the hook's file: %v ...", svcTimeout, missing)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}

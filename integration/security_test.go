@@ -97,9 +97,9 @@ func TestServiceFileOfAnotherUserNeverRuns(t *testing.T) {
 	})
 }
 
-// TestLooseFilesRefusedAtStart: a node.conf others can write, and a token
-// file others can read, stop `daemon run` with exit 2, the path and the
-// reason.
+// TestLooseFilesRefusedAtStart: a node.conf others can write, a token
+// file others can read, and an empty node.conf, stop `daemon run` with
+// exit 2, the path and the reason.
 func TestLooseFilesRefusedAtStart(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
@@ -118,6 +118,7 @@ func TestLooseFilesRefusedAtStart(t *testing.T) {
 		want       []string
 	}{
 		{"node.conf 0666", base, 0o666, []string{conf, "writable by group and others (mode 0666)", "chmod go-w"}},
+		{"node.conf empty", "", 0o600, []string{conf, "empty node.conf is not a config", "remove it to start on the defaults"}},
 		{"token 0644", base + "[listener]\naddr = 127.0.0.1:1\ntoken_file = " + token + "\n", 0o600,
 			[]string{token, "readable by group or others (mode 0644)", "chmod go-r"}},
 	} {

@@ -37,7 +37,7 @@ type agentCollector struct {
 	peerDataRefused                                         *prometheus.Desc
 	events                                                  *prometheus.Desc
 	heartbeat                                               []hbCounter
-	streamSubscribers, streamSlow                           *prometheus.Desc
+	streamSubscribers, streamSlow, streamRefused            *prometheus.Desc
 	members                                                 *prometheus.Desc
 	hookRuns, hookFailures, hookTimeouts, hookSkipped       *prometheus.Desc
 	hookDuration                                            *prometheus.Desc
@@ -89,6 +89,7 @@ func newAgentCollector(m *Metrics) *agentCollector {
 		},
 		streamSubscribers: desc("stream_subscribers", "Open websocket streams on GET /v1/events."),
 		streamSlow:        desc("stream_slow_disconnects_total", "Websocket streams closed because the subscriber could not keep up."),
+		streamRefused:     desc("stream_refused_total", "Subscriptions refused with HTTP 503 because [listener] max_subscribers streams were open."),
 		members:           desc("cluster_nodes", "Nodes in this agent's view of membership (cluster.nodes), by state.", "state"),
 		hookRuns:          desc("hook_runs_total", "Hook commands started.", "hook"),
 		hookFailures:      desc("hook_failures_total", "Hook runs that failed (non-zero exit, start error).", "hook"),
@@ -114,7 +115,7 @@ func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.published, c.journalBytes, c.journalSegments, c.journalErrors,
 		c.busSubscribers, c.busSlow, c.busSkipped, c.events,
 		c.journalWaiting, c.journalLost, c.ringBytes, c.ringRecords, c.peerDataRefused,
-		c.streamSubscribers, c.streamSlow, c.members,
+		c.streamSubscribers, c.streamSlow, c.streamRefused, c.members,
 		c.hookRuns, c.hookFailures, c.hookTimeouts, c.hookSkipped, c.hookDuration,
 		c.sinkWritten, c.sinkDuplicates, c.sinkErrors, c.sinkSkipped, c.sinkDeleted,
 		c.sinkLagRecords, c.sinkLagSeconds, c.sinkUp, c.sinkBatchSize, c.sinkBatchDuration,
@@ -167,6 +168,7 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 		st := src.Stream()
 		ch <- gauge(c.streamSubscribers, float64(st.Subscribers))
 		ch <- counter(c.streamSlow, st.SlowDisconnects)
+		ch <- counter(c.streamRefused, st.Refused)
 	}
 	if src.Members != nil {
 		n := make(map[string]int, len(memberStates))

@@ -130,7 +130,7 @@ func TestExpositionParsesAndMoves(t *testing.T) {
 	f := &fakeSources{
 		bus:     events.Stats{Published: map[string]uint64{"patch": 3, "event": 1}, JournalBytes: 1234, JournalSegments: 2, Subscribers: 4},
 		hb:      heartbeat.Stats{DeltasSent: 5, DeltasReceived: 6, DeltasApplied: 6, Resyncs: 1, BytesSent: 999},
-		st:      stream.Stats{Subscribers: 2, SlowDisconnects: 1},
+		st:      stream.Stats{Subscribers: 2, SlowDisconnects: 1, Refused: 7},
 		members: map[string]monitor.Member{"n1": {State: monitor.StateAlive}, "n2": {State: monitor.StateAlive}, "n3": {State: monitor.StateDead}},
 		hooks:   []metrics.HookStats{{Name: "notify", Runs: 3, Failures: 1, Timeouts: 1, DurationSum: 1.5, DurationCount: 3}},
 		orch:    metrics.OrchStats{Counters: map[string]uint64{"starts": 2, "Fail-overs": 1}, Gauges: map[string]float64{"services_managed": 3}},
@@ -154,6 +154,7 @@ func TestExpositionParsesAndMoves(t *testing.T) {
 	want(t, fams, 999, "agent_heartbeat_sent_bytes_total")
 	want(t, fams, 2, "agent_stream_subscribers")
 	want(t, fams, 1, "agent_stream_slow_disconnects_total")
+	want(t, fams, 7, "agent_stream_refused_total")
 	want(t, fams, 2, "agent_cluster_nodes", "state", "alive")
 	want(t, fams, 1, "agent_cluster_nodes", "state", "dead")
 	want(t, fams, 0, "agent_cluster_nodes", "state", "suspect")
