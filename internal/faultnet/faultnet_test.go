@@ -160,6 +160,34 @@ func TestDialFaults(t *testing.T) {
 	if s := n.Stats("a"); s.StreamsDialed != 3 || s.StreamsFailed != 2 || s.StreamBytesSent != 4 || s.StreamBytesReceived != 4 {
 		t.Errorf("a's stream counters %+v", s)
 	}
+	// The echo went both ways: one exchange of 4 bytes each way.
+	if s := n.Stats("a"); s.Exchanges != 1 || s.ExchangeBytes != 8 || s.ExchangeMax != 4 {
+		t.Errorf("a's exchange counters %+v, want 1 exchange of 8 bytes, largest 4", s)
+	}
+}
+
+func TestOneWayStreamIsNoExchange(t *testing.T) {
+	n, a, b := pair(t, 1)
+	go func() {
+		for c := range b.StreamCh() {
+			_, _ = io.Copy(io.Discard, c)
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { _ = b.Shutdown() })
+	before := n.Stats("a")
+	c, err := a.DialTimeout(b.Addr(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte("a user message")); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	c.Close()
+	if d := n.Stats("a").Sub(before); d.Exchanges != 0 || d.StreamBytesSent != 14 {
+		t.Errorf("a one-way stream: counters moved by %+v, want 14 bytes sent and no exchange", d)
+	}
 }
 
 func TestRestartKeepsAddress(t *testing.T) {
