@@ -10,7 +10,9 @@
 //     deltas go by UDP, large ones by memberlist's reliable (TCP) path.
 //   - fullreq: "send me your whole data". A receiver sends it when a delta
 //     does not apply on what it holds (gap, restart, unknown node, failed
-//     operations); at most one request per peer is outstanding at a time.
+//     operations), and when a peer alive for FullRetry has still not sent
+//     its data (its full send on join was lost); at most one request per
+//     peer is outstanding at a time.
 //   - full: the whole data of the sender (always by TCP). Sent on join, on
 //     request, and carried by memberlist push/pull as anti-entropy, which
 //     repairs any loss nobody noticed.

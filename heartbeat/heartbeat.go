@@ -89,6 +89,13 @@ type Heartbeat struct {
 	known   *reconnectSet               // peers seen alive, and seeds: retried when dead
 	closed  bool                        // Close has begun: no new sender or attempt
 
+	// awaiting holds the peers seen alive whose first copy of data may
+	// not have come yet: since when. The copy is the peer's full send on
+	// join; when that send fails (a stream that timed out), nothing else
+	// would bring it before a probe of that peer carries its digest, and
+	// each peer is probed by a given node about once per N probe intervals.
+	awaiting map[string]time.Time
+
 	// Owned by the main loop.
 	lastSent     []byte // local data as last sent
 	lastGen      uint64
@@ -183,6 +190,7 @@ func New(cfg Config, store *monitor.Store) (*Heartbeat, error) {
 		peers:    map[string]*memberlist.Node{},
 		gone:     map[string]time.Time{},
 		pending:  map[string]pendingRequest{},
+		awaiting: map[string]time.Time{},
 		leaving:  map[string]time.Time{},
 		queues:   map[string]*peerQueue{},
 		checks:   map[string]*check{},
