@@ -1,0 +1,246 @@
+package sim
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"agent/heartbeat"
+	"agent/internal/faultnet"
+	"agent/monitor"
+)
+
+// tracker records when each receiver's store reaches the generation of a
+// watched change. Its observers run under each store's lock; mu is a leaf.
+type tracker struct {
+	index map[string]int // node name → index; read only after newTracker
+
+	mu     sync.Mutex
+	probes map[int]*probe // by owner index
+}
+
+// probe is one watched change: owner's data reaching gen.
+type probe struct {
+	gen   uint64
+	t0    time.Time
+	got   []bool
+	count int
+	need  int // receivers for 99 %
+	all   int // every receiver
+	t99   time.Duration
+	t100  time.Duration
+	done  chan struct{}
+}
+
+func newTracker(names []string) *tracker {
+	t := &tracker{index: make(map[string]int, len(names)), probes: map[int]*probe{}}
+	for i, n := range names {
+		t.index[n] = i
+	}
+	return t
+}
+
+// observer is the store observer of receiver i.
+func (t *tracker) observer(i int) func(node string, old, new *monitor.NodeData) {
+	return func(node string, _, new *monitor.NodeData) {
+		if new == nil {
+			return
+		}
+		owner, ok := t.index[node]
+		if !ok || owner == i {
+			return
+		}
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		p := t.probes[owner]
+		if p == nil || new.Gen < p.gen || p.got[i] {
+			return
+		}
+		p.got[i] = true
+		p.count++
+		el := time.Since(p.t0)
+		if p.count == p.need {
+			p.t99 = el
+		}
+		if p.count == p.all {
+			p.t100 = el
+			close(p.done)
+		}
+	}
+}
+
+// watch starts watching owner's data reaching gen, from now.
+func (t *tracker) watch(owner int, gen uint64, nodes int) *probe {
+	all := nodes - 1
+	p := &probe{gen: gen, t0: time.Now(), got: make([]bool, nodes), all: all,
+		need: (99*all + 99) / 100, done: make(chan struct{})}
+	t.mu.Lock()
+	t.probes[owner] = p
+	t.mu.Unlock()
+	return p
+}
+
+// unwatch stops watching owner and returns what the probe saw.
+func (t *tracker) unwatch(owner int, p *probe) (t99, t100 time.Duration, reached int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.probes[owner] == p {
+		delete(t.probes, owner)
+	}
+	return p.t99, p.t100, p.count
+}
+
+// Spread is how one change reached the other nodes.
+type Spread struct {
+	// Owner is the node that made the change.
+	Owner string
+	// T99 and T100 are the times until 99 % and 100 % of the other
+	// nodes held it (wall time; zero when not reached).
+	T99, T100 time.Duration
+	// Reached is how many of the other nodes held it in the end.
+	Reached int
+}
+
+// Spread makes samples changes, one at a time, each on a random node,
+// and measures how each reaches the others. A change not everywhere
+// within timeout is recorded with what it reached. pause separates two
+// changes (plus a random part as long), so that each is sent on its own.
+func (c *Cluster) Spread(ctx context.Context, samples int, pause, timeout time.Duration) ([]Spread, error) {
+	var out []Spread
+	for s := range samples {
+		owner := c.rng.IntN(len(c.nodes))
+		n := c.nodes[owner]
+		gen, _, _ := n.Store.Local()
+		p := c.track.watch(owner, gen+1, len(c.nodes))
+		value := strconv.Itoa(s)
+		if _, _, err := n.Store.UpdateLocal("sim", func(d *monitor.NodeData) { d.Labels["spread"] = value }); err != nil {
+			return out, err
+		}
+		wait := time.NewTimer(timeout)
+		select {
+		case <-p.done:
+		case <-wait.C:
+		case <-ctx.Done():
+		}
+		wait.Stop()
+		t99, t100, reached := c.track.unwatch(owner, p)
+		out = append(out, Spread{Owner: n.Name, T99: t99, T100: t100, Reached: reached})
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
+		if err := sleepCtx(ctx, pause+time.Duration(c.rng.Int64N(int64(pause)+1))); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// Traffic is what the cluster did during a measurement window.
+type Traffic struct {
+	// Window is the wall time measured.
+	Window time.Duration
+	// Changes is the number of changes made during it.
+	Changes int
+	// Net is the network's counters over the window, every node summed.
+	Net faultnet.Counters
+	// HB is the heartbeats' counters over the window, every node summed.
+	HB heartbeat.Stats
+	// CPU is the process's CPU time (user and system) over the window.
+	CPU time.Duration
+}
+
+// BytesPerNodePerSec is the bytes each node sent (packets and streams) per
+// second of the window, on average, in wall time.
+func (t Traffic) BytesPerNodePerSec(nodes int) float64 {
+	return float64(t.Net.BytesSent+t.Net.StreamBytesSent) / float64(nodes) / t.Window.Seconds()
+}
+
+// Traffic measures the window d while rate changes per second (wall time;
+// 0: idle) are made, each on a random node.
+func (c *Cluster) Traffic(ctx context.Context, d time.Duration, rate float64) (Traffic, error) {
+	net0, hb0, cpu0 := c.net.Total(), c.hbStats(), cpuTime()
+	t0 := time.Now()
+	changes := 0
+	var err error
+	if rate <= 0 {
+		err = sleepCtx(ctx, d)
+	} else {
+		every := time.Duration(float64(time.Second) / rate)
+		tick := time.NewTicker(every)
+		end := time.NewTimer(d)
+	loop:
+		for {
+			select {
+			case <-ctx.Done():
+				err = ctx.Err()
+				break loop
+			case <-end.C:
+				break loop
+			case <-tick.C:
+				n := c.nodes[c.rng.IntN(len(c.nodes))]
+				value := strconv.Itoa(changes)
+				if _, _, e := n.Store.UpdateLocal("sim", func(d *monitor.NodeData) { d.Labels["load"] = value }); e != nil {
+					err = fmt.Errorf("change on %s: %w", n.Name, e)
+					break loop
+				}
+				changes++
+			}
+		}
+		tick.Stop()
+		end.Stop()
+	}
+	return Traffic{
+		Window: time.Since(t0), Changes: changes,
+		Net: c.net.Total().Sub(net0), HB: subStats(c.hbStats(), hb0), CPU: cpuTime() - cpu0,
+	}, err
+}
+
+func (c *Cluster) hbStats() heartbeat.Stats {
+	var s heartbeat.Stats
+	for _, n := range c.nodes {
+		s = addStats(s, n.Heartbeat.Stats())
+	}
+	return s
+}
+
+// addStats and subStats sum and subtract the counters the simulation
+// reports.
+func addStats(a, b heartbeat.Stats) heartbeat.Stats {
+	a.DeltasSent += b.DeltasSent
+	a.DeltasApplied += b.DeltasApplied
+	a.FullSent += b.FullSent
+	a.FullRequests += b.FullRequests
+	a.Resyncs += b.Resyncs
+	a.Divergences += b.Divergences
+	a.DigestsSent += b.DigestsSent
+	a.QueueOverflows += b.QueueOverflows
+	a.SendErrors += b.SendErrors
+	a.BytesSent += b.BytesSent
+	return a
+}
+
+func subStats(a, b heartbeat.Stats) heartbeat.Stats {
+	a.DeltasSent -= b.DeltasSent
+	a.DeltasApplied -= b.DeltasApplied
+	a.FullSent -= b.FullSent
+	a.FullRequests -= b.FullRequests
+	a.Resyncs -= b.Resyncs
+	a.Divergences -= b.Divergences
+	a.DigestsSent -= b.DigestsSent
+	a.QueueOverflows -= b.QueueOverflows
+	a.SendErrors -= b.SendErrors
+	a.BytesSent -= b.BytesSent
+	return a
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
