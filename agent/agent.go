@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -70,6 +71,7 @@ type Agent struct {
 	cfgMu sync.Mutex
 	cfg   config.Node
 
+	lock    *varLock
 	bus     *events.Bus
 	store   *monitor.Store
 	hb      *heartbeat.Heartbeat
@@ -81,6 +83,10 @@ type Agent struct {
 	unixLn  net.Listener
 	tcpLn   net.Listener
 	servers []served
+
+	ready     chan struct{} // closed by markReady
+	readyOnce sync.Once
+	probing   atomic.Bool // a liveness probe of the store and bus is in flight
 
 	runOnce   sync.Once
 	closeOnce sync.Once
@@ -113,7 +119,7 @@ func New(opts Options) (a *Agent, err error) {
 	if opts.LeaveTimeout == 0 {
 		opts.LeaveTimeout = 2 * time.Second
 	}
-	a = &Agent{opts: opts, paths: opts.Paths, log: opts.Logger}
+	a = &Agent{opts: opts, paths: opts.Paths, log: opts.Logger, ready: make(chan struct{})}
 	a.ext.metrics = a.newMetrics()
 	built := a
 	defer func() {
@@ -122,8 +128,14 @@ func New(opts Options) (a *Agent, err error) {
 		}
 	}()
 
-	if err := os.MkdirAll(a.paths.VarDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create var directory: %w", err)
+	// First of all in var/: a second agent on this root must stop before
+	// it reads or writes anything there (journal, state, cursors, socket).
+	root := a.paths.Root
+	if root == "" {
+		root = a.paths.VarDir
+	}
+	if a.lock, err = lockVar(a.paths.VarDir, root); err != nil {
+		return nil, err
 	}
 	a.watcher, err = config.NewWatcher(a.paths, opts.Hostname, opts.ConfigDebounce, a.log)
 	if err != nil {
@@ -138,10 +150,11 @@ func New(opts Options) (a *Agent, err error) {
 	a.log = a.log.With("node", cfg.Node.Name)
 
 	a.bus, err = events.Open(events.Config{
-		Dir:      filepath.Join(a.paths.VarDir, "journal"),
-		MaxBytes: cfg.Journal.MaxBytes,
-		MaxAge:   cfg.Journal.MaxAge,
-		Logger:   a.log,
+		Dir:       filepath.Join(a.paths.VarDir, "journal"),
+		MaxBytes:  cfg.Journal.MaxBytes,
+		MaxAge:    cfg.Journal.MaxAge,
+		RingBytes: cfg.Journal.RingBytes,
+		Logger:    a.log,
 	})
 	if err != nil {
 		return nil, err
@@ -157,8 +170,12 @@ func New(opts Options) (a *Agent, err error) {
 		Labels:      cfg.Node.Labels,
 		Restored:    restored,
 		Persist:     func(s monitor.PersistentState) error { return saveState(a.statePath(), s) },
+		MaxData:     int(cfg.Node.MaxData),
 		Logger:      a.log,
 	})
+	if errors.Is(err, monitor.ErrDataTooLarge) {
+		return nil, fmt.Errorf("%s: [node] labels: %w", a.paths.NodeConf, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +278,13 @@ func (a *Agent) run(ctx context.Context) error {
 	a.startExtensions(ctx)
 
 	a.wg.Add(1)
-	go func() { defer a.wg.Done(); a.rejoin(ctx) }()
+	go func() {
+		defer a.wg.Done()
+		a.rejoin(ctx)
+		if ctx.Err() == nil {
+			a.markReady()
+		}
+	}()
 	a.log.Info("agent running", "cluster", a.Config().Cluster.Name, "heartbeat", a.hb.Addr(),
 		"socket", a.paths.Socket, "listener", a.ListenAddr())
 
@@ -338,5 +361,7 @@ func (a *Agent) release() error {
 			errs = append(errs, err)
 		}
 	}
+	// Last: everything in var/ is closed and flushed.
+	a.lock.release()
 	return errors.Join(errs...)
 }

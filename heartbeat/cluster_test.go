@@ -345,15 +345,17 @@ func TestNameOfLiveNodeJudgedDeadRefused(t *testing.T) {
 
 func TestMalformedMessagesDropped(t *testing.T) {
 	nodes := startCluster(t, 2, nil)
-	var target *memberlist.Node
-	for _, m := range nodes[1].hb.Memberlist().Members() {
-		if m.Name == "n1" {
-			target = m
-		}
-	}
-	if target == nil {
-		t.Fatal("n2's memberlist does not know n1")
-	}
+	// A copy of n2's view of n1, taken under n2's lock: the nodes
+	// memberlist's Members returns are its own, updated concurrently.
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		nodes[1].hb.mu.Lock()
+		defer nodes[1].hb.mu.Unlock()
+		return nodes[1].hb.peers["n1"] != nil
+	}, "n2 never saw n1 alive")
+	nodes[1].hb.mu.Lock()
+	n1 := *nodes[1].hb.peers["n1"]
+	nodes[1].hb.mu.Unlock()
+	target := &n1
 	for _, msg := range [][]byte{{msgDelta}, []byte("dgarbage"), []byte("f{\"n\":1}"), []byte("zzz"), {msgOrder, '{', '}'}} {
 		if err := nodes[1].hb.ml.SendReliable(target, msg); err != nil {
 			t.Fatal(err)

@@ -2,6 +2,7 @@ package heartbeat
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -65,11 +66,28 @@ type pingDelegate Heartbeat
 
 var _ memberlist.PingDelegate = (*pingDelegate)(nil)
 
-// AckPayload returns this node's digest message.
+// ackOthers is how many other nodes' digests an ack carries.
+const ackOthers = 2
+
+// AckPayload returns this node's digest message, with the digests of the
+// copies it holds of ackOthers other nodes, picked at random.
 func (p *pingDelegate) AckPayload() []byte {
 	h := (*Heartbeat)(p)
 	dg, _ := h.store.Digest(h.cfg.Name)
-	return encode(msgDigest, digestMsg{Node: h.cfg.Name, Digest: dg})
+	m := digestMsg{Node: h.cfg.Name, Digest: dg}
+	names := h.store.NodeNames()
+	for _, i := range rand.Perm(len(names)) {
+		if len(m.More) == ackOthers {
+			break
+		}
+		if names[i] == h.cfg.Name {
+			continue
+		}
+		if d, ok := h.store.Digest(names[i]); ok {
+			m.More = append(m.More, nodeDigest{Node: names[i], Digest: d})
+		}
+	}
+	return encode(msgDigest, m)
 }
 
 // NotifyPingComplete compares the probed node's digest with the copy

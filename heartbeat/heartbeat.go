@@ -35,6 +35,10 @@ type Stats struct {
 	// QueueOverflows counts peer queues that hit their limit; Superseded,
 	// queued deltas and full copies replaced by a newer full copy.
 	QueueOverflows, Superseded uint64
+	// RelayRequests counts requests for a node's data sent to a third
+	// node because the owner did not answer; RelaysSent, the copies of
+	// another node's data this node sent on such a request.
+	RelayRequests, RelaysSent uint64
 }
 
 type counters struct {
@@ -43,6 +47,7 @@ type counters struct {
 	resyncs, badMessages, bytesSent, ordersReceived        atomic.Uint64
 	reliableSends, sendErrors                              atomic.Uint64
 	digestsSent, digestsReceived, divergences              atomic.Uint64
+	relayRequests, relaysSent                              atomic.Uint64
 	queueOverflows, queueSuperseded                        atomic.Uint64
 }
 
@@ -114,6 +119,7 @@ type Heartbeat struct {
 type pendingRequest struct {
 	at  time.Time
 	why string
+	via string // a node known to hold a newer copy: asked when the owner does not answer
 }
 
 type taskKind int
@@ -136,7 +142,9 @@ type task struct {
 	name   string
 	why    string
 	order  Order
-	done   chan struct{}
+	done   chan struct{} // taskFlush, taskPing: closed when handled
+	of     string        // taskSendFull: whose data (a relay), "" for this node's
+	via    string        // taskDigest: the node that holds the copy digested
 	digest monitor.Digest
 	full   *fullMsg
 	ok     bool
@@ -254,7 +262,8 @@ func (h *Heartbeat) Stats() Stats {
 		ReliableSends: c.reliableSends.Load(), SendErrors: c.sendErrors.Load(),
 		DigestsSent: c.digestsSent.Load(), DigestsReceived: c.digestsReceived.Load(),
 		Divergences: c.divergences.Load(), QueueOverflows: c.queueOverflows.Load(),
-		Superseded: c.queueSuperseded.Load(),
+		Superseded:    c.queueSuperseded.Load(),
+		RelayRequests: c.relayRequests.Load(), RelaysSent: c.relaysSent.Load(),
 	}
 }
 
@@ -310,8 +319,12 @@ func (h *Heartbeat) mainLoop(ctx context.Context) {
 	local := h.store.LocalChanged()
 	var coalesce *time.Timer
 	var coalesceC <-chan time.Time
-	tick := time.NewTicker(h.cfg.Refresh)
-	defer tick.Stop()
+	// The refresh runs every Refresh while there is something to watch
+	// (a dead peer, a request unanswered), else once in idleRefresh: an
+	// idle agent's CPU goes to its wake-ups.
+	refresh := time.NewTimer(h.cfg.Refresh)
+	defer refresh.Stop()
+	refreshAt := time.Now().Add(h.cfg.Refresh)
 	wake := time.NewTimer(time.Hour)
 	defer wake.Stop()
 	for {
@@ -319,6 +332,10 @@ func (h *Heartbeat) mainLoop(ctx context.Context) {
 			wake.Reset(max(d, 0))
 		} else {
 			wake.Stop()
+		}
+		if soon := time.Now().Add(h.cfg.Refresh); refreshAt.After(soon) && h.watching() {
+			refresh.Reset(h.cfg.Refresh)
+			refreshAt = soon
 		}
 		select {
 		case <-ctx.Done():
@@ -346,10 +363,36 @@ func (h *Heartbeat) mainLoop(ctx context.Context) {
 			}
 		case <-wake.C:
 			h.due()
-		case <-tick.C:
+		case <-refresh.C:
 			h.refresh()
+			d := idleRefresh
+			if h.watching() {
+				d = h.cfg.Refresh
+			}
+			refresh.Reset(d)
+			refreshAt = time.Now().Add(d)
 		}
 	}
+}
+
+// idleRefresh is the refresh period of an agent with nothing to watch.
+const idleRefresh = time.Minute
+
+// watching says whether the refresh has work every Refresh: dead or left
+// peers whose data awaits forgetting, unanswered full requests, peers of
+// the reconnect set to try or to save.
+func (h *Heartbeat) watching() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.gone) > 0 || len(h.pending) > 0 || (h.known.dirty && h.cfg.PeersFile != "") {
+		return true
+	}
+	for name := range h.known.peers {
+		if _, alive := h.peers[name]; !alive {
+			return true
+		}
+	}
+	return len(h.known.seedsL) > 0 && len(h.peers) == 0
 }
 
 // nextWake is how long until the next digest or divergence check is due.
@@ -393,9 +436,9 @@ func (h *Heartbeat) handle(t task) {
 	case taskMember:
 		h.member(t.node, t.state)
 	case taskSendFull:
-		h.sendFull(t.name, t.why)
+		h.enqueue(t.name, outMsg{kind: msgFull, why: t.why, of: t.of})
 	case taskRequestFull:
-		h.requestFull(t.name, t.why)
+		h.requestFull(t.name, t.why, "")
 	case taskOrder:
 		if fn := h.onOrder.Load(); fn != nil {
 			(*fn)(t.order)
@@ -404,10 +447,12 @@ func (h *Heartbeat) handle(t task) {
 		h.flush()
 		close(t.done)
 	case taskDigest:
-		h.divergence(t.name, t.digest, nil)
+		h.divergence(t.name, t.via, t.digest, nil)
 	case taskCandidate:
-		h.divergence(t.full.Node, t.digest, t.full)
+		h.divergence(t.full.Node, "", t.digest, t.full)
 	case taskAttempt:
 		h.attempted(t.name, t.ok)
+	case taskPing:
+		close(t.done)
 	}
 }

@@ -150,11 +150,12 @@ func (h *Heartbeat) refresh() {
 			delete(h.leaving, name)
 		}
 	}
-	// A pending full request that was never answered is retried.
-	retry := map[string]string{}
+	// A pending full request that was never answered is retried (and
+	// sent to the relay known, if any).
+	retry := map[string]pendingRequest{}
 	for name, p := range h.pending {
 		if now.Sub(p.at) >= h.cfg.FullRetry {
-			retry[name] = p.why
+			retry[name] = p
 		}
 	}
 	var awaited []string
@@ -173,15 +174,15 @@ func (h *Heartbeat) refresh() {
 			continue
 		}
 		if _, ok := retry[name]; !ok {
-			retry[name] = monitor.DivergeUnknown
+			retry[name] = pendingRequest{why: monitor.DivergeUnknown}
 		}
 	}
 	for _, name := range forget {
 		h.store.Forget(name, "grace_expired")
 	}
 	h.reconnect(now)
-	for name, why := range retry {
-		h.requestFull(name, why)
+	for name, p := range retry {
+		h.requestFull(name, p.why, p.via)
 	}
 	h.saveKnown(false)
 }

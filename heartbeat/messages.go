@@ -34,6 +34,8 @@ type deltaMsg struct {
 	Ops  json.RawMessage `json:"o"`
 }
 
+// fullReqMsg asks for the whole data of node Of: its owner's, or, when
+// sent to another node (a relay), the copy that node holds.
 type fullReqMsg struct {
 	From string `json:"r"`
 	Of   string `json:"n"`
@@ -49,8 +51,18 @@ type fullMsg struct {
 }
 
 // digestMsg is a node's digest of its own data: sent to every peer after
-// its last change, and carried by the acks of memberlist's probes.
+// its last change, and carried by the acks of memberlist's probes. On an
+// ack it also carries the digests of a few other nodes' data as the
+// sender holds them (More): a prober cut from a node (a bridge partition)
+// learns from a third one that its copy is behind, and asks that one.
 type digestMsg struct {
+	Node   string         `json:"n"`
+	Digest monitor.Digest `json:"d"`
+	More   []nodeDigest   `json:"m,omitempty"`
+}
+
+// nodeDigest is the digest of a node's data as a third node holds it.
+type nodeDigest struct {
 	Node   string         `json:"n"`
 	Digest monitor.Digest `json:"d"`
 }

@@ -104,16 +104,22 @@ func TestSuperseded(t *testing.T) {
 	var c counters
 	delta := outMsg{kind: msgDelta, msg: []byte("d")}
 	leave := outMsg{kind: msgLeave, msg: []byte("l")}
-	items := []outMsg{delta, {kind: msgFull, why: "gap"}, leave, delta}
-	got := superseded(items, "", &c)
-	want := []outMsg{leave, {kind: msgFull, why: "gap"}}
-	if len(got) != len(want) || got[0].kind != msgLeave || got[1].kind != msgFull || got[1].why != "gap" {
-		t.Fatalf("superseded = %+v, want %+v", got, want)
+	relay := outMsg{kind: msgFull, of: "n9", why: "gap"}
+	items := []outMsg{delta, {kind: msgFull, why: "gap"}, relay, leave, delta}
+	got := superseded(items, outMsg{kind: msgFull}, &c)
+	if len(got) != 3 || got[0].of != "n9" || got[1].kind != msgLeave || got[2].kind != msgFull || got[2].of != "" || got[2].why != "gap" {
+		t.Fatalf("superseded = %+v, want the relayed copy, the leave, then one full copy with the reason gap", got)
 	}
 	if n := c.queueSuperseded.Load(); n != 3 {
 		t.Fatalf("superseded count %d, want 3", n)
 	}
-	if got := superseded([]outMsg{{kind: msgFull, why: "gap"}}, "digest", &c); got[0].why != "digest" {
+	got = superseded([]outMsg{{kind: msgFull, why: "gap"}, delta}, outMsg{kind: msgFull, why: "digest"}, &c)
+	if len(got) != 1 || got[0].why != "digest" {
 		t.Fatalf("newer reason lost: %+v", got)
+	}
+	// A relayed copy replaces the older copy of the same node only.
+	got = superseded([]outMsg{relay, delta}, outMsg{kind: msgFull, of: "n9"}, &c)
+	if len(got) != 2 || got[0].kind != msgDelta || got[1].of != "n9" || got[1].why != "gap" {
+		t.Fatalf("relayed copy: %+v", got)
 	}
 }

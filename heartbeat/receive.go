@@ -30,9 +30,11 @@ func (h *Heartbeat) receive(buf []byte) {
 			h.work.push(task{kind: taskRequestFull, name: m.Node, why: why})
 		}
 	case *fullReqMsg:
-		if m.Of == h.cfg.Name {
-			h.work.push(task{kind: taskSendFull, name: m.From, why: m.Why})
+		of := m.Of
+		if of == h.cfg.Name {
+			of = ""
 		}
+		h.work.push(task{kind: taskSendFull, name: m.From, why: m.Why, of: of})
 	case *fullMsg:
 		h.applyFull(*m)
 	case *leaveMsg:
@@ -52,13 +54,21 @@ func (h *Heartbeat) receive(buf []byte) {
 }
 
 // digest takes a peer's digest of its own data (a message, or an ack's
-// payload): when the copy held here differs, the main loop looks into it.
+// payload) and those of the copies it holds of others': when a copy held
+// here differs, the main loop looks into it.
 func (h *Heartbeat) digest(m *digestMsg) {
 	h.c.digestsReceived.Add(1)
-	if h.store.Diverges(m.Node, m.Digest) == "" {
-		return
+	if h.store.Diverges(m.Node, m.Digest) != "" {
+		h.work.push(task{kind: taskDigest, name: m.Node, digest: m.Digest})
 	}
-	h.work.push(task{kind: taskDigest, name: m.Node, digest: m.Digest})
+	for _, o := range m.More {
+		if o.Node == "" || o.Node == h.cfg.Name || o.Node == m.Node {
+			continue
+		}
+		if h.store.Diverges(o.Node, o.Digest) != "" {
+			h.work.push(task{kind: taskDigest, name: o.Node, via: m.Node, digest: o.Digest})
+		}
+	}
 }
 
 // isRepair says whether a full copy taken for this reason repaired a
@@ -108,15 +118,17 @@ const (
 // flight that makes it moot. Main loop.
 type check struct {
 	at     time.Time
-	digest monitor.Digest // what the owner said it holds
+	digest monitor.Digest // what the owner (or via) said it holds
+	via    string         // the third node the digest came from, if any
 	full   *fullMsg       // the owner's data, from a push/pull
 }
 
 // divergence acts on a digest d that differs from the copy held, with
 // the peer's whole data when it came by push/pull (full, whose digest d
-// is). A copy behind gets a grace for the delta in flight; anything else
-// is acted upon at once. Main loop.
-func (h *Heartbeat) divergence(node string, d monitor.Digest, full *fullMsg) {
+// is). via is the third node that holds the copy d describes, when it is
+// not the owner's word. A copy behind gets a grace for the delta in
+// flight; anything else is acted upon at once. Main loop.
+func (h *Heartbeat) divergence(node, via string, d monitor.Digest, full *fullMsg) {
 	why := h.store.Diverges(node, d)
 	switch why {
 	case "":
@@ -134,21 +146,25 @@ func (h *Heartbeat) divergence(node string, d monitor.Digest, full *fullMsg) {
 		case c.full == nil && d.Gen >= c.digest.Gen, d.Gen > c.digest.Gen:
 			c.digest, c.full = d, nil
 		}
+		if via != "" && (c.via == "" || d.Gen >= c.digest.Gen) {
+			c.via = via
+		}
 		return
 	}
-	h.act(node, why, full)
+	h.act(node, why, via, full)
 }
 
 // recheck runs a divergence check whose grace is over. Main loop.
 func (h *Heartbeat) recheck(node string, c *check) {
 	if why := h.store.Diverges(node, c.digest); why != "" {
-		h.act(node, why, c.full)
+		h.act(node, why, c.via, c.full)
 	}
 }
 
 // act repairs a divergence: takes the push/pull data when there is some,
-// else asks the owner for its data. Main loop.
-func (h *Heartbeat) act(node, why string, full *fullMsg) {
+// else asks the owner for its data (and via, when the owner does not
+// answer). Main loop.
+func (h *Heartbeat) act(node, why, via string, full *fullMsg) {
 	reason := why
 	switch why {
 	case monitor.DivergeBehind, monitor.DivergeDiffers:
@@ -167,5 +183,5 @@ func (h *Heartbeat) act(node, why string, full *fullMsg) {
 		h.applyFull(m)
 		return
 	}
-	h.requestFull(node, reason)
+	h.requestFull(node, reason, via)
 }

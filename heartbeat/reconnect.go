@@ -210,8 +210,7 @@ func jitter(d time.Duration) time.Duration {
 }
 
 // reconnect starts an attempt for each dead peer of the reconnect set that
-// is due, and for each seed when no alive peer has its address (once the
-// first join is over: until then join tries them), and drops the peers
+// is due, and for each seed when this node is alone, and drops the peers
 // dead longer than ReconnectTimeout. Main loop.
 func (h *Heartbeat) reconnect(now time.Time) {
 	members := h.store.Members()
@@ -242,11 +241,12 @@ func (h *Heartbeat) reconnect(now time.Time) {
 		}
 		consider(p)
 	}
-	if h.joined.Load() {
+	// The seeds are tried when this node is alone (and its first join is
+	// over: until then join tries them): the peers seen alive are tried
+	// by name above, and a seed named by a host name would never match a
+	// member's address, to be joined again and again.
+	if h.joined.Load() && len(h.peers) == 0 {
 		taken := map[string]bool{h.Addr(): true}
-		for _, n := range h.peers {
-			taken[n.Address()] = true
-		}
 		// A peer that left is not looked for, even at a seed address:
 		// joining a node that is shutting down would bring it back for
 		// a moment and make its leave look like a death.

@@ -190,3 +190,32 @@ func TestReconnectSetFile(t *testing.T) {
 		t.Errorf("mode %v, want 0600", fi.Mode().Perm())
 	}
 }
+
+// TestBridgeRelaysData: n1 and n2 cannot reach each other, n3 reaches
+// both. Nobody is judged dead (the probes go round through n3), and n1's
+// changes reach n2 through n3: n2 learns from n3's acks that its copy is
+// behind and, n1 not answering, asks n3 for the copy it holds.
+func TestBridgeRelaysData(t *testing.T) {
+	fn := faultnet.New(faultSeed(t), faultnet.Options{})
+	defer fn.Close()
+	nodes := startCluster(t, 3, onNetwork(fn, nil))
+	fn.Cut("n1", "n2")
+	fn.Cut("n2", "n1")
+	for i := range 3 {
+		gen, _, _ := nodes[0].store.UpdateLocal("cli", func(d *monitor.NodeData) { d.Labels["bridge"] = fmt.Sprint(i) })
+		testutil.Eventually(t, 30*time.Second, func() bool { return holds(nodes[1], "n1", gen) },
+			"n2 never got n1's gen %d through n3: stats %+v", gen, func() any { return nodes[1].hb.Stats() })
+	}
+	if s := nodes[1].hb.Stats(); s.RelayRequests == 0 {
+		t.Errorf("n2 asked no relay: %+v", s)
+	}
+	for _, n := range nodes {
+		for _, m := range nodes {
+			if st := n.store.Members()[m.name].State; st != monitor.StateAlive {
+				t.Errorf("%s sees %s %s during the bridge", n.name, m.name, st)
+			}
+		}
+	}
+	fn.Heal()
+	waitConverged(t, nodes)
+}

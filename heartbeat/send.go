@@ -104,20 +104,43 @@ func (h *Heartbeat) sendFull(node, why string) {
 }
 
 // requestFull asks node for its whole data, unless a request is already
-// outstanding and recent.
-func (h *Heartbeat) requestFull(node, why string) {
+// outstanding and recent. via, when set, is a third node known to hold a
+// newer copy: asked too when the owner did not answer the first request
+// (or is not alive here): a bridge partition, where this node cannot reach
+// the owner but a third node can.
+func (h *Heartbeat) requestFull(node, why, via string) {
 	h.mu.Lock()
-	n, ok := h.peers[node]
 	p, pending := h.pending[node]
 	now := h.cfg.Now()
-	if !ok || (pending && now.Sub(p.at) < h.cfg.FullRetry) {
+	if pending && now.Sub(p.at) < h.cfg.FullRetry {
+		if via != "" && p.via == "" {
+			p.via = via
+			h.pending[node] = p
+		}
 		h.mu.Unlock()
 		return
 	}
-	h.pending[node] = pendingRequest{at: now, why: why}
+	if via == "" {
+		via = p.via
+	}
+	owner, ownerAlive := h.peers[node]
+	relay, relayAlive := h.peers[via]
+	toRelay := relayAlive && via != node && (pending || !ownerAlive)
+	if !ownerAlive && !toRelay {
+		h.mu.Unlock()
+		return
+	}
+	h.pending[node] = pendingRequest{at: now, why: why, via: via}
 	h.mu.Unlock()
-	h.c.fullRequests.Add(1)
-	h.send(n, encode(msgFullReq, fullReqMsg{From: h.cfg.Name, Of: node, Why: why}))
+	msg := encode(msgFullReq, fullReqMsg{From: h.cfg.Name, Of: node, Why: why})
+	if ownerAlive {
+		h.c.fullRequests.Add(1)
+		h.send(owner, msg)
+	}
+	if toRelay {
+		h.c.relayRequests.Add(1)
+		h.send(relay, msg)
+	}
 }
 
 // outMsg is one reliable send waiting in a peer's queue.
@@ -125,6 +148,7 @@ type outMsg struct {
 	kind byte   // msgDelta, msgFull or msgLeave
 	msg  []byte // nil for msgFull: built when sent
 	why  string // msgFull: the reason the receiver is told
+	of   string // msgFull: the node whose data (a relayed copy); "" for this node
 }
 
 // peerQueue holds the reliable (TCP) sends to one alive peer, in order,
@@ -169,11 +193,10 @@ func (h *Heartbeat) enqueue(name string, m outMsg) {
 	if m.kind != msgFull && len(q.items) >= h.cfg.QueueLimit {
 		h.c.queueOverflows.Add(1)
 		h.log.Warn("send queue full, queued deltas replaced by a full copy", "node", name, "limit", h.cfg.QueueLimit)
-		q.items = superseded(q.items, "", &h.c)
-		q.items = append(q.items, outMsg{kind: msgFull, why: whyFullOverflow})
+		q.items = superseded(q.items, outMsg{kind: msgFull, why: whyFullOverflow}, &h.c)
 	}
 	if m.kind == msgFull {
-		q.items = superseded(q.items, m.why, &h.c)
+		q.items = superseded(q.items, m, &h.c)
 	} else {
 		q.items = append(q.items, m)
 	}
@@ -188,23 +211,26 @@ func (h *Heartbeat) enqueue(name string, m outMsg) {
 	}
 }
 
-// superseded returns items without their deltas and full copies, then one
-// full copy whose reason is why, or the reason of a full copy dropped
-// when why is empty (a repair stays a repair).
-func superseded(items []outMsg, why string, c *counters) []outMsg {
+// superseded returns items followed by the full copy full, without what
+// full makes useless: the full copies of the same node's data and, for
+// this node's own data, its deltas. When full has no reason it takes the
+// one of a full copy it replaces (a repair stays a repair).
+func superseded(items []outMsg, full outMsg, c *counters) []outMsg {
 	keep := items[:0]
 	for _, it := range items {
-		switch it.kind {
-		case msgDelta, msgFull:
-			if it.kind == msgFull && why == "" {
-				why = it.why
+		switch {
+		case it.kind == msgFull && it.of == full.of:
+			if full.why == "" {
+				full.why = it.why
 			}
+			c.queueSuperseded.Add(1)
+		case it.kind == msgDelta && full.of == "":
 			c.queueSuperseded.Add(1)
 		default:
 			keep = append(keep, it)
 		}
 	}
-	return append(keep, outMsg{kind: msgFull, why: why})
+	return append(keep, full)
 }
 
 // drain sends q's messages one at a time until it is empty or its peer
@@ -224,10 +250,18 @@ func (h *Heartbeat) drain(name string, q *peerQueue) {
 		node := q.node
 		h.mu.Unlock()
 		msg := m.msg
-		if m.kind == msgFull {
+		switch {
+		case m.kind == msgFull && m.of == "":
 			gen, raw, _ := h.store.Local()
 			msg = encode(msgFull, fullMsg{Node: h.cfg.Name, Boot: h.store.Boot(), Gen: gen, Data: raw, Why: m.why})
 			h.c.fullSent.Add(1)
+		case m.kind == msgFull:
+			boot, gen, raw, ok := h.store.Copy(m.of)
+			if !ok {
+				continue
+			}
+			msg = encode(msgFull, fullMsg{Node: m.of, Boot: boot, Gen: gen, Data: raw, Why: m.why})
+			h.c.relaysSent.Add(1)
 		}
 		h.c.reliableSends.Add(1)
 		if err := h.ml.SendReliable(&node, msg); err != nil {

@@ -22,6 +22,12 @@ type closingTransport struct {
 	// which this wrapper does itself with ctx; another transport is
 	// trusted to end its dials when shut down.
 	tcp bool
+	// local, when set, is the address streams are dialled from: the bind
+	// address, so that a connection comes from the heartbeat's address
+	// and not from whichever the kernel picks (on loopback, 127.0.0.1 for
+	// every 127.x destination; on a host with several addresses, the
+	// route's).
+	local *net.TCPAddr
 }
 
 var _ memberlist.NodeAwareTransport = (*closingTransport)(nil)
@@ -32,6 +38,9 @@ func (t *closingTransport) DialAddressTimeout(a memberlist.Address, timeout time
 		return t.NodeAwareTransport.DialAddressTimeout(a, timeout)
 	}
 	d := net.Dialer{Timeout: timeout}
+	if t.local != nil {
+		d.LocalAddr = t.local
+	}
 	return d.DialContext(t.ctx, "tcp", a.Addr)
 }
 
@@ -69,7 +78,11 @@ func installTransport(ctx context.Context, mc *memberlist.Config, logger *log.Lo
 					mc.AdvertisePort = mc.BindPort
 				}
 			}
-			mc.Transport = &closingTransport{NodeAwareTransport: nt, ctx: ctx, tcp: true}
+			ct := &closingTransport{NodeAwareTransport: nt, ctx: ctx, tcp: true}
+			if ip := net.ParseIP(mc.BindAddr); ip != nil && !ip.IsUnspecified() {
+				ct.local = &net.TCPAddr{IP: ip}
+			}
+			mc.Transport = ct
 			return nil
 		}
 		if !strings.Contains(err.Error(), "address already in use") {

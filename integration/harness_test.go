@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -31,9 +32,12 @@ const (
 	pollEvery       = 100 * time.Millisecond
 )
 
-// stateDirEnv names the environment variable that gives each agent process
-// (and so its service and hook commands) its node's root directory.
-const stateDirEnv = "NODE_STATE_DIR"
+// stateDirEnv names the environment variable that gives each agent's
+// service and hook commands their node's root directory. Commands get a
+// clean environment (PATH, HOME, LANG, TZ and their own variables), so
+// the harness starts each agent with HOME set to its root: with --root
+// the agent itself does not use HOME.
+const stateDirEnv = "HOME"
 
 // clusterOpts shape a test cluster.
 type clusterOpts struct {
@@ -53,6 +57,16 @@ type clusterOpts struct {
 	// Extra, when set, returns more sections appended to node n's
 	// node.conf ([hook#NAME] ...).
 	Extra func(n *node) string
+	// Profile is the heartbeat profile; default local.
+	Profile string
+	// HB, when set, is more lines of node.conf's [hb] section
+	// (forget_after = 20s), the same on every node.
+	HB string
+	// Labels, when set, replaces node n's labels line value.
+	Labels func(n *node) string
+	// Env are more variables, KEY=VALUE, of every agent process's
+	// environment.
+	Env []string
 }
 
 // cluster is a set of agent processes of one test.
@@ -185,16 +199,23 @@ func (c *cluster) dumpLogs() {
 // the INI sections are written once).
 func (n *node) conf(secret string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "[node]\nname = %s\nlabels = idx=%d\n\n[cluster]\nname = %s\nseeds = %s\n",
-		n.name, n.i, n.c.name, strings.Join(n.c.seeds, " "))
+	labels := fmt.Sprintf("idx=%d", n.i)
+	if n.c.opts.Labels != nil {
+		labels = n.c.opts.Labels(n)
+	}
+	fmt.Fprintf(&b, "[node]\nname = %s\nlabels = %s\n\n[cluster]\nname = %s\nseeds = %s\n",
+		n.name, labels, n.c.name, strings.Join(n.c.seeds, " "))
 	if secret != "" {
 		fmt.Fprintf(&b, "secret = %s\n", secret)
 	}
 	if cc := n.c.opts.ClusterConf; cc != "" {
 		fmt.Fprintf(&b, "%s\n", strings.TrimRight(cc, "\n"))
 	}
-	fmt.Fprintf(&b, "\n[hb]\naddr = %s\nport = %d\nprofile = local\n\n[listener]\naddr = %s\nauth = none\n",
-		n.ip, n.hbPort, net.JoinHostPort(n.ip, strconv.Itoa(n.apiPort)))
+	fmt.Fprintf(&b, "\n[hb]\naddr = %s\nport = %d\nprofile = %s\n", n.ip, n.hbPort, cmp.Or(n.c.opts.Profile, "local"))
+	if hb := n.c.opts.HB; hb != "" {
+		fmt.Fprintf(&b, "%s\n", strings.TrimRight(hb, "\n"))
+	}
+	fmt.Fprintf(&b, "\n[listener]\naddr = %s\nauth = none\n", net.JoinHostPort(n.ip, strconv.Itoa(n.apiPort)))
 	if n.c.opts.Extra != nil {
 		fmt.Fprintf(&b, "\n%s\n", n.c.opts.Extra(n))
 	}
@@ -243,9 +264,9 @@ func (n *node) start() {
 	fmt.Fprintf(logf, "---- harness: start %s at %s ----\n", n.name, time.Now().Format(time.RFC3339Nano))
 	cmd := n.command(context.Background(), "daemon", "run", "--root", n.root)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Service commands inherit it: one service config, identical on every
+	// Service commands get it: one service config, identical on every
 	// node, keeps its state in a directory of each node's own.
-	cmd.Env = append(os.Environ(), stateDirEnv+"="+n.root)
+	cmd.Env = append(append(os.Environ(), n.c.opts.Env...), stateDirEnv+"="+n.root)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		n.c.t.Fatalf("start %s: %v", n.name, err)

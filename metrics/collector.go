@@ -33,6 +33,8 @@ type agentCollector struct {
 
 	published, journalBytes, journalSegments, journalErrors *prometheus.Desc
 	busSubscribers, busSlow, busSkipped                     *prometheus.Desc
+	journalWaiting, journalLost, ringBytes, ringRecords     *prometheus.Desc
+	peerDataRefused                                         *prometheus.Desc
 	events                                                  *prometheus.Desc
 	heartbeat                                               []hbCounter
 	streamSubscribers, streamSlow                           *prometheus.Desc
@@ -53,7 +55,12 @@ func newAgentCollector(m *Metrics) *agentCollector {
 		journalErrors:   desc("journal_write_errors_total", "Failed journal writes, rotations and fsyncs."),
 		busSubscribers:  desc("bus_subscribers", "Open subscriptions of the record bus (websocket streams, hooks, internal consumers)."),
 		busSlow:         desc("bus_slow_disconnects_total", "Bus subscriptions ended because they fell behind their lag limit."),
-		busSkipped:      desc("bus_skipped_records_total", "Records durable subscriptions (hooks) lost to journal retention."),
+		busSkipped:      desc("bus_skipped_records_total", "Records durable subscriptions (hooks) lost to journal retention or write errors."),
+		journalWaiting:  desc("journal_waiting_records", "Records published but not yet written to the journal (its writes fail): in memory only."),
+		journalLost:     desc("journal_lost_records_total", "Records that left the in-memory ring before the journal could write them."),
+		ringBytes:       desc("ring_bytes", "Memory held by the in-memory ring of the newest records ([journal] ring_bytes bounds it)."),
+		ringRecords:     desc("ring_records", "Records in the in-memory ring."),
+		peerDataRefused: desc("peer_data_refused_total", "Peers' data refused on receipt for being over [node] max_data."),
 		events:          desc("events_total", "Event records published, by event id (data.id).", "id"),
 		heartbeat: []hbCounter{
 			hb("deltas_sent", "JSON-patch deltas of this node's data sent to peers.", func(s *heartbeat.Stats) uint64 { return s.DeltasSent }),
@@ -64,12 +71,18 @@ func newAgentCollector(m *Metrics) *agentCollector {
 			hb("full_received", "Whole copies of a peer's data received.", func(s *heartbeat.Stats) uint64 { return s.FullReceived }),
 			hb("full_applied", "Whole copies of a peer's data applied.", func(s *heartbeat.Stats) uint64 { return s.FullApplied }),
 			hb("full_requests", "Requests sent to peers for a whole copy of their data.", func(s *heartbeat.Stats) uint64 { return s.FullRequests }),
-			hb("resyncs", "Peers resynchronised with a whole copy after a gap.", func(s *heartbeat.Stats) uint64 { return s.Resyncs }),
+			hb("resyncs", "Peers' data repaired with a whole copy (after a gap, a failed delta, a digest that differed, or push/pull data still newer after a grace).", func(s *heartbeat.Stats) uint64 { return s.Resyncs }),
 			hb("bad_messages", "Heartbeat messages that could not be decoded or applied.", func(s *heartbeat.Stats) uint64 { return s.BadMessages }),
 			hb("sent_bytes", "Bytes of heartbeat messages sent.", func(s *heartbeat.Stats) uint64 { return s.BytesSent }),
 			hb("orders_received", "Orders (freeze, thaw, service orders) received from peers.", func(s *heartbeat.Stats) uint64 { return s.OrdersReceived }),
 			hb("reliable_sends", "Messages sent over the reliable (TCP) channel.", func(s *heartbeat.Stats) uint64 { return s.ReliableSends }),
 			hb("send_errors", "Heartbeat sends that failed.", func(s *heartbeat.Stats) uint64 { return s.SendErrors }),
+			hb("digests_sent", "Digests of this node's data sent to peers after its last change.", func(s *heartbeat.Stats) uint64 { return s.DigestsSent }),
+			hb("digests_received", "Digests of peers' data received (messages and probe acks).", func(s *heartbeat.Stats) uint64 { return s.DigestsReceived }),
+			hb("divergences", "Copies of a peer's data found behind or different by a digest or a push/pull, past the grace for a delta in flight.", func(s *heartbeat.Stats) uint64 { return s.Divergences }),
+			hb("relay_requests", "Requests for a node's data sent to a third node because the owner did not answer (a bridge partition).", func(s *heartbeat.Stats) uint64 { return s.RelayRequests }),
+			hb("relays_sent", "Copies of another node's data sent to a peer that could not reach it.", func(s *heartbeat.Stats) uint64 { return s.RelaysSent }),
+			hb("queue_overflows", "Peer send queues that reached their bound (their deltas were replaced by one full copy).", func(s *heartbeat.Stats) uint64 { return s.QueueOverflows }),
 		},
 		streamSubscribers: desc("stream_subscribers", "Open websocket streams on GET /v1/events."),
 		streamSlow:        desc("stream_slow_disconnects_total", "Websocket streams closed because the subscriber could not keep up."),
@@ -87,6 +100,7 @@ func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.published, c.journalBytes, c.journalSegments, c.journalErrors,
 		c.busSubscribers, c.busSlow, c.busSkipped, c.events,
+		c.journalWaiting, c.journalLost, c.ringBytes, c.ringRecords, c.peerDataRefused,
 		c.streamSubscribers, c.streamSlow, c.members,
 		c.hookRuns, c.hookFailures, c.hookTimeouts, c.hookSkipped, c.hookDuration,
 	} {
@@ -119,6 +133,13 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- gauge(c.busSubscribers, float64(st.Subscribers))
 		ch <- counter(c.busSlow, st.SlowDisconnects)
 		ch <- counter(c.busSkipped, st.Skipped)
+		ch <- gauge(c.journalWaiting, float64(st.JournalWaiting))
+		ch <- counter(c.journalLost, st.JournalLost)
+		ch <- gauge(c.ringBytes, float64(st.RingBytes))
+		ch <- gauge(c.ringRecords, float64(st.RingRecords))
+	}
+	if src.PeerDataRefused != nil {
+		ch <- counter(c.peerDataRefused, src.PeerDataRefused())
 	}
 	c.collectEvents(ch)
 	if src.Heartbeat != nil {

@@ -117,6 +117,18 @@ func (s *Store) Digest(node string) (Digest, bool) {
 	return e.digest(), true
 }
 
+// Copy returns the copy held of node's data: boot, generation and
+// canonical JSON, to send to a peer that cannot reach node.
+func (s *Store) Copy(node string) (boot string, gen uint64, raw []byte, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.nodes[node]
+	if !ok {
+		return "", 0, nil, false
+	}
+	return e.boot, e.data.Gen, e.raw, true
+}
+
 // Reasons Diverges gives for asking a peer for its whole data.
 const (
 	// DivergeUnknown: no copy of the node's data is held.
@@ -138,6 +150,9 @@ func (s *Store) Diverges(node string, d Digest) string {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if until, ok := s.refused[node]; ok && s.now().Before(until) {
+		return "" // its data is over max_data: asking again brings nothing
+	}
 	e, ok := s.nodes[node]
 	switch {
 	case !ok:

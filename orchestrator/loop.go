@@ -327,15 +327,15 @@ func (o *Orchestrator) launch(ctx context.Context, s *config.Service, st *local,
 		argv = s.Stop
 	}
 	st.busy = true
-	name, check, timeout := s.Name, s.Check, s.Timeout
+	name, check, env, timeout := s.Name, s.Check, s.Env, s.Timeout
 	o.cmds.Add(1)
 	go func() {
 		defer o.cmds.Done()
 		r := result{svc: name, action: action, reason: reason}
-		r.code, r.err = o.cfg.Runner.Run(ctx, Command{Service: name, Action: action, Argv: argv, Timeout: timeout})
+		r.code, r.err = o.cfg.Runner.Run(ctx, Command{Service: name, Action: action, Argv: argv, Env: env, Timeout: timeout})
 		if action != ActionCheck && ctx.Err() == nil {
 			o.stats.checks.Add(1)
-			r.checkCode, r.checkErr = o.cfg.Runner.Run(ctx, Command{Service: name, Action: ActionCheck, Argv: check, Timeout: timeout})
+			r.checkCode, r.checkErr = o.cfg.Runner.Run(ctx, Command{Service: name, Action: ActionCheck, Argv: check, Env: env, Timeout: timeout})
 		}
 		if action == ActionCheck {
 			o.stats.checks.Add(1)

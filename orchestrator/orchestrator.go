@@ -32,6 +32,8 @@ const (
 	logKeyReason    = "reason"
 	logKeyExit      = "exit"
 	logKeyOutput    = "output"
+	logKeyStderr    = "stderr"
+	logKeySignal    = "signal"
 	logKeyTimeout   = "timeout"
 	logKeyErr       = "err"
 	logKeyPath      = "path"

@@ -11,6 +11,14 @@ func newNodeCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "node",
 		Short: "Node orders: freeze, thaw",
+		Long: `Freeze or thaw a node. A frozen node keeps running its service instances,
+but the orchestrator starts, stops or fails over nothing there until it is
+thawed; the freeze survives restarts. An order for another node is forwarded
+to it, and the command returns once that node's data shows it.`,
+		Example: `  agent node freeze
+  agent node thaw
+  agent node freeze --node NODE
+  agent node thaw --node NODE --server http://HOST:1215 --token TOKEN`,
 	}
 	for _, action := range []string{"freeze", "thaw"} {
 		cmd.AddCommand(newNodeOrderCmd(g, action))
@@ -27,7 +35,7 @@ func newNodeOrderCmd(g *globals, action string) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     action,
 		Short:   short,
-		Example: fmt.Sprintf("  agent node %s\n  agent node %s --node n2", action, action),
+		Example: fmt.Sprintf("  agent node %[1]s\n  agent node %[1]s --node NODE\n  agent --root /srv/agents/n1 node %[1]s --node n2", action),
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client()
@@ -59,6 +67,6 @@ func newNodeOrderCmd(g *globals, action string) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&node, "node", "", "the node to order (default: the agent's own node)")
+	cmd.Flags().StringVar(&node, "node", "", "the `NODE` to order (default: the agent's own node)")
 	return cmd
 }

@@ -3,11 +3,13 @@
 // nft rules in an output chain of that namespace.
 //
 // The processes run inside the namespace on its loopback, node i on
-// 127.0.0.i. Addresses alone do not identify a sender on loopback: a TCP
-// connection to 127.0.0.3 is made from 127.0.0.1 whoever dials it, since
-// the kernel picks the route's source. So node i also runs with group id
-// GID(i), and the rules match the sending socket's group (meta skgid) as
-// well as the source address (UDP is sent from the bound address).
+// 127.0.0.i. Addresses alone identify a sender only if it sends from its
+// own address: UDP from a bound socket does, and so does TCP from a socket
+// bound before it connects (the agent binds its heartbeat address), but a
+// TCP connection to 127.0.0.3 made without binding comes from 127.0.0.1,
+// the route's source, whoever dials it (and is then taken for node 1's).
+// So node i also runs with group id GID(i), and the rules match the
+// sending socket's group (meta skgid) as well as the source address.
 //
 // Everything needs root, iproute2 (ip) and nftables (nft). Check says
 // whether they are there; tests call Require, which skips loudly or, with
