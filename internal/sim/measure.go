@@ -161,7 +161,7 @@ func (t Traffic) BytesPerNodePerSec(nodes int) float64 {
 // Traffic measures the window d while rate changes per second (wall time;
 // 0: idle) are made, each on a random node.
 func (c *Cluster) Traffic(ctx context.Context, d time.Duration, rate float64) (Traffic, error) {
-	net0, hb0, cpu0 := c.net.Total(), c.hbStats(), cpuTime()
+	net0, hb0, cpu0 := c.net.Total(), c.HeartbeatStats(), cpuTime()
 	t0 := time.Now()
 	changes := 0
 	var err error
@@ -194,11 +194,13 @@ func (c *Cluster) Traffic(ctx context.Context, d time.Duration, rate float64) (T
 	}
 	return Traffic{
 		Window: time.Since(t0), Changes: changes,
-		Net: c.net.Total().Sub(net0), HB: subStats(c.hbStats(), hb0), CPU: cpuTime() - cpu0,
+		Net: c.net.Total().Sub(net0), HB: SubStats(c.HeartbeatStats(), hb0), CPU: cpuTime() - cpu0,
 	}, err
 }
 
-func (c *Cluster) hbStats() heartbeat.Stats {
+// HeartbeatStats is the counters the simulation reports, summed over
+// every node's heartbeat.
+func (c *Cluster) HeartbeatStats() heartbeat.Stats {
 	var s heartbeat.Stats
 	for _, n := range c.nodes {
 		s = addStats(s, n.Heartbeat.Stats())
@@ -206,8 +208,7 @@ func (c *Cluster) hbStats() heartbeat.Stats {
 	return s
 }
 
-// addStats and subStats sum and subtract the counters the simulation
-// reports.
+// addStats sums the counters the simulation reports.
 func addStats(a, b heartbeat.Stats) heartbeat.Stats {
 	a.DeltasSent += b.DeltasSent
 	a.DeltasApplied += b.DeltasApplied
@@ -222,7 +223,10 @@ func addStats(a, b heartbeat.Stats) heartbeat.Stats {
 	return a
 }
 
-func subStats(a, b heartbeat.Stats) heartbeat.Stats {
+// SubStats returns the counters the simulation reports (deltas and full
+// copies sent and applied, full requests, resyncs, divergences, digests,
+// queue overflows, send errors, bytes) of a less those of an earlier b.
+func SubStats(a, b heartbeat.Stats) heartbeat.Stats {
 	a.DeltasSent -= b.DeltasSent
 	a.DeltasApplied -= b.DeltasApplied
 	a.FullSent -= b.FullSent

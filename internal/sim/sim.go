@@ -37,6 +37,9 @@ type Config struct {
 	StartTimeout time.Duration
 	// Heartbeat, when set, adjusts each node's heartbeat config last.
 	Heartbeat func(*heartbeat.Config)
+	// Memberlist, when set, adjusts each node's memberlist config last
+	// (after the scaling and the transport).
+	Memberlist func(*memberlist.Config)
 	// Progress, when set, is told what a long start-up is doing.
 	Progress func(format string, args ...any)
 }
@@ -203,6 +206,9 @@ func (c *Cluster) startNode(name string, idx int, seeds []string) (*Node, error)
 		Tune: func(mc *memberlist.Config) {
 			scaleMemberlist(mc, k)
 			c.net.Install(mc)
+			if c.cfg.Memberlist != nil {
+				c.cfg.Memberlist(mc)
+			}
 		},
 	}
 	scaleHeartbeat(&hc, k)
