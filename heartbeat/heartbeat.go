@@ -379,12 +379,13 @@ func (h *Heartbeat) mainLoop(ctx context.Context) {
 const idleRefresh = time.Minute
 
 // watching says whether the refresh has work every Refresh: dead or left
-// peers whose data awaits forgetting, unanswered full requests, peers of
-// the reconnect set to try or to save.
+// peers whose data awaits forgetting, unanswered full requests, alive
+// peers whose data has not come yet, peers of the reconnect set to try or
+// to save.
 func (h *Heartbeat) watching() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if len(h.gone) > 0 || len(h.pending) > 0 || (h.known.dirty && h.cfg.PeersFile != "") {
+	if len(h.gone) > 0 || len(h.pending) > 0 || len(h.awaiting) > 0 || (h.known.dirty && h.cfg.PeersFile != "") {
 		return true
 	}
 	for name := range h.known.peers {
