@@ -64,6 +64,9 @@ type clusterOpts struct {
 	HB string
 	// Labels, when set, replaces node n's labels line value.
 	Labels func(n *node) string
+	// Listener, when set, returns the lines that replace "auth = none" in
+	// the [listener] section of node n (auth, token_file, max_conns, ...).
+	Listener func(n *node) string
 	// Env are more variables, KEY=VALUE, of every agent process's
 	// environment.
 	Env []string
@@ -215,7 +218,11 @@ func (n *node) conf(secret string) string {
 	if hb := n.c.opts.HB; hb != "" {
 		fmt.Fprintf(&b, "%s\n", strings.TrimRight(hb, "\n"))
 	}
-	fmt.Fprintf(&b, "\n[listener]\naddr = %s\nauth = none\n", net.JoinHostPort(n.ip, strconv.Itoa(n.apiPort)))
+	listener := "auth = none"
+	if n.c.opts.Listener != nil {
+		listener = strings.TrimRight(n.c.opts.Listener(n), "\n")
+	}
+	fmt.Fprintf(&b, "\n[listener]\naddr = %s\n%s\n", net.JoinHostPort(n.ip, strconv.Itoa(n.apiPort)), listener)
 	if n.c.opts.Extra != nil {
 		fmt.Fprintf(&b, "\n%s\n", n.c.opts.Extra(n))
 	}

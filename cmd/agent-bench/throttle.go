@@ -8,22 +8,33 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
-// throttleRow runs five real agents and, for b.throttle, gives one of them
-// (n5) a fifth of a core with a cgroup CPU quota: alone in its cgroup, then
-// sharing it with a busy loop that takes what the agent does not. It counts
+// throttle ways of starving the agent of CPU.
+const (
+	quotaAlone = iota // a cgroup CPU quota of a fifth of a core
+	quotaBusy         // the same quota, shared with a busy loop
+	niceBusy          // nice 19, pinned to one CPU beside a busy loop pinned there
+)
+
+// throttleRow runs five real agents and, for b.throttle, starves one of
+// them (n5) of CPU: held to a fifth of a core with a cgroup CPU quota,
+// alone in its cgroup, then sharing it with a busy loop; then at nice 19
+// pinned to one CPU beside a busy loop pinned there (taskset). It counts
 // how often the four others declared n5 dead meanwhile: the target is
-// never. It needs root and a writable cgroup cpu controller (v1 or v2).
+// never. It needs root, a writable cgroup cpu controller (v1 or v2) and
+// taskset.
 func (b *bench) throttleRow(dir string) {
-	for _, busy := range []bool{false, true} {
-		what := fmt.Sprintf("agent at a fifth of a core for %v (cgroup CPU quota), %s profile: false downs", b.throttle, b.profile)
-		if busy {
-			what = fmt.Sprintf("agent sharing a fifth of a core with a busy loop for %v (cgroup CPU quota), %s profile: false downs", b.throttle, b.profile)
-		}
+	for _, way := range []int{quotaAlone, quotaBusy, niceBusy} {
+		what := [...]string{
+			"agent at a fifth of a core (cgroup CPU quota)",
+			"agent sharing a fifth of a core with a busy loop (cgroup CPU quota)",
+			"agent at nice 19 pinned beside a busy loop (taskset)",
+		}[way] + fmt.Sprintf(" for %v, %s profile: false downs", b.throttle, b.profile)
 		b.logf("throttle: %s", what)
-		res, ok, err := b.throttleOnce(filepath.Join(dir, fmt.Sprintf("throttle-%v", busy)), busy)
+		res, ok, err := b.throttleOnce(filepath.Join(dir, fmt.Sprintf("throttle-%d", way)), way)
 		if err != nil {
 			b.add(what, "not measured: "+err.Error(), "0", nil)
 			continue
@@ -32,29 +43,57 @@ func (b *bench) throttleRow(dir string) {
 	}
 }
 
-func (b *bench) throttleOnce(dir string, busy bool) (string, bool, error) {
-	cg, err := newCPUCgroup(fmt.Sprintf("agent-bench-%d", os.Getpid()), 20000, 100000)
-	if err != nil {
-		return "", false, err
+func (b *bench) throttleOnce(dir string, way int) (string, bool, error) {
+	var cg *cpuCgroup
+	if way != niceBusy {
+		var err error
+		if cg, err = newCPUCgroup(fmt.Sprintf("agent-bench-%d", os.Getpid()), 20000, 100000); err != nil {
+			return "", false, err
+		}
+		defer cg.remove()
+	} else if _, err := exec.LookPath("taskset"); err != nil {
+		return "", false, errors.New("no taskset command")
 	}
-	defer cg.remove()
 	pc, roots, err := startProcs(b.agent, dir, 5, b.profile)
 	if err != nil {
 		return "", false, err
 	}
 	defer pc.stop()
 	victim := pc.cmds[4].Process.Pid
-	if err := cg.add(victim); err != nil {
-		return "", false, err
+	if cg != nil {
+		if err := cg.add(victim); err != nil {
+			return "", false, err
+		}
 	}
-	if busy {
+	if way != quotaAlone {
 		loop := exec.Command("sh", "-c", "while :; do :; done")
+		if way == niceBusy {
+			loop = exec.Command("taskset", "-c", "0", "sh", "-c", "while :; do :; done")
+		}
 		if err := loop.Start(); err != nil {
 			return "", false, err
 		}
 		defer func() { _ = loop.Process.Kill(); _ = loop.Wait() }()
-		if err := cg.add(loop.Process.Pid); err != nil {
-			return "", false, err
+		if cg != nil {
+			if err := cg.add(loop.Process.Pid); err != nil {
+				return "", false, err
+			}
+		}
+	}
+	if way == niceBusy {
+		if out, err := exec.Command("taskset", "-a", "-p", "-c", "0", fmt.Sprint(victim)).CombinedOutput(); err != nil {
+			return "", false, fmt.Errorf("taskset: %v: %s", err, out)
+		}
+		if err := syscall.Setpriority(syscall.PRIO_PROCESS, victim, 19); err != nil {
+			return "", false, fmt.Errorf("nice 19: %w", err)
+		}
+		// Every thread: setpriority on a pid only renices its main thread.
+		if ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", victim)); err == nil {
+			for _, e := range ents {
+				if tid, err := strconv.Atoi(e.Name()); err == nil {
+					_ = syscall.Setpriority(syscall.PRIO_PROCESS, tid, 19)
+				}
+			}
 		}
 	}
 	t0 := time.Now()
@@ -69,10 +108,13 @@ func (b *bench) throttleOnce(dir string, busy bool) (string, bool, error) {
 		return "", false, err
 	}
 	used := float64(c1-c0) / clockTicks / el * 100
-	if err := cg.release(victim); err != nil {
-		return "", false, err
+	var throttled time.Duration
+	if cg != nil {
+		if err := cg.release(victim); err != nil {
+			return "", false, err
+		}
+		throttled, _ = cg.throttledTime()
 	}
-	throttled, _ := cg.throttledTime()
 	downs := 0
 	for _, r := range roots[:4] {
 		out, err := exec.Command(b.agent, "--root", r.root, "events", "--since", "0", "--kind", "event", "-o", "json",
