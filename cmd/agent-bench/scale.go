@@ -92,7 +92,14 @@ func (b *bench) scaleRows(n int) {
 		b.add(label, "not measured: "+err.Error(), "", nil)
 		return
 	}
-	spreads, err := c.Spread(ctx, samples, time.Duration(float64(100*time.Millisecond)*k), time.Duration(float64(30*time.Second)*k))
+	pause, limit := time.Duration(float64(100*time.Millisecond)*k), time.Duration(float64(30*time.Second)*k)
+	spreads, err := c.Spread(ctx, samples, 0, pause, limit)
+	if err != nil {
+		b.add(label, "not measured: "+err.Error(), "", nil)
+		return
+	}
+	b.logf("%s: %d large changes", label, max(5, samples/3))
+	large, err := c.Spread(ctx, max(5, samples/3), largeChange, pause, limit)
 	if err != nil {
 		b.add(label, "not measured: "+err.Error(), "", nil)
 		return
@@ -109,18 +116,6 @@ func (b *bench) scaleRows(n int) {
 		conv = err.Error()
 	}
 
-	var t99, t100 []time.Duration
-	missed := 0
-	for _, s := range spreads {
-		if s.T99 > 0 {
-			t99 = append(t99, s.T99)
-		}
-		if s.T100 > 0 {
-			t100 = append(t100, s.T100)
-		} else {
-			missed++
-		}
-	}
 	real := func(d time.Duration) time.Duration { return time.Duration(float64(d) / k) }
 	spread := func(d []time.Duration) string {
 		p50, p99 := quantile(d, 0.5), quantile(d, 0.99)
@@ -130,16 +125,23 @@ func (b *bench) scaleRows(n int) {
 		}
 		return s
 	}
+	t99, t100, missed := spreadTimes(spreads)
 	b.add(label+": one change → 99 % of the other nodes", fmt.Sprintf("%s, %d samples", spread(t99), len(spreads)), "", nil)
 	res := fmt.Sprintf("%s, %d samples", spread(t100), len(spreads))
 	if missed > 0 {
-		res += fmt.Sprintf("; %d changes not everywhere within %v", missed, real(time.Duration(float64(30*time.Second)*k)))
+		res += fmt.Sprintf("; %d changes not everywhere within %v", missed, real(limit))
 	}
 	target, ok := "", (*bool)(nil)
 	if n >= 1000 {
 		target, ok = "p99 ≤ 1 s", ptr(missed == 0 && real(quantile(t100, 0.99)) <= time.Second)
 	}
 	b.add(label+": one change → 100 % of the other nodes", res, target, ok)
+	_, l100, lmissed := spreadTimes(large)
+	res = fmt.Sprintf("%s, %d samples", spread(l100), len(large))
+	if lmissed > 0 {
+		res += fmt.Sprintf("; %d changes not everywhere within %v", lmissed, real(limit))
+	}
+	b.add(fmt.Sprintf("%s: one %d B change (over the packet size: TCP to each peer) → 100 %%", label, largeChange), res, "", nil)
 
 	perNode := func(t sim.Traffic) string {
 		bps := t.BytesPerNodePerSec(n) * k
@@ -161,11 +163,31 @@ func (b *bench) scaleRows(n int) {
 
 	hb := sim.SubStats(c.HeartbeatStats(), hb0)
 	full := fmt.Sprintf("%d resyncs, %d full requests, %d full sends, %d divergences, %d queue overflows over %d changes; %s",
-		hb.Resyncs, hb.FullRequests, hb.FullSent, hb.Divergences, hb.QueueOverflows, len(spreads)+load.Changes, conv)
+		hb.Resyncs, hb.FullRequests, hb.FullSent, hb.Divergences, hb.QueueOverflows, len(spreads)+len(large)+load.Changes, conv)
 	b.add(label+": full resyncs while measuring", full, "0", ptr(hb.Resyncs == 0))
 	b.add(label+": start-up and footprint",
 		fmt.Sprintf("converged %v after start; %.1f goroutines per node; heap %s", c.StartTime.Round(time.Second),
 			float64(c.Goroutines)/float64(n), heapMiB()), "", nil)
+}
+
+// largeChange is the size of the label value of the large changes: over
+// the heartbeat's UDP limit (memberlist's 1400-byte packets, less headers).
+const largeChange = 2048
+
+// spreadTimes returns the times to 99 % and 100 % of the changes that got
+// there, and how many never reached every node.
+func spreadTimes(spreads []sim.Spread) (t99, t100 []time.Duration, missed int) {
+	for _, s := range spreads {
+		if s.T99 > 0 {
+			t99 = append(t99, s.T99)
+		}
+		if s.T100 > 0 {
+			t100 = append(t100, s.T100)
+		} else {
+			missed++
+		}
+	}
+	return t99, t100, missed
 }
 
 func heapMiB() string {

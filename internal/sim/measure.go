@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -105,10 +106,13 @@ type Spread struct {
 }
 
 // Spread makes samples changes, one at a time, each on a random node,
-// and measures how each reaches the others. A change not everywhere
-// within timeout is recorded with what it reached. pause separates two
-// changes (plus a random part as long), so that each is sent on its own.
-func (c *Cluster) Spread(ctx context.Context, samples int, pause, timeout time.Duration) ([]Spread, error) {
+// and measures how each reaches the others. Each change sets a label to
+// a value of at least size bytes (a small change when size is 0; over
+// about 1.2 KiB the delta no longer fits a packet and goes by TCP to each
+// peer). A change not everywhere within timeout is recorded with what it
+// reached. pause separates two changes (plus a random part as long), so
+// that each is sent on its own.
+func (c *Cluster) Spread(ctx context.Context, samples, size int, pause, timeout time.Duration) ([]Spread, error) {
 	var out []Spread
 	for s := range samples {
 		owner := c.rng.IntN(len(c.nodes))
@@ -116,6 +120,9 @@ func (c *Cluster) Spread(ctx context.Context, samples int, pause, timeout time.D
 		gen, _, _ := n.Store.Local()
 		p := c.track.watch(owner, gen+1, len(c.nodes))
 		value := strconv.Itoa(s)
+		if len(value) < size {
+			value += strings.Repeat("x", size-len(value))
+		}
 		if _, _, err := n.Store.UpdateLocal("sim", func(d *monitor.NodeData) { d.Labels["spread"] = value }); err != nil {
 			return out, err
 		}

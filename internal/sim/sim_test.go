@@ -31,10 +31,16 @@ func TestSmoke(t *testing.T) {
 	}
 	t.Logf("50 nodes converged in %v, %d goroutines", c.StartTime.Round(time.Millisecond), c.Goroutines)
 
-	spreads, err := c.Spread(ctx, 5, 20*time.Millisecond, 20*time.Second)
+	spreads, err := c.Spread(ctx, 5, 0, 20*time.Millisecond, 20*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Two changes too large for a packet: TCP to each peer.
+	large, err := c.Spread(ctx, 2, 2048, 20*time.Millisecond, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spreads = append(spreads, large...)
 	for _, s := range spreads {
 		if s.Reached != 49 || s.T100 == 0 || s.T99 == 0 || s.T99 > s.T100 {
 			t.Errorf("change on %s reached %d of 49 nodes (99 %% after %v, all after %v)", s.Owner, s.Reached, s.T99, s.T100)
