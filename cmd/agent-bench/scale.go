@@ -136,6 +136,15 @@ func (b *bench) scaleRows(n int) {
 		target, ok = "p99 ≤ 1 s", ptr(missed == 0 && real(quantile(t100, 0.99)) <= time.Second)
 	}
 	b.add(label+": one change → 100 % of the other nodes", res, target, ok)
+	var first, fan []time.Duration
+	for _, sp := range spreads {
+		if sp.T100 > 0 {
+			first = append(first, sp.T1)
+			fan = append(fan, sp.T100-sp.T1)
+		}
+	}
+	b.add(label+": one change → first node; first → last node (the owner's sends in turn)",
+		fmt.Sprintf("first: %s; first → last: %s", spread(first), spread(fan)), "", nil)
 	_, l100, lmissed := spreadTimes(large)
 	res = fmt.Sprintf("%s, %d samples", spread(l100), len(large))
 	if lmissed > 0 {

@@ -31,6 +31,7 @@ type probe struct {
 	count int
 	need  int // receivers for 99 %
 	all   int // every receiver
+	t1    time.Duration
 	t99   time.Duration
 	t100  time.Duration
 	done  chan struct{}
@@ -63,6 +64,9 @@ func (t *tracker) observer(i int) func(node string, old, new *monitor.NodeData) 
 		p.got[i] = true
 		p.count++
 		el := time.Since(p.t0)
+		if p.count == 1 {
+			p.t1 = el
+		}
 		if p.count == p.need {
 			p.t99 = el
 		}
@@ -85,22 +89,23 @@ func (t *tracker) watch(owner int, gen uint64, nodes int) *probe {
 }
 
 // unwatch stops watching owner and returns what the probe saw.
-func (t *tracker) unwatch(owner int, p *probe) (t99, t100 time.Duration, reached int) {
+func (t *tracker) unwatch(owner int, p *probe) Spread {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.probes[owner] == p {
 		delete(t.probes, owner)
 	}
-	return p.t99, p.t100, p.count
+	return Spread{T1: p.t1, T99: p.t99, T100: p.t100, Reached: p.count}
 }
 
 // Spread is how one change reached the other nodes.
 type Spread struct {
 	// Owner is the node that made the change.
 	Owner string
-	// T99 and T100 are the times until 99 % and 100 % of the other
-	// nodes held it (wall time; zero when not reached).
-	T99, T100 time.Duration
+	// T1, T99 and T100 are the times until the first, 99 % and 100 % of
+	// the other nodes held it (wall time; zero when not reached). T100 less
+	// T1 is mostly the owner sending to each peer in turn.
+	T1, T99, T100 time.Duration
 	// Reached is how many of the other nodes held it in the end.
 	Reached int
 }
@@ -133,8 +138,9 @@ func (c *Cluster) Spread(ctx context.Context, samples, size int, pause, timeout 
 		case <-ctx.Done():
 		}
 		wait.Stop()
-		t99, t100, reached := c.track.unwatch(owner, p)
-		out = append(out, Spread{Owner: n.Name, T99: t99, T100: t100, Reached: reached})
+		sp := c.track.unwatch(owner, p)
+		sp.Owner = n.Name
+		out = append(out, sp)
 		if err := ctx.Err(); err != nil {
 			return out, err
 		}
