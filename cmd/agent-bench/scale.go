@@ -115,6 +115,9 @@ func (b *bench) scaleRows(n int) {
 	if err := c.WaitConverged(ctx, time.Duration(float64(30*time.Second)*k)); err != nil {
 		conv = err.Error()
 	}
+	hb := sim.SubStats(c.HeartbeatStats(), hb0)
+	b.logf("%s: one node joins", label)
+	join, joinErr := c.JoinOne(ctx, time.Duration(float64(60*time.Second)*k))
 
 	real := func(d time.Duration) time.Duration { return time.Duration(float64(d) / k) }
 	spread := func(d []time.Duration) string {
@@ -170,10 +173,16 @@ func (b *bench) scaleRows(n int) {
 		b.add(label+": push/pull message size", "no push/pull in the windows", "", nil)
 	}
 
-	hb := sim.SubStats(c.HeartbeatStats(), hb0)
 	full := fmt.Sprintf("%d resyncs, %d full requests, %d full sends, %d divergences, %d queue overflows over %d changes; %s",
 		hb.Resyncs, hb.FullRequests, hb.FullSent, hb.Divergences, hb.QueueOverflows, len(spreads)+len(large)+load.Changes, conv)
 	b.add(label+": full resyncs while measuring", full, "0", ptr(hb.Resyncs == 0))
+	if joinErr != nil {
+		b.add(label+": one node joins", "not measured: "+joinErr.Error(), "", nil)
+	} else {
+		b.add(label+": one node joins (through n1)", fmt.Sprintf("holds every node's data after %s, every node holds its data after %s; %d TCP streams, %.0f KiB",
+			ms(time.Duration(float64(join.Holds)/k)), ms(time.Duration(float64(join.Held)/k)), join.Net.StreamsAccepted,
+			float64(join.Net.StreamBytesSent)/1024), "", nil)
+	}
 	b.add(label+": start-up and footprint",
 		fmt.Sprintf("converged %v after start; %.1f goroutines per node; heap %s", c.StartTime.Round(time.Second),
 			float64(c.Goroutines)/float64(n), heapMiB()), "", nil)

@@ -261,3 +261,59 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// Join is how a node joining the cluster got and gave the data.
+type Join struct {
+	// Holds is the time until the newcomer held every node's data; Held,
+	// until every node held the newcomer's (wall time).
+	Holds, Held time.Duration
+	// Net is the network's counters from the start until both were done,
+	// every node summed.
+	Net faultnet.Counters
+}
+
+// JoinOne starts one more node, joining through n1, waits until it holds
+// every node's data and every node holds its own, then has it leave. The
+// cluster is not the same afterwards (a node joined and left): this is
+// the last measurement to make on it.
+func (c *Cluster) JoinOne(ctx context.Context, timeout time.Duration) (Join, error) {
+	name := fmt.Sprintf("n%d", len(c.nodes)+1)
+	net0 := c.net.Total()
+	t0 := time.Now()
+	n, err := c.startNode(name, -1, []string{c.net.Addr(c.nodes[0].Name)})
+	if err != nil {
+		return Join{}, err
+	}
+	defer func() {
+		_ = n.Heartbeat.Leave(c.cfg.scale(time.Second))
+		n.stop()
+	}()
+	var j Join
+	deadline := t0.Add(timeout)
+	for j.Holds == 0 || j.Held == 0 {
+		now := time.Now()
+		if j.Holds == 0 && len(n.Store.NodeNames()) == len(c.nodes)+1 {
+			j.Holds = now.Sub(t0)
+		}
+		if j.Held == 0 {
+			all := true
+			for _, m := range c.nodes {
+				if _, _, ok := m.Store.Held(name); !ok {
+					all = false
+					break
+				}
+			}
+			if all {
+				j.Held = now.Sub(t0)
+			}
+		}
+		if now.After(deadline) {
+			return j, fmt.Errorf("sim: %s joined: holds all data %v, held by all %v, after %v", name, j.Holds > 0, j.Held > 0, timeout)
+		}
+		if err := sleepCtx(ctx, 5*time.Millisecond); err != nil {
+			return j, err
+		}
+	}
+	j.Net = c.net.Total().Sub(net0)
+	return j, nil
+}

@@ -191,6 +191,8 @@ func (c *Cluster) completeMembership(ctx context.Context, deadline time.Time) er
 	}
 }
 
+// startNode starts node name; idx is its index for the tracker, or -1
+// for a node the tracker does not follow.
 func (c *Cluster) startNode(name string, idx int, seeds []string) (*Node, error) {
 	st, err := monitor.New(monitor.Config{
 		Name: name, ClusterName: "sim", Logger: quiet(),
@@ -199,7 +201,9 @@ func (c *Cluster) startNode(name string, idx int, seeds []string) (*Node, error)
 	if err != nil {
 		return nil, err
 	}
-	st.SetObserver(c.track.observer(idx))
+	if idx >= 0 {
+		st.SetObserver(c.track.observer(idx))
+	}
 	k := c.cfg.Scale
 	hc := heartbeat.Config{
 		Name: name, ClusterName: "sim", Profile: "local", Seeds: seeds, Logger: quiet(),
