@@ -19,6 +19,7 @@ import (
 	"agent/config"
 	"agent/events"
 	"agent/heartbeat"
+	"agent/history"
 	"agent/monitor"
 	"agent/stream"
 )
@@ -62,6 +63,9 @@ type Options struct {
 	// ProgressInterval is the idle time after which stream subscribers get
 	// a progress record; default stream.DefaultProgress.
 	ProgressInterval time.Duration
+	// TuneSink adjusts each history sink's config last (tests shrink the
+	// backoffs).
+	TuneSink func(*history.SinkConfig)
 }
 
 // Agent is one running node agent: config, record bus, monitor store,

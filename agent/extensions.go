@@ -15,11 +15,12 @@ import (
 	"agent/monitor"
 	"agent/orchestrator"
 	"agent/stream"
+	"agent/triggers"
 	"agent/web"
 )
 
-// extensions are the parts built on the core: hooks, orchestration,
-// metrics and the web page.
+// extensions are the parts built on the core: hooks, history sinks,
+// orchestration, metrics and the web page.
 type extensions struct {
 	metrics *metrics.Metrics
 	orch    *orchestrator.Orchestrator
@@ -27,6 +28,9 @@ type extensions struct {
 	hooks   *hooks.Runner
 	// hooksApplied counts the hook sets given to the runner.
 	hooksApplied int
+	triggers     *triggers.Runner
+	// history holds the sinks and the readers of their databases.
+	history historyExt
 }
 
 // newMetrics builds the Prometheus exposition; its sources are read at
@@ -38,11 +42,13 @@ func (a *Agent) newMetrics() *metrics.Metrics {
 		Stream:    func() stream.Stats { return a.stream.Stats() },
 		Members:   func() map[string]monitor.Member { return a.store.Members() },
 		Hooks:     func() []metrics.HookStats { return a.hookStats() },
+		Sinks:     func() []metrics.SinkStats { return a.sinkStats() },
 		Orchestrator: func() metrics.OrchStats {
 			c, g := a.ext.orch.Stats().Metrics()
 			return metrics.OrchStats{Counters: c, Gauges: g}
 		},
 		PeerDataRefused: func() uint64 { return a.store.RefusedTooLarge() },
+		Triggers:        a.triggerSources(),
 	})
 }
 
@@ -64,7 +70,15 @@ func (a *Agent) initExtensions(snap config.Snapshot) error {
 	if err := a.newHooks(); err != nil {
 		return err
 	}
-	return a.newOrchestrator(snap)
+	if err := a.newTriggers(); err != nil {
+		return err
+	}
+	if err := a.newOrchestrator(snap); err != nil {
+		return err
+	}
+	// Last: a sink publishes (sink_error) from its own goroutine, through
+	// publish, which reads what the lines above set.
+	return a.newSinks()
 }
 
 func (a *Agent) startExtensions(ctx context.Context) {
@@ -83,6 +97,10 @@ func (a *Agent) stopExtensions() {
 	if a.ext.hooks != nil {
 		_ = a.ext.hooks.Close()
 	}
+	if a.ext.triggers != nil {
+		_ = a.ext.triggers.Close()
+	}
+	a.stopSinks()
 	if a.ext.orch != nil {
 		_ = a.ext.orch.Close()
 	}
@@ -98,6 +116,10 @@ func (a *Agent) closeExtensions() { a.stopExtensions() }
 // routeExtensions adds the web page and /metrics to the API.
 func (a *Agent) routeExtensions(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/services/{name}/{action}", a.postServiceOrder)
+	mux.HandleFunc("GET /v1/triggers", a.getTriggers)
 	mux.Handle("GET /metrics", a.ext.metrics.Handler())
+	mux.Handle("GET /v1/history", a.historyHandler())
+	mux.Handle("GET /v1/history/timeline", a.historyHandler())
+	mux.HandleFunc("GET /v1/journal", a.getJournal)
 	mux.Handle("GET /", web.Handler())
 }

@@ -109,6 +109,11 @@ type Node struct {
 	Journal JournalSection
 	// Hooks are the [hook#NAME] sections, in file order.
 	Hooks []Hook
+	// Sinks are the [sink#NAME] sections (history databases), in file
+	// order: the first is the default of `agent history`.
+	Sinks []Sink
+	// Triggers are the [trigger#NAME] sections, in file order.
+	Triggers []Trigger
 
 	// pos locates keys for Validate's errors; nil for values built in code.
 	pos *positions
@@ -284,6 +289,7 @@ func ParseNode(path string, data []byte, hostname string) (Node, error) {
 	n.pos = newPositions()
 	clusterNamed := false
 	hooks := map[string]int{}
+	sinks := map[string]int{}
 	for _, s := range doc.sections {
 		n.pos.add(s.name, "", s.line)
 		var set func(key, v string) error
@@ -319,6 +325,28 @@ func ParseNode(path string, data []byte, hostname string) (Node, error) {
 			set = h.set
 		case s.name == "hook":
 			return Node{}, &Error{File: path, Line: s.line, Section: s.name, Msg: "unknown section (a hook is [hook#NAME])"}
+		case strings.HasPrefix(s.name, "sink#"):
+			name := strings.TrimPrefix(s.name, "sink#")
+			if !ValidName(name) {
+				return Node{}, &Error{File: path, Line: s.line, Section: s.name, Msg: fmt.Sprintf("%q is not a valid sink name (letters, digits, - _ .)", name)}
+			}
+			if first, ok := sinks[name]; ok {
+				return Node{}, &Error{File: path, Line: s.line, Section: s.name, Msg: fmt.Sprintf("duplicate sink name (first at line %d)", first)}
+			}
+			sinks[name] = s.line
+			n.Sinks = append(n.Sinks, DefaultSink(name))
+			set = n.Sinks[len(n.Sinks)-1].set
+		case s.name == "sink":
+			return Node{}, &Error{File: path, Line: s.line, Section: s.name, Msg: "unknown section (a history sink is [sink#NAME])"}
+		case strings.HasPrefix(s.name, "trigger#"):
+			name := strings.TrimPrefix(s.name, "trigger#")
+			if !ValidName(name) {
+				return Node{}, &Error{File: path, Line: s.line, Section: s.name, Msg: fmt.Sprintf("%q is not a valid trigger name (letters, digits, - _ .)", name)}
+			}
+			n.Triggers = append(n.Triggers, DefaultTrigger(name))
+			set = n.Triggers[len(n.Triggers)-1].set
+		case s.name == "trigger":
+			return Node{}, &Error{File: path, Line: s.line, Section: s.name, Msg: "unknown section (a trigger is [trigger#NAME])"}
 		default:
 			return Node{}, &Error{File: path, Line: s.line, Section: s.name, Msg: "unknown section"}
 		}

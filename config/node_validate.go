@@ -107,6 +107,26 @@ func (n Node) Validate() error {
 			return bad(sec, "timeout", "must be positive")
 		}
 	}
+	sinks := map[string]bool{}
+	for _, s := range n.Sinks {
+		if sinks[s.Name] {
+			return bad("sink#"+s.Name, "", "duplicate sink name")
+		}
+		sinks[s.Name] = true
+		if err := s.validate(bad); err != nil {
+			return err
+		}
+	}
+	seen = map[string]bool{}
+	for _, t := range n.Triggers {
+		if seen[t.Name] {
+			return bad("trigger#"+t.Name, "", "duplicate trigger name")
+		}
+		seen[t.Name] = true
+		if err := t.validate(bad); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -316,8 +316,13 @@ func runNewcomer(t *testing.T, seed string, tune func(*memberlist.Config)) error
 
 func TestNameConflictRefused(t *testing.T) {
 	nodes := startCluster(t, 2, func(c *Config) { c.Tune = patient })
+	// The newcomer knows only n2: n2 must refuse it, and keep the genuine
+	// n1's data (the push/pull of a refused merge brings nothing).
 	if err := runNewcomer(t, nodes[1].hb.Addr(), patient); !isConflict(err) {
 		t.Fatalf("Run = %v, want a name conflict", err)
+	}
+	if _, boot, _ := nodes[1].store.Held("n1"); boot != nodes[0].store.Boot() {
+		t.Fatalf("n2 holds n1's data of boot %s, the genuine n1 runs %s: the newcomer's data got in", boot, nodes[0].store.Boot())
 	}
 }
 
@@ -435,4 +440,21 @@ func splitHostPort(addr string) (string, int, error) {
 	}
 	p, err := strconv.Atoi(port)
 	return host, p, err
+}
+
+// TestLeaveAfterRunEnded: the agent ends the heartbeat's Run (its context)
+// before it leaves, as on SIGTERM; the change made just before the leave
+// ("shutting down") must still reach the peers.
+func TestLeaveAfterRunEnded(t *testing.T) {
+	nodes := startCluster(t, 2, nil)
+	n2 := nodes[1]
+	n2.cancel()
+	<-n2.done
+	n2.done <- nil // for kill
+	gen, _, _ := n2.store.UpdateLocal("shutdown", func(d *monitor.NodeData) { d.Status = monitor.StatusShuttingDown })
+	if err := n2.hb.Leave(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return holds(nodes[0], "n2", gen) },
+		"n1 never got n2's last change before its leave")
 }

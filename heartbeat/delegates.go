@@ -147,6 +147,12 @@ func (m *mergeDelegate) NotifyMerge(peers []*memberlist.Node) error {
 	}
 	joined := h.joined.Load()
 	for _, p := range peers {
+		if joined && p.Name != h.cfg.Name {
+			if err := h.claimsLivePeer(p); err != nil {
+				return err
+			}
+			continue
+		}
 		if p.Name != h.cfg.Name || p.State == memberlist.StateLeft || p.Address() == *me {
 			continue
 		}
@@ -172,6 +178,24 @@ func (m *mergeDelegate) NotifyMerge(peers []*memberlist.Node) error {
 		return err
 	}
 	return nil
+}
+
+// claimsLivePeer returns a name conflict when p, in a state merged from a
+// joining node, claims the name of a peer alive here at another address:
+// memberlist would refuse p itself, but the merge would still hand that
+// node's data to this one under the live peer's name.
+func (h *Heartbeat) claimsLivePeer(p *memberlist.Node) error {
+	if p.State == memberlist.StateDead || p.State == memberlist.StateLeft {
+		return nil
+	}
+	h.mu.Lock()
+	known, ok := h.peers[p.Name]
+	h.mu.Unlock()
+	if !ok || known.Address() == p.Address() {
+		return nil
+	}
+	h.log.Error("refused a node that uses the name of a live peer", "node", p.Name, "peer", known.Address(), "newcomer", p.Address())
+	return fmt.Errorf("%w: %q is alive at %s, not %s", ErrNameConflict, p.Name, known.Address(), p.Address())
 }
 
 // answers says whether something accepts a heartbeat connection at addr.

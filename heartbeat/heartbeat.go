@@ -78,10 +78,11 @@ type Heartbeat struct {
 	closing  context.Context
 	shutdown context.CancelFunc
 
-	work     *queue[task] // main-loop work from delegates and senders
-	conflict atomic.Pointer[error]
-	joined   atomic.Bool   // set once the initial join is over: later conflicts are the joiner's
-	loopDone chan struct{} // closed when the main loop has returned
+	work        *queue[task] // main-loop work from delegates and senders
+	conflict    atomic.Pointer[error]
+	joined      atomic.Bool   // set once the initial join is over: later conflicts are the joiner's
+	loopDone    chan struct{} // closed when the main loop has returned
+	loopStarted atomic.Bool
 
 	// mu guards the maps below; it is never held while sending or while
 	// calling into the store.
@@ -282,6 +283,7 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 		}
 	}()
 	h.wg.Add(1)
+	h.loopStarted.Store(true)
 	go func() { defer h.wg.Done(); defer close(h.loopDone); h.mainLoop(ctx) }()
 	err := h.join(ctx)
 	h.joined.Store(true)

@@ -27,15 +27,22 @@ var (
 func (h *Heartbeat) Leave(timeout time.Duration) error {
 	start := time.Now()
 	half := start.Add(timeout / 2)
-	done := make(chan struct{})
-	h.work.push(task{kind: taskFlush, done: done})
-	wait := time.NewTimer(time.Until(half))
-	select {
-	case <-done:
-	case <-h.loopDone:
-	case <-wait.C:
+	if h.loopStarted.Load() {
+		done := make(chan struct{})
+		h.work.push(task{kind: taskFlush, done: done})
+		wait := time.NewTimer(time.Until(half))
+		select {
+		case <-done:
+		case <-h.loopDone:
+			// The loop ended (Run's context did, as when the agent is
+			// told to stop): nothing else flushes now.
+			h.flush()
+		case <-wait.C:
+		}
+		wait.Stop()
+	} else {
+		h.flush() // Run never ran: no loop to race with
 	}
-	wait.Stop()
 	msg := encode(msgLeave, leaveMsg{Node: h.cfg.Name})
 	for _, n := range h.alivePeers() {
 		h.enqueue(n.Name, outMsg{kind: msgLeave, msg: msg})

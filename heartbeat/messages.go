@@ -48,6 +48,9 @@ type fullMsg struct {
 	Gen  uint64          `json:"g"`
 	Data json.RawMessage `json:"d"`
 	Why  string          `json:"w,omitempty"`
+	// Relay names the node that sent its copy of Node's data; empty when
+	// Node sent its own.
+	Relay string `json:"r,omitempty"`
 }
 
 // digestMsg is a node's digest of its own data: sent to every peer after

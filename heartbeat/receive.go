@@ -55,20 +55,30 @@ func (h *Heartbeat) receive(buf []byte) {
 
 // digest takes a peer's digest of its own data (a message, or an ack's
 // payload) and those of the copies it holds of others': when a copy held
-// here differs, the main loop looks into it.
+// here differs, the main loop looks into it. Third nodes' digests count
+// only for nodes alive here: the data of a dead node, forgotten here, must
+// not come back through a peer that has not forgotten it yet.
 func (h *Heartbeat) digest(m *digestMsg) {
 	h.c.digestsReceived.Add(1)
 	if h.store.Diverges(m.Node, m.Digest) != "" {
 		h.work.push(task{kind: taskDigest, name: m.Node, digest: m.Digest})
 	}
 	for _, o := range m.More {
-		if o.Node == "" || o.Node == h.cfg.Name || o.Node == m.Node {
+		if o.Node == "" || o.Node == h.cfg.Name || o.Node == m.Node || !h.isAlive(o.Node) {
 			continue
 		}
 		if h.store.Diverges(o.Node, o.Digest) != "" {
 			h.work.push(task{kind: taskDigest, name: o.Node, via: m.Node, digest: o.Digest})
 		}
 	}
+}
+
+// isAlive says whether node is an alive (or suspect) peer here.
+func (h *Heartbeat) isAlive(node string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.peers[node]
+	return ok
 }
 
 // isRepair says whether a full copy taken for this reason repaired a
@@ -84,6 +94,9 @@ func isRepair(why string) bool {
 
 func (h *Heartbeat) applyFull(m fullMsg) {
 	h.c.fullReceived.Add(1)
+	if m.Relay != "" && m.Relay != m.Node && !h.isAlive(m.Node) {
+		return // a relayed copy of a node dead (or forgotten) here
+	}
 	h.mu.Lock()
 	delete(h.pending, m.Node)
 	h.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"agent/monitor"
@@ -99,6 +100,7 @@ type reconnectSet struct {
 	peers  map[string]*knownPeer // by name
 	seedsL []*knownPeer
 	dirty  bool
+	saving bool // a write is in flight
 	saved  time.Time
 }
 
@@ -335,7 +337,9 @@ func (h *Heartbeat) attempted(key string, ok bool) {
 
 // saveKnown writes the reconnect set when it changed (at most once a
 // second), when the times last seen alive are due for an update, or when
-// forced. Main loop, or Close after it.
+// forced. The write (and its fsync, which a busy disk can make slow) runs
+// in a goroutine of its own, one at a time, so that the main loop never
+// waits on the disk; forced (Close, after the loops), it runs in place.
 func (h *Heartbeat) saveKnown(force bool) {
 	if h.cfg.PeersFile == "" {
 		return
@@ -344,7 +348,7 @@ func (h *Heartbeat) saveKnown(force bool) {
 	h.mu.Lock()
 	s := h.known
 	stale := now.Sub(s.saved) >= knownSaveEvery
-	if !force && !stale && (!s.dirty || now.Sub(s.saved) < time.Second) {
+	if !force && (h.closed || s.saving || (!stale && (!s.dirty || now.Sub(s.saved) < time.Second))) {
 		h.mu.Unlock()
 		return
 	}
@@ -359,22 +363,31 @@ func (h *Heartbeat) saveKnown(force bool) {
 		f.Peers = append(f.Peers, &c)
 	}
 	s.dirty, s.saved = false, now
-	h.mu.Unlock()
-	slices.SortFunc(f.Peers, func(a, b *knownPeer) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		if a.Name > b.Name {
-			return 1
-		}
-		return 0
-	})
-	if err := writeFileAtomic(h.cfg.PeersFile, f); err != nil {
-		h.log.Warn("reconnect set not saved", "file", h.cfg.PeersFile, "err", err)
+	write := func() {
+		slices.SortFunc(f.Peers, func(a, b *knownPeer) int { return strings.Compare(a.Name, b.Name) })
+		err := writeFileAtomic(h.cfg.PeersFile, f)
 		h.mu.Lock()
-		s.dirty = true
+		s.saving = false
+		if err != nil {
+			s.dirty = true
+		}
 		h.mu.Unlock()
+		if err != nil {
+			h.log.Warn("reconnect set not saved", "file", h.cfg.PeersFile, "err", err)
+		}
 	}
+	s.saving = true
+	if force {
+		h.mu.Unlock()
+		write()
+		return
+	}
+	h.sendWG.Add(1)
+	h.mu.Unlock()
+	go func() {
+		defer h.sendWG.Done()
+		write()
+	}()
 }
 
 // writeFileAtomic writes v as JSON to a temporary file, fsynced, then

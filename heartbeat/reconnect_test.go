@@ -219,3 +219,30 @@ func TestBridgeRelaysData(t *testing.T) {
 	fn.Heal()
 	waitConverged(t, nodes)
 }
+
+// TestForgottenDataStaysForgotten: n1 forgets dead n3's data while n2
+// still holds it; n2's acks carry n3's digest, which must not bring the
+// data back to n1 (n3 is not alive there).
+func TestForgottenDataStaysForgotten(t *testing.T) {
+	nodes := startCluster(t, 3, func(c *Config) {
+		if c.Name == "n1" {
+			c.ForgetAfter = 200 * time.Millisecond
+		}
+	})
+	nodes[2].kill()
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		_, held := nodes[0].store.Node("n3")
+		return !held
+	}, "n1 never forgot n3")
+	if _, held := nodes[1].store.Node("n3"); !held {
+		t.Fatal("n2 forgot n3 too: the test needs it to hold the data")
+	}
+	// The point is what does not happen: many probe rounds of n1 and n2.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, held := nodes[0].store.Node("n3"); held {
+			t.Fatalf("n3's data came back to n1 after it was forgotten; stats %+v", nodes[0].hb.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

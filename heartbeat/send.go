@@ -260,7 +260,7 @@ func (h *Heartbeat) drain(name string, q *peerQueue) {
 			if !ok {
 				continue
 			}
-			msg = encode(msgFull, fullMsg{Node: m.of, Boot: boot, Gen: gen, Data: raw, Why: m.why})
+			msg = encode(msgFull, fullMsg{Node: m.of, Boot: boot, Gen: gen, Data: raw, Why: m.why, Relay: h.cfg.Name})
 			h.c.relaysSent.Add(1)
 		}
 		h.c.reliableSends.Add(1)

@@ -72,7 +72,7 @@ func main() {
 	flag.StringVar(&scale, "scale", "", "time scale k of the simulation: K for every size above 300 nodes, or N=K,... per size (default: 1 up to 300 nodes, N/200 above)")
 	flag.DurationVar(&b.idle, "idle", 0, "how long to measure idle CPU (default 20s, 5s with --quick)")
 	flag.StringVar(&b.agent, "agent", "", "agent binary to use (default: go build ./cmd/agent)")
-	flag.StringVar(&only, "only", "", "run only these sections, comma separated: cluster, membership, throttle, wait, idle, fanout, gobench, scale, procs (scale and procs run only when named)")
+	flag.StringVar(&only, "only", "", "run only these sections, comma separated: cluster, membership, throttle, wait, idle, fanout, history, gobench, scale, procs (scale and procs run only when named)")
 	flag.StringVar(&fanout, "fanout", "1,100,1000", "subscriber counts of the stream fan-out rows, comma separated")
 	flag.StringVar(&b.cpuprof, "cpuprofile", "", "write a CPU profile of the benchmark to this file (the fan-out subscribers' to FILE.child)")
 	flag.StringVar(&b.profile, "profile", "lan", "heartbeat profile of the membership rows and the idle agents: lan, wan or local")
@@ -90,10 +90,10 @@ func main() {
 	for _, s := range strings.Split(only, ",") {
 		switch s = strings.TrimSpace(s); s {
 		case "":
-		case "cluster", "wait", "idle", "fanout", "gobench", "membership", "throttle", "scale", "procs":
+		case "cluster", "wait", "idle", "fanout", "history", "gobench", "membership", "throttle", "scale", "procs":
 			b.only[s] = true
 		default:
-			fmt.Fprintf(os.Stderr, "agent-bench: --only %q: want cluster, membership, throttle, wait, idle, fanout, gobench, scale or procs\n", s)
+			fmt.Fprintf(os.Stderr, "agent-bench: --only %q: want cluster, membership, throttle, wait, idle, fanout, history, gobench, scale or procs\n", s)
 			os.Exit(2)
 		}
 	}
@@ -227,6 +227,9 @@ func (b *bench) run() error {
 			b.logf("fan-out: %d subscribers", subs)
 			b.fanoutRow(subs, 2000, d)
 		}
+	}
+	if b.runs("history") {
+		b.historyRows(dir)
 	}
 	if b.runs("gobench") {
 		b.goBenchRows()
