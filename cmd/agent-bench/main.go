@@ -174,6 +174,8 @@ func (b *bench) add(metric, result, target string, ok *bool) {
 		}
 	}
 	b.rows = append(b.rows, row{metric, result, target, verdict})
+	// As it comes: a long run stopped half-way keeps what it measured.
+	b.logf("row: %s | %s | %s | %s", metric, result, target, verdict)
 }
 
 // runs says whether a section is to run.
