@@ -50,6 +50,7 @@ type bench struct {
 	only    map[string]bool // sections to run; empty: all
 	fanout  []int           // subscriber counts of the fan-out rows
 	scales  map[int]float64 // --scale: time scale by cluster size (0: every size above 300)
+	grace   time.Duration   // --digest-grace: the simulated heartbeats' DigestGrace (0: default)
 	cpuprof string          // CPU profile of this process (the child's gets ".child")
 	// profile is the heartbeat profile of the membership rows and of the
 	// idle agents; tune overrides memberlist's timings (--memberlist).
@@ -70,6 +71,7 @@ func main() {
 	flag.BoolVar(&b.quick, "quick", false, "fewer samples and shorter idle measurement")
 	flag.StringVar(&nodes, "nodes", "3,5,10,30", "cluster sizes, comma separated: propagation (up to 250) and the simulation (--only scale; default 100,300,1000)")
 	flag.StringVar(&scale, "scale", "", "time scale k of the simulation: K for every size above 300 nodes, or N=K,... per size (default: 1 up to 300 nodes, N/200 above)")
+	flag.DurationVar(&b.grace, "digest-grace", 0, "experiments: the simulated heartbeats' digest grace, in real time (default: the heartbeat's, 100ms)")
 	flag.DurationVar(&b.idle, "idle", 0, "how long to measure idle CPU (default 20s, 5s with --quick)")
 	flag.StringVar(&b.agent, "agent", "", "agent binary to use (default: go build ./cmd/agent)")
 	flag.StringVar(&only, "only", "", "run only these sections, comma separated: cluster, membership, throttle, wait, idle, fanout, history, gobench, scale, procs (scale and procs run only when named)")

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"agent/heartbeat"
 	"agent/internal/sim"
 )
 
@@ -62,6 +63,9 @@ func (b *bench) scaleRows(n int) {
 	if k != 1 {
 		label += fmt.Sprintf(", k=%g", k)
 	}
+	if b.grace > 0 {
+		label += fmt.Sprintf(", digest grace %v", b.grace)
+	}
 	samples, window := 60, 20*time.Second
 	switch {
 	case b.quick:
@@ -74,6 +78,11 @@ func (b *bench) scaleRows(n int) {
 	ctx := context.Background()
 	c, err := sim.Start(ctx, sim.Config{
 		Nodes: n, Scale: k, Seed: uint64(time.Now().UnixNano()),
+		Heartbeat: func(hc *heartbeat.Config) {
+			if b.grace > 0 {
+				hc.DigestGrace = time.Duration(float64(b.grace) * k)
+			}
+		},
 		Progress: func(f string, a ...any) { b.logf("%s: "+f, append([]any{label}, a...)...) },
 	})
 	if err != nil {
