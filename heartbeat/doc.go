@@ -13,8 +13,10 @@
 //   - fullreq: "send me the whole data of node Of". Sent to the owner when a
 //     delta does not apply on what is held (gap, restart, unknown node,
 //     failed operations) or a digest shows the copy held behind or
-//     different; when the owner does not answer, the retry also goes to a
-//     third node known to hold a newer copy (a relay: a bridge partition).
+//     different, or when a peer alive for FullRetry has still not sent its
+//     data (its full send on join was lost); when the owner does not
+//     answer, the retry also goes to a third node known to hold a newer
+//     copy (a relay: a bridge partition).
 //     At most one request per node is outstanding at a time.
 //   - full: the whole data of a node (always by TCP): the sender's own, or
 //     the copy it holds of another's (relayed). Sent on join, on request,

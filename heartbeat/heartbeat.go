@@ -95,6 +95,13 @@ type Heartbeat struct {
 	known   *reconnectSet               // peers seen alive, and seeds: retried when dead
 	closed  bool                        // Close has begun: no new sender or attempt
 
+	// awaiting holds the peers seen alive whose first copy of data may
+	// not have come yet: since when. The copy is the peer's full send on
+	// join; when that send fails (a stream that timed out), nothing else
+	// would bring it before a probe of that peer carries its digest, and
+	// each peer is probed by a given node about once per N probe intervals.
+	awaiting map[string]time.Time
+
 	// Owned by the main loop.
 	lastSent     []byte // local data as last sent
 	lastGen      uint64
@@ -192,6 +199,7 @@ func New(cfg Config, store *monitor.Store) (*Heartbeat, error) {
 		peers:    map[string]*memberlist.Node{},
 		gone:     map[string]time.Time{},
 		pending:  map[string]pendingRequest{},
+		awaiting: map[string]time.Time{},
 		leaving:  map[string]time.Time{},
 		queues:   map[string]*peerQueue{},
 		checks:   map[string]*check{},
@@ -373,12 +381,13 @@ func (h *Heartbeat) mainLoop(ctx context.Context) {
 const idleRefresh = time.Minute
 
 // watching says whether the refresh has work every Refresh: dead or left
-// peers whose data awaits forgetting, unanswered full requests, peers of
-// the reconnect set to try or to save.
+// peers whose data awaits forgetting, unanswered full requests, alive
+// peers whose data has not come yet, peers of the reconnect set to try or
+// to save.
 func (h *Heartbeat) watching() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if len(h.gone) > 0 || len(h.pending) > 0 || (h.known.dirty && h.cfg.PeersFile != "") {
+	if len(h.gone) > 0 || len(h.pending) > 0 || len(h.awaiting) > 0 || (h.known.dirty && h.cfg.PeersFile != "") {
 		return true
 	}
 	for name := range h.known.peers {

@@ -73,6 +73,7 @@ func (h *Heartbeat) Forget(node string) error {
 	known := h.known.remove(node)
 	delete(h.gone, node)
 	delete(h.pending, node)
+	delete(h.awaiting, node)
 	delete(h.leaving, node)
 	if q := h.queues[node]; q != nil {
 		q.kill()
@@ -97,6 +98,9 @@ func (h *Heartbeat) member(n memberlist.Node, state string) {
 	case monitor.StateAlive, monitor.StateSuspect:
 		nn := n
 		h.peers[n.Name] = &nn
+		if _, ok := h.awaiting[n.Name]; !ok {
+			h.awaiting[n.Name] = now
+		}
 		delete(h.gone, n.Name)
 		if q := h.queues[n.Name]; q != nil {
 			q.node = n
@@ -109,6 +113,7 @@ func (h *Heartbeat) member(n memberlist.Node, state string) {
 		delete(h.leaving, n.Name)
 		delete(h.peers, n.Name)
 		delete(h.pending, n.Name)
+		delete(h.awaiting, n.Name)
 		// The queue dies with its peer: what it held is stale by the
 		// time the peer is back, which gets a full copy then.
 		if q := h.queues[n.Name]; q != nil {
@@ -133,6 +138,7 @@ func (h *Heartbeat) member(n memberlist.Node, state string) {
 
 // refresh forgets the data of peers gone longer than ForgetAfter (their
 // address stays in the reconnect set), retries unanswered full requests,
+// asks alive peers whose data never came for it,
 // drops stale leave notices and tries the dead peers that are due.
 // (memberlist reports no suspicion to its delegates, so cluster.nodes
 // shows alive until a peer is declared dead.) Main loop.
@@ -159,7 +165,25 @@ func (h *Heartbeat) refresh() {
 			retry[name] = p
 		}
 	}
+	var awaited []string
+	for name, since := range h.awaiting {
+		if now.Sub(since) >= h.cfg.FullRetry {
+			awaited = append(awaited, name)
+		}
+	}
 	h.mu.Unlock()
+	// A peer alive for a while whose data never came is asked for it.
+	for _, name := range awaited {
+		if _, _, held := h.store.Held(name); held {
+			h.mu.Lock()
+			delete(h.awaiting, name)
+			h.mu.Unlock()
+			continue
+		}
+		if _, ok := retry[name]; !ok {
+			retry[name] = pendingRequest{why: monitor.DivergeUnknown}
+		}
+	}
 	for _, name := range forget {
 		h.store.Forget(name, "grace_expired")
 	}

@@ -176,22 +176,9 @@ func startProcs(bin, dir string, count int, profile string) (*procCluster, []nod
 	if err != nil {
 		return nil, nil, err
 	}
-	pc := &procCluster{}
-	for _, r := range roots {
-		logf, err := os.Create(filepath.Join(dir, r.name+".log"))
-		if err != nil {
-			pc.stop()
-			return nil, nil, err
-		}
-		cmd := exec.Command(bin, "daemon", "run", "--root", r.root)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			logf.Close()
-			pc.stop()
-			return nil, nil, err
-		}
-		logf.Close()
-		pc.cmds = append(pc.cmds, cmd)
+	pc, err := launchProcs(bin, dir, roots)
+	if err != nil {
+		return nil, nil, err
 	}
 	// Converged when the last node sees count alive members.
 	deadline := time.Now().Add(time.Minute)
@@ -209,6 +196,55 @@ func startProcs(bin, dir string, count int, profile string) (*procCluster, []nod
 		time.Sleep(200 * time.Millisecond)
 	}
 	return pc, roots, nil
+}
+
+// launchProcs starts `agent daemon run` for each root, logging to
+// dir/NAME.log.
+func launchProcs(bin, dir string, roots []nodeRoot) (*procCluster, error) {
+	pc := &procCluster{}
+	for _, r := range roots {
+		logf, err := os.Create(filepath.Join(dir, r.name+".log"))
+		if err != nil {
+			pc.stop()
+			return nil, err
+		}
+		cmd := exec.Command(bin, "daemon", "run", "--root", r.root)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			logf.Close()
+			pc.stop()
+			return nil, err
+		}
+		logf.Close()
+		pc.cmds = append(pc.cmds, cmd)
+	}
+	return pc, nil
+}
+
+// cpuTotal is the CPU ticks of every process so far.
+func (pc *procCluster) cpuTotal() (int64, error) {
+	var sum int64
+	for _, c := range pc.cmds {
+		t, err := cpuTicks(c.Process.Pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += t
+	}
+	return sum, nil
+}
+
+// rssTotal is the RSS of every process, summed, in KiB.
+func (pc *procCluster) rssTotal() (int64, error) {
+	var sum int64
+	for _, c := range pc.cmds {
+		r, err := rssKB(c.Process.Pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += r
+	}
+	return sum, nil
 }
 
 func (pc *procCluster) stop() {

@@ -26,7 +26,8 @@
 // cheap: the goroutines left are memberlist's own. Close stops it.
 //
 // Counters (Stats, Total) give packets and bytes sent, received and
-// dropped per node, and stream dials and bytes.
+// dropped per node, stream dials and bytes, and the exchanges (streams
+// with bytes both ways: memberlist's push/pulls) with their sizes.
 //
 // All methods are safe for concurrent use.
 package faultnet

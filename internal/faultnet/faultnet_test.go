@@ -93,19 +93,22 @@ func TestJitterReordersAndDuplicateRepeats(t *testing.T) {
 	n.Set("a", "b", Fault{Jitter: 20 * time.Millisecond, Duplicate: 0.5})
 	send(t, a, b.Addr(), 200)
 	var got []int
+	seen := map[int]bool{}
+	// deliverLoop takes due packets off the queue before it hands them
+	// over: an empty queue does not mean every packet arrived. Wait for
+	// every distinct packet instead; a late duplicate changes nothing.
 	testutil.Eventually(t, 10*time.Second, func() bool {
-		got = append(got, received(b)...)
-		return len(got) >= 200 && n.Stats("b").PacketsReceived == uint64(len(got)) && len(n.queueSnapshot()) == 0
+		for _, i := range received(b) {
+			got = append(got, i)
+			seen[i] = true
+		}
+		return len(seen) == 200 && len(n.queueSnapshot()) == 0
 	}, "delayed packets never all delivered")
 	if len(got) <= 200 {
 		t.Errorf("50%% duplication delivered %d packets for 200", len(got))
 	}
 	if slices.IsSorted(got) {
 		t.Error("20 ms of jitter did not reorder 200 packets")
-	}
-	seen := map[int]bool{}
-	for _, i := range got {
-		seen[i] = true
 	}
 	if len(seen) != 200 {
 		t.Errorf("%d distinct packets delivered, want 200", len(seen))
@@ -159,6 +162,34 @@ func TestDialFaults(t *testing.T) {
 	}
 	if s := n.Stats("a"); s.StreamsDialed != 3 || s.StreamsFailed != 2 || s.StreamBytesSent != 4 || s.StreamBytesReceived != 4 {
 		t.Errorf("a's stream counters %+v", s)
+	}
+	// The echo went both ways: one exchange of 4 bytes each way.
+	if s := n.Stats("a"); s.Exchanges != 1 || s.ExchangeBytes != 8 || s.ExchangeMax != 4 {
+		t.Errorf("a's exchange counters %+v, want 1 exchange of 8 bytes, largest 4", s)
+	}
+}
+
+func TestOneWayStreamIsNoExchange(t *testing.T) {
+	n, a, b := pair(t, 1)
+	go func() {
+		for c := range b.StreamCh() {
+			_, _ = io.Copy(io.Discard, c)
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { _ = b.Shutdown() })
+	before := n.Stats("a")
+	c, err := a.DialTimeout(b.Addr(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte("a user message")); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	c.Close()
+	if d := n.Stats("a").Sub(before); d.Exchanges != 0 || d.StreamBytesSent != 14 {
+		t.Errorf("a one-way stream: counters moved by %+v, want 14 bytes sent and no exchange", d)
 	}
 }
 

@@ -248,6 +248,9 @@ func (n *Network) route(t *Transport, addr string) (dest *Transport, delays []ti
 	if dest == nil {
 		return nil, nil, false
 	}
+	if len(n.rules) == 0 && n.def.zero() {
+		return dest, undelayed, true // a whole network: no random draw
+	}
 	f := n.fault(t, dest)
 	if f.Loss > 0 && n.rng.Float64() < f.Loss {
 		return dest, nil, true
@@ -265,6 +268,9 @@ func (n *Network) route(t *Transport, addr string) (dest *Transport, delays []ti
 	}
 	return dest, delays, true
 }
+
+// undelayed is the fate of a packet on a link without faults; read only.
+var undelayed = []time.Duration{0}
 
 // dialFate decides a stream dial from t to addr: the target (nil: nobody
 // there), whether it hangs until the timeout, and the delay otherwise.

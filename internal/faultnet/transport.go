@@ -20,6 +20,12 @@ type Counters struct {
 	BytesSent, BytesReceived                                   uint64
 	StreamsDialed, StreamsFailed, StreamsAccepted              uint64
 	StreamBytesSent, StreamBytesReceived                       uint64
+	// Exchanges counts the streams this node dialled that carried bytes
+	// both ways (memberlist's push/pulls: a reliable user message only
+	// goes one way), counted when the dialler closes its end.
+	// ExchangeBytes is their bytes, both ways; ExchangeMax the largest
+	// one-way message among them.
+	Exchanges, ExchangeBytes, ExchangeMax uint64
 }
 
 func (c Counters) add(d Counters) Counters {
@@ -34,7 +40,25 @@ func (c Counters) add(d Counters) Counters {
 	c.StreamsAccepted += d.StreamsAccepted
 	c.StreamBytesSent += d.StreamBytesSent
 	c.StreamBytesReceived += d.StreamBytesReceived
+	c.Exchanges += d.Exchanges
+	c.ExchangeBytes += d.ExchangeBytes
+	c.ExchangeMax = max(c.ExchangeMax, d.ExchangeMax)
 	return c
+}
+
+// Sub returns the counters accumulated since an earlier reading was: the
+// difference of each, except ExchangeMax, which stays the largest seen.
+func (c Counters) Sub(earlier Counters) Counters {
+	return Counters{
+		PacketsSent: c.PacketsSent - earlier.PacketsSent, PacketsReceived: c.PacketsReceived - earlier.PacketsReceived,
+		PacketsLost: c.PacketsLost - earlier.PacketsLost, PacketsOverflow: c.PacketsOverflow - earlier.PacketsOverflow,
+		BytesSent: c.BytesSent - earlier.BytesSent, BytesReceived: c.BytesReceived - earlier.BytesReceived,
+		StreamsDialed: c.StreamsDialed - earlier.StreamsDialed, StreamsFailed: c.StreamsFailed - earlier.StreamsFailed,
+		StreamsAccepted: c.StreamsAccepted - earlier.StreamsAccepted,
+		StreamBytesSent: c.StreamBytesSent - earlier.StreamBytesSent, StreamBytesReceived: c.StreamBytesReceived - earlier.StreamBytesReceived,
+		Exchanges: c.Exchanges - earlier.Exchanges, ExchangeBytes: c.ExchangeBytes - earlier.ExchangeBytes,
+		ExchangeMax: c.ExchangeMax,
+	}
 }
 
 type counters struct {
@@ -42,6 +66,20 @@ type counters struct {
 	bytesSent, bytesReceived                                   atomic.Uint64
 	streamsDialed, streamsFailed, streamsAccepted              atomic.Uint64
 	streamBytesSent, streamBytesReceived                       atomic.Uint64
+	exchanges, exchangeBytes, exchangeMax                      atomic.Uint64
+}
+
+// exchanged counts one two-way stream of sent and received bytes.
+func (c *counters) exchanged(sent, received uint64) {
+	c.exchanges.Add(1)
+	c.exchangeBytes.Add(sent + received)
+	m := max(sent, received)
+	for {
+		old := c.exchangeMax.Load()
+		if m <= old || c.exchangeMax.CompareAndSwap(old, m) {
+			return
+		}
+	}
 }
 
 // Transport is one node's memberlist transport on a Network.
@@ -97,6 +135,7 @@ func (t *Transport) stats() Counters {
 		StreamsDialed: c.streamsDialed.Load(), StreamsFailed: c.streamsFailed.Load(),
 		StreamsAccepted: c.streamsAccepted.Load(),
 		StreamBytesSent: c.streamBytesSent.Load(), StreamBytesReceived: c.streamBytesReceived.Load(),
+		Exchanges: c.exchanges.Load(), ExchangeBytes: c.exchangeBytes.Load(), ExchangeMax: c.exchangeMax.Load(),
 	}
 }
 
@@ -195,7 +234,7 @@ func (t *Transport) DialAddressTimeout(a memberlist.Address, timeout time.Durati
 		t.sleep(delay)
 	}
 	p1, p2 := net.Pipe()
-	local := &conn{Conn: p2, local: t.tcpAddr, remote: dest.tcpAddr, sent: &t.c.streamBytesSent, recv: &t.c.streamBytesReceived}
+	local := &conn{Conn: p2, local: t.tcpAddr, remote: dest.tcpAddr, sent: &t.c.streamBytesSent, recv: &t.c.streamBytesReceived, dialer: &t.c}
 	remote := &conn{Conn: p1, local: dest.tcpAddr, remote: t.tcpAddr, sent: &dest.c.streamBytesSent, recv: &dest.c.streamBytesReceived}
 	var wait <-chan time.Time
 	if timeout > 0 {
@@ -261,6 +300,21 @@ type conn struct {
 	net.Conn
 	local, remote net.Addr
 	sent, recv    *atomic.Uint64
+	// dialer is set on the dialling end: its close counts the stream as
+	// an exchange when bytes went both ways.
+	dialer       *counters
+	nSent, nRecv atomic.Uint64
+	closed       sync.Once
+}
+
+// Close closes this end of the stream.
+func (c *conn) Close() error {
+	c.closed.Do(func() {
+		if s, r := c.nSent.Load(), c.nRecv.Load(); c.dialer != nil && s > 0 && r > 0 {
+			c.dialer.exchanged(s, r)
+		}
+	})
+	return c.Conn.Close()
 }
 
 func (c *conn) LocalAddr() net.Addr  { return c.local }
@@ -269,12 +323,14 @@ func (c *conn) RemoteAddr() net.Addr { return c.remote }
 func (c *conn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	c.recv.Add(uint64(n))
+	c.nRecv.Add(uint64(n))
 	return n, err
 }
 
 func (c *conn) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
 	c.sent.Add(uint64(n))
+	c.nSent.Add(uint64(n))
 	return n, err
 }
 
