@@ -2,9 +2,8 @@ package agent
 
 import (
 	"net"
+	"sync"
 	"syscall"
-
-	"golang.org/x/net/netutil"
 )
 
 // fdReserve is how many open files the connection cap leaves for the
@@ -54,5 +53,65 @@ func (a *Agent) connCap(maxConns int) int {
 }
 
 // limitListener serves at most n connections of ln at once; the next ones
-// wait in the kernel's backlog, holding no file of the agent.
-func limitListener(ln net.Listener, n int) net.Listener { return netutil.LimitListener(ln, n) }
+// wait in the kernel's backlog, holding no file of the agent. It does what
+// golang.org/x/net/netutil.LimitListener does, except that its connections
+// keep the socket's SyscallConn: the event stream's fan-out writes to a
+// subscriber's socket without blocking through it.
+func limitListener(ln net.Listener, n int) net.Listener {
+	return &limitedListener{Listener: ln, sem: make(chan struct{}, n), done: make(chan struct{})}
+}
+
+type limitedListener struct {
+	net.Listener
+	sem       chan struct{} // one token per connection held
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
+}
+
+// Accept waits for a free slot, then for a connection.
+func (l *limitedListener) Accept() (net.Conn, error) {
+	select {
+	case l.sem <- struct{}{}:
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		return nil, err
+	}
+	lc := &limitedConn{Conn: c, release: func() { <-l.sem }}
+	if sc, ok := c.(syscall.Conn); ok {
+		return &limitedSyscallConn{limitedConn: lc, sc: sc}, nil
+	}
+	return lc, nil
+}
+
+// Close closes the listener and wakes an Accept waiting for a slot.
+func (l *limitedListener) Close() error {
+	err := l.Listener.Close()
+	l.closeOnce.Do(func() { close(l.done) })
+	return err
+}
+
+// limitedConn gives its slot back when closed.
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// limitedSyscallConn is a limitedConn whose socket can be reached.
+type limitedSyscallConn struct {
+	*limitedConn
+	sc syscall.Conn
+}
+
+// SyscallConn gives the socket's raw connection.
+func (c *limitedSyscallConn) SyscallConn() (syscall.RawConn, error) { return c.sc.SyscallConn() }

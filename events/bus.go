@@ -297,6 +297,10 @@ func (b *Bus) Position() (seq uint64, epoch string) {
 	return b.seq, b.epoch
 }
 
+// MaxLag returns the lag limit of a non-durable subscription that sets
+// none, in records.
+func (b *Bus) MaxLag() int { return b.cfg.MaxLag }
+
 // Oldest returns the oldest retained seq: every record from it to the newest
 // can be delivered. It is Position()+1 when nothing is retained.
 func (b *Bus) Oldest() uint64 {

@@ -127,8 +127,26 @@ func (mc *mirrorClient) waitEqual(t testing.TB, n *node) (seq uint64, epoch stri
 	}
 }
 
+// TestMirrorExactAcrossRestart follows an agent's stream into a mirror
+// across a restart of the agent, clean (SIGTERM) or not (SIGKILL): the
+// client resumes in the same epoch, without a reset or a second snapshot,
+// and its mirror ends equal to the agent's data. After the kill the seqs
+// jump past the reserved block: an empty range, which the mirror takes.
 func TestMirrorExactAcrossRestart(t *testing.T) {
 	t.Parallel()
+	for _, kill := range []bool{false, true} {
+		name := "clean"
+		if kill {
+			name = "kill"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			mirrorAcrossRestart(t, kill)
+		})
+	}
+}
+
+func mirrorAcrossRestart(t *testing.T, kill bool) {
 	c := newCluster(t, clusterOpts{Nodes: 2})
 	n1, n2 := c.node(1), c.node(2)
 	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
@@ -140,7 +158,11 @@ func TestMirrorExactAcrossRestart(t *testing.T) {
 	seq0, epoch0 := mc.waitEqual(t, n1)
 
 	// The agent restarts under the subscriber; meanwhile its peer changes.
-	n1.stop()
+	if kill {
+		n1.kill()
+	} else {
+		n1.stop()
+	}
 	n2.mustCLI("node", "thaw")
 	n1.restart()
 	n1.waitFor("monitor.nodes.n2.frozen=0", detectTimeout)
@@ -153,10 +175,15 @@ func TestMirrorExactAcrossRestart(t *testing.T) {
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
 	if epoch1 != epoch0 {
-		t.Errorf("epoch changed across a clean restart: %s → %s", epoch0, epoch1)
+		t.Errorf("epoch changed across a restart: %s → %s", epoch0, epoch1)
 	}
 	if seq1 <= seq0 {
 		t.Errorf("seq did not advance across the restart: %d → %d", seq0, seq1)
+	}
+	// The seqs of a clean restart follow on; a kill's jump past the
+	// reserved block is thousands.
+	if jumped := seq1-seq0 > 1000; jumped != kill {
+		t.Errorf("seq %d → %d across the restart (kill %v)", seq0, seq1, kill)
 	}
 	if mc.fulls != 1 || mc.resets != 0 {
 		t.Errorf("subscriber got %d full and %d reset records, want 1 and 0 (a resume without gap)", mc.fulls, mc.resets)

@@ -11,6 +11,8 @@ type Bus interface {
 	// Subscribe starts a subscription as opts says. It returns an error
 	// wrapping events.ErrFuture when a resume point is after the head.
 	Subscribe(opts events.SubscribeOptions) (Subscription, error)
+	// MaxLag is the default lag limit of a subscription, in records.
+	MaxLag() int
 }
 
 // Subscription is one subscription of a Bus. As with *events.Subscription,

@@ -4,18 +4,34 @@
 //
 // # Server: what a subscriber receives
 //
-// Each websocket text frame holds one record's JSON (events.Record.JSON).
-// With the opt-in batch=1 extension a frame may hold several records
+// Each websocket text message holds one record's JSON (events.Record.JSON).
+// With the opt-in batch=1 extension a message may hold several records
 // separated by "\n"; the order and the guarantees are the same. A batch
-// frame gathers what came in one batch window (20 ms by default) after a
-// first record. Batch subscribers without filter= or limit= share the
-// frames: one goroutine (the framer, running while such a subscriber is
-// connected) cuts the stream into windows and encodes each once per kind
-// selection, and each subscriber writes it as is when it starts where the
-// window starts; one that starts mid-window (after a snapshot or a resume)
-// or falls more than a window behind reads what it lacks from its own
-// subscription, which holds its lag limit, then follows the shared windows
-// again.
+// message gathers what came in one batch window (20 ms by default) after a
+// first record.
+//
+// Subscribers without limit= share the encoding: a framer goroutine per
+// mode (running while such a subscriber is connected) reads the bus once
+// for all of them and cuts the stream into a chain of windows, each
+// encoding its records' messages once per selection (kinds and filter
+// text: subscribers with the same filters share them too). The batch
+// framer waits for the batch window; the default one publishes what it
+// read at once. A subscriber that stands where a window starts writes the
+// window's messages as they are, several windows in one write when they
+// came while it wrote; one that starts elsewhere (after a snapshot or a
+// resume) or falls too far behind reads what it lacks from its own
+// subscription, which holds its lag limit, then follows the chain again.
+//
+// Default-mode subscribers that are caught up are written by one fan-out
+// goroutine rather than their own: at each turn it writes to a subscriber
+// everything that came since its last turn, in one write(2) that never
+// blocks. Nothing is held back for a window: a record goes at the
+// subscriber's next turn, and when the agent is busy the records of that
+// time share the write, which is what bounds the fan-out's CPU to a core.
+// A subscriber whose socket does not take the whole write goes back to its
+// own goroutine, which finishes the write blocking, catches up, and gives
+// itself back. (TLS connections cannot be written without blocking: their
+// own goroutine follows the chain.)
 //
 //   - snapshot=1 without a resume point: a full record at seq S (the
 //     document exact at S), then every selected record after S.
@@ -36,18 +52,20 @@
 // with status 1000 after N patch and event records.
 //
 // Close codes: 1008 (policy violation) with "could not keep up: ..." when
-// the subscriber fell behind the bus's lag limit; 1001 when the handler
-// closes (agent shutdown) or the bus ends; 1009 for a client frame over the
-// read limit; 1002 for a malformed client frame; 1011 when the subscription
-// fails otherwise. A subscriber whose socket stays full longer than the
+// the subscriber fell behind the bus's lag limit (counted from the end of
+// the last write to it, in progress or not, when it next catches up);
+// 1001 when the handler closes (agent shutdown) or the bus ends; 1009 for
+// a client frame over the read limit; 1002 for a malformed client frame;
+// 1011 when the subscription fails otherwise. A subscriber whose socket stays full longer than the
 // write timeout is dropped without a close frame. None of this slows the
-// bus or the other subscribers: each subscriber is served by its own
-// goroutine pulling from its own subscription (or following the framer's
-// windows, which never wait for a subscriber).
+// bus or the other subscribers: the framers never wait for a subscriber,
+// the fan-out goroutine never blocks on one, and a subscriber that would
+// block is served by its own goroutine.
 //
-// Every session has two goroutines (the request's, which writes, and a
-// reader); both end when the client goes, the request context ends, or
-// Handler.Close, which waits for them.
+// Every session has two goroutines (the request's, which writes or waits
+// while the fan-out goroutine writes, and a reader); both end when the
+// client goes, the request context ends, or Handler.Close, which waits for
+// them and for the framers and the fan-out goroutine.
 //
 // # Client
 //
@@ -60,5 +78,12 @@
 // # Mirror
 //
 // Mirror applies a full record and the patches after it (RFC 6902, in seq
-// order) to hold the document exact at Mirror.Seq.
+// order) to hold the document exact at Mirror.Seq. Seqs need not be
+// consecutive: a kind=patch stream has holes where the events were, and
+// after an unclean stop the agent's numbering jumps past a range that holds
+// no record. The agent announces such an empty range by nothing but the
+// jump (the next record, or a progress record past it) and a loss by a
+// reset record, so a Mirror takes any record after its seq in its epoch
+// and asks for a new snapshot (ErrNeedFull, ErrGap) only after a reset, a
+// patch that does not apply, a seq that goes back or another epoch.
 package stream

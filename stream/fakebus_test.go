@@ -56,6 +56,8 @@ func (b *fakeBus) Publish(nodename, kind string, data json.RawMessage) *events.R
 	return r
 }
 
+func (b *fakeBus) MaxLag() int { return int(b.maxLag) }
+
 func (b *fakeBus) Position() (uint64, string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -39,6 +39,12 @@ const (
 // alone in its frame.
 const maxBatchBytes = 256 << 10
 
+// maxGather bounds, in records, what a shared session takes from the
+// windows in one write; a session further behind reads from its own
+// subscription (and so does one further behind than the lag limit, when
+// that is lower).
+const maxGather = 4096
+
 // HandlerConfig configures the GET /v1/events handler.
 type HandlerConfig struct {
 	// Bus is the agent's record bus. Required.
@@ -137,11 +143,21 @@ type Handler struct {
 
 	invalid error // from Validate; answered to every request
 
-	fr *framer // shared batch frames
+	fr   *framer // batch windows
+	fan  *framer // default-mode windows, written by a fanWriter
+	sels selectors
+
+	// gatherMax is how far behind the chain, in records, a shared session
+	// may be and still be written from the windows; further, it reads from
+	// its own subscription, which holds the lag limit.
+	gatherMax uint64
 
 	subscribers     atomic.Int64 // streams open or opening
 	slowDisconnects atomic.Uint64
 	refused         atomic.Uint64 // past MaxSubscribers
+	// fanWrites counts the fan-out writer's writes, handBacks the sessions
+	// it handed back (for tests).
+	fanWrites, handBacks atomic.Uint64
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -154,7 +170,16 @@ func NewHandler(cfg HandlerConfig) *Handler {
 	cfg.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Handler{cfg: cfg, log: cfg.Logger.With("component", "stream"), ctx: ctx, cancel: cancel, invalid: err}
-	h.fr = &framer{h: h}
+	h.fr = &framer{h: h, window: cfg.BatchWindow}
+	h.fan = &framer{h: h, fanOut: true}
+	h.gatherMax = maxGather
+	if cfg.MaxLag > 0 {
+		h.gatherMax = min(h.gatherMax, uint64(cfg.MaxLag))
+	} else if cfg.Bus != nil {
+		if lag := cfg.Bus.MaxLag(); lag > 0 {
+			h.gatherMax = min(h.gatherMax, uint64(lag))
+		}
+	}
 	if err != nil {
 		h.log.Error("events handler misconfigured", logKeyError, err)
 	}
@@ -258,6 +283,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer func() { s.sub.Close() }()
 
+	hj := &hijacker{ResponseWriter: w}
+	if req.batch && !req.shared() {
+		hj.bufSize = batchWriteBufferSize
+	}
 	opts := &websocket.AcceptOptions{OriginPatterns: h.cfg.OriginPatterns, CompressionMode: websocket.CompressionDisabled}
 	// A browser cannot set Authorization on a websocket; it may offer the
 	// token as a subprotocol. The middleware checked it; echo it back or the
@@ -265,13 +294,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p := firstSubprotocol(r.Header); p != "" {
 		opts.Subprotocols = []string{p}
 	}
-	conn, err := websocket.Accept(largeWriteBuffer{w}, r, opts)
+	conn, err := websocket.Accept(hj, r, opts)
 	if err != nil {
 		// Accept has answered the request.
 		h.log.Debug("websocket accept failed", logKeyRemote, r.RemoteAddr, logKeyError, err)
 		return
 	}
-	s.conn = conn
+	s.conn, s.fc = conn, hj.fc
 	s.log = h.log.With(logKeyRemote, r.RemoteAddr)
 	s.run(r.Context())
 }

@@ -15,22 +15,23 @@ var (
 	// ErrNeedFull: the mirror has no document to patch (none yet, after a
 	// reset, or after a patch failed); it waits for a full record.
 	ErrNeedFull = errors.New("mirror needs a full record")
-	// ErrGap: a record is not the next one; a record was lost.
+	// ErrGap: a record does not follow the mirror's: it goes back, or it is
+	// of another epoch without a reset before it.
 	ErrGap = errors.New("records missing before this one")
 )
 
 // Mirror holds a copy of an agent's cluster data built from a full record
 // and the patch records after it, for `agent wait` and other clients.
 //
-// Feed it every record of a stream that asked for a snapshot and both kinds
-// (no filter): events and progress records advance its seq, so a missing
-// record shows as ErrGap. A Mirror is not safe for concurrent use.
+// Feed it every record of a stream that asked for a snapshot, of both
+// kinds or of patches only. Seqs need not be consecutive: events are holes
+// in a stream of patches, and the agent's numbering jumps over a reserved
+// range after an unclean stop. The agent never leaves a silent gap (a
+// reset record says when records were lost), so the mirror takes any
+// record after its seq in its epoch, and refuses one that goes back or
+// changes the epoch without a reset. A Mirror is not safe for concurrent
+// use.
 type Mirror struct {
-	// SkipEvents is for streams of kind=patch only: the seq numbers then
-	// have holes where the events were, so a patch need only come after
-	// the previous one, and the gap check is left to the stream.
-	SkipEvents bool
-
 	doc   []byte
 	seq   uint64
 	epoch string
@@ -39,8 +40,9 @@ type Mirror struct {
 }
 
 // Apply takes the next record: a full record replaces the document, a
-// patch is applied (only when it is the next seq), a reset makes the
-// mirror wait for a full record; events and progress records move its seq.
+// patch is applied (only when it comes after the mirror's seq, in its
+// epoch), a reset makes the mirror wait for a full record; events and
+// progress records move its seq.
 // On error the document is unchanged; after a failed patch the mirror needs
 // a full record.
 func (m *Mirror) Apply(rec *events.Record) error {
@@ -56,13 +58,10 @@ func (m *Mirror) Apply(rec *events.Record) error {
 		m.seq, m.epoch, m.ready = rec.Seq, rec.Epoch, false
 		return nil
 	case events.KindProgress:
-		if !m.ready || rec.Epoch != m.epoch || rec.Seq <= m.seq {
-			return nil
+		// Records up to it were passed over: filtered out, or none.
+		if m.ready && rec.Epoch == m.epoch && rec.Seq > m.seq {
+			m.seq = rec.Seq
 		}
-		if !m.SkipEvents {
-			return fmt.Errorf("progress at %d after %d: %w", rec.Seq, m.seq, ErrGap)
-		}
-		m.seq = rec.Seq
 		return nil
 	case events.KindEvent:
 		if !m.ready {
@@ -102,7 +101,7 @@ func (m *Mirror) checkNext(rec *events.Record) error {
 	if rec.Epoch != m.epoch {
 		return fmt.Errorf("%s %d of epoch %s after epoch %s: %w", rec.Kind, rec.Seq, rec.Epoch, m.epoch, ErrGap)
 	}
-	if rec.Seq == m.seq+1 || (m.SkipEvents && rec.Seq > m.seq) {
+	if rec.Seq > m.seq {
 		return nil
 	}
 	return fmt.Errorf("%s %d after %d: %w", rec.Kind, rec.Seq, m.seq, ErrGap)

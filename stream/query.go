@@ -39,20 +39,27 @@ func (e *paramError) Unwrap() error { return e.Err }
 
 // request is a parsed subscription request.
 type request struct {
+	selection
+	filterTexts []string // the filters' expressions, as given
+	snapshot    bool
+	resume      bool
+	since       uint64
+	epoch       string // "" with resume: the bus's current epoch
+	sinceTime   time.Time
+	limit       int // 0: no limit
+	batch       bool
+}
+
+// selection is which records a subscriber takes: kinds, and filters
+// OR'ed.
+type selection struct {
 	patch, event bool
 	filters      []func(record []byte) bool
-	snapshot     bool
-	resume       bool
-	since        uint64
-	epoch        string // "" with resume: the bus's current epoch
-	sinceTime    time.Time
-	limit        int // 0: no limit
-	batch        bool
 }
 
 // pass says whether a record pulled from the bus goes to this subscriber.
 // Kinds and filters select patch and event records only.
-func (q *request) pass(rec *events.Record) bool {
+func (q *selection) pass(rec *events.Record) bool {
 	switch rec.Kind {
 	case events.KindPatch:
 		if !q.patch {
@@ -80,7 +87,7 @@ func (q *request) pass(rec *events.Record) bool {
 // parseRequest reads the query of GET /v1/events. parseFilter may be nil
 // when no filter language is wired in.
 func parseRequest(q url.Values, parseFilter func(string) (func([]byte) bool, error)) (*request, error) {
-	req := &request{patch: true, event: true}
+	req := &request{selection: selection{patch: true, event: true}}
 	single := func(name string) (string, bool, error) {
 		v, ok := q[name]
 		if !ok {
@@ -124,6 +131,7 @@ func parseRequest(q url.Values, parseFilter func(string) (func([]byte) bool, err
 			return nil, &paramError{paramFilter, fmt.Errorf("filter #%d %s: %w", i+1, clip.Quote(expr), err)}
 		}
 		req.filters = append(req.filters, f)
+		req.filterTexts = append(req.filterTexts, expr)
 	}
 
 	var err error

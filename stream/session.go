@@ -31,7 +31,9 @@ type session struct {
 	h    *Handler
 	req  *request
 	conn *websocket.Conn
+	fc   *frameConn // the connection under conn
 	log  *slog.Logger
+	sel  *selector // of a shared session (one that follows a framer)
 
 	sub   events.Subscriber
 	first []*events.Record // full, reset or progress records to send first
@@ -48,6 +50,19 @@ type session struct {
 	writeTimer *time.Timer // kills the connection when a write hangs
 	batchTimer *time.Timer
 	timedOut   atomic.Bool // set by writeTimer
+
+	// w is the window at whose end a shared session stands, when it stands
+	// at the end of one (lastSeq == w.to).
+	w *window
+	// back is signalled when the fan-out writer hands the session back.
+	back chan struct{}
+
+	// mu guards owner and reg, and, while the fan-out writer has the
+	// session (owner is ownWriter), w, lastSeq, epoch and lastWrite: the
+	// writer and the session's goroutine both use them then.
+	mu    sync.Mutex
+	owner int
+	reg   uint64 // counts the givings to the writer
 }
 
 // record makes a full, reset or progress record for this subscriber.
@@ -204,7 +219,12 @@ func (s *session) stream(ctx context.Context) (websocket.StatusCode, string) {
 	}
 	s.first = nil
 	if s.req.shared() {
-		return s.streamShared(ctx)
+		s.sel = s.h.sels.get(s.req)
+		defer s.h.sels.put(s.sel)
+		if s.req.batch {
+			return s.follow(ctx, s.h.fr)
+		}
+		return s.follow(ctx, s.h.fan)
 	}
 
 	// idle ends when a progress record may be due. It is renewed only then,
@@ -246,89 +266,25 @@ func (s *session) stream(ctx context.Context) (websocket.StatusCode, string) {
 	}
 }
 
-// streamShared is stream for a subscriber that takes the framer's shared
-// frames (see framer.go).
-func (s *session) streamShared(ctx context.Context) (websocket.StatusCode, string) {
-	cfg := &s.h.cfg
-	w, err := s.h.fr.join()
-	if err != nil {
-		return s.endSub(err)
-	}
-	defer s.h.fr.leave()
-	// Records up to the newest window will not come in a window: a
-	// subscriber resuming from further back reads them now, or it would
-	// wait for the next record to get them.
-	if w.to > s.lastSeq {
-		serr, err := s.catchUp(w.to)
-		if serr != nil {
-			return s.endSub(serr)
-		}
-		if err != nil {
-			return s.endWrite(ctx, err)
-		}
-	}
-	mask := s.req.mask()
-	// The idle timer is not renewed per frame: when it fires, it fires
-	// again for when a progress record would be due.
-	idle := time.NewTimer(cfg.Progress)
-	defer idle.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return s.endCtx(ctx)
-		case <-idle.C:
-			if err := s.progressIfDue(); err != nil {
-				return s.endWrite(ctx, err)
-			}
-			idle.Reset(time.Until(s.lastWrite.Add(cfg.Progress)))
-			continue
-		case <-w.next:
-		}
-		w = w.following
-		select {
-		case <-w.next:
-			// More than a window behind: take everything up to the newest
-			// from the subscription, which holds the lag limit.
-			w = s.h.fr.newest()
-		default:
-		}
-		if w.err != nil {
-			return s.endSub(w.err)
-		}
-		if w.to <= s.lastSeq {
-			continue
-		}
-		if w.from == s.lastSeq {
-			if ep := w.epoch(); ep != "" {
-				s.epoch = ep
-			}
-			s.lastSeq = w.to
-			// Keep the subscription where the subscriber is, so that its
-			// lag is measured from there.
-			s.sub.Skip(w.to)
-			if b := w.frame(mask); len(b) > 0 {
-				err = s.write(b)
-			}
-		} else {
-			var serr error
-			if serr, err = s.catchUp(w.to); serr != nil {
-				return s.endSub(serr)
-			}
-		}
-		if err != nil {
-			return s.endWrite(ctx, err)
-		}
-	}
-}
-
 // catchUp writes the records after s.lastSeq up to and including seq to,
-// read from the subscription, in frames of at most maxBatchBytes. It
-// returns the error that ended the subscription, or the write's.
+// read from the subscription, several to a write(2): in batch frames of at
+// most maxBatchBytes, or one message per record, encoded here. It returns
+// the error that ended the subscription, or the write's.
 func (s *session) catchUp(to uint64) (subErr, writeErr error) {
 	s.sub.Skip(s.lastSeq)
 	bp := getBatch()
 	batch := (*bp)[:0]
 	defer func() { putBatch(bp, batch) }()
+	flush := func() error {
+		var err error
+		if s.req.batch {
+			err = s.write(batch)
+		} else {
+			err = s.writeRaw(batch)
+		}
+		batch = batch[:0]
+		return err
+	}
 	for s.lastSeq < to {
 		rec, err := s.sub.Next(doneCtx)
 		if err != nil {
@@ -342,19 +298,22 @@ func (s *session) catchUp(to uint64) (subErr, writeErr error) {
 			continue
 		}
 		raw := rec.JSON()
-		if len(batch) > 0 && len(batch)+1+len(raw) > maxBatchBytes {
-			if err := s.write(batch); err != nil {
+		if len(batch) > 0 && len(batch)+1+maxFrameHeader+len(raw) > maxBatchBytes {
+			if err := flush(); err != nil {
 				return nil, err
 			}
-			batch = batch[:0]
 		}
-		if len(batch) > 0 {
+		switch {
+		case !s.req.batch:
+			batch = appendFrame(batch, raw)
+			continue
+		case len(batch) > 0:
 			batch = append(batch, '\n')
 		}
 		batch = append(batch, raw...)
 	}
 	if len(batch) > 0 {
-		return nil, s.write(batch)
+		return nil, flush()
 	}
 	return nil, nil
 }
@@ -443,6 +402,16 @@ func (s *session) write(p []byte) error {
 	// arm a timer per frame; writeTimer bounds it instead.
 	s.writeTimer.Reset(s.h.cfg.WriteTimeout)
 	err := s.conn.Write(context.Background(), websocket.MessageText, p)
+	s.writeTimer.Stop()
+	s.lastWrite = time.Now()
+	return err
+}
+
+// writeRaw writes p, frames encoded here, bounded by the write timeout;
+// the rest of a write the fan-out writer cut goes first.
+func (s *session) writeRaw(p []byte) error {
+	s.writeTimer.Reset(s.h.cfg.WriteTimeout)
+	_, err := s.fc.Write(p)
 	s.writeTimer.Stop()
 	s.lastWrite = time.Now()
 	return err

@@ -216,6 +216,9 @@ func testSlowSubscriberDropped(t *testing.T, batch bool) {
 	if got := srv.h.Stats().SlowDisconnects; got != 1 {
 		t.Fatalf("SlowDisconnects = %d", got)
 	}
+	if !batch && srv.h.fanWrites.Load() == 0 {
+		t.Fatal("the fan-out writer wrote nothing")
+	}
 	select {
 	case err := <-fastErr:
 		t.Fatalf("fast subscriber ended: %v", err)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,7 +33,7 @@ type fakeAgent struct {
 	epoch    string
 	doc      []byte           // the cluster data at seq
 	seq      uint64           // newest seq
-	records  []*events.Record // numbered records, consecutive, ending at seq
+	records  []*events.Record // numbered records, in order, up to seq (jump leaves empty ranges)
 	notify   chan struct{}    // closed and replaced on publish
 	kick     chan struct{}    // closed and replaced by drop
 	queries  []url.Values     // of accepted websockets, in order
@@ -130,6 +131,14 @@ func (f *fakeAgent) restart(epoch string, doc []byte) {
 	f.kick = make(chan struct{})
 }
 
+// jump skips n seqs, as the agent's numbering does after an unclean stop:
+// an empty range, which the stream passes over without a reset.
+func (f *fakeAgent) jump(n uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seq += n
+}
+
 // drop cuts every open websocket without a close frame.
 func (f *fakeAgent) drop() {
 	f.mu.Lock()
@@ -200,7 +209,8 @@ func (f *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return // history changed under this session: the client must resume
 		}
 		if f.seq > pos {
-			recs = f.records[len(f.records)-int(f.seq-pos):]
+			i := sort.Search(len(f.records), func(i int) bool { return f.records[i].Seq > pos })
+			recs = f.records[i:]
 			pos = f.seq
 		}
 		notify := f.notify
@@ -224,7 +234,10 @@ func (f *fakeAgent) startLocked(q url.Values) (uint64, []*events.Record) {
 	full := func() *events.Record { return f.record(f.seq, events.KindFull, "n1", f.doc) }
 	if s := q.Get("since"); s != "" {
 		since, err := strconv.ParseUint(s, 10, 64)
-		oldest := f.seq - uint64(len(f.records))
+		oldest := f.seq // the newest seq before the records kept
+		if len(f.records) > 0 {
+			oldest = f.records[0].Seq - 1
+		}
 		if err == nil && q.Get("epoch") == f.epoch && since <= f.seq && since >= oldest {
 			return since, nil
 		}

@@ -76,6 +76,17 @@ func TestBrowserLivePage(t *testing.T) {
 		t.Errorf("node_thaw shown %d times", n)
 	}
 
+	// After an unclean stop the agent's seqs jump past an empty range in
+	// the same epoch: the page follows the jump on the same connection,
+	// without a new snapshot.
+	conns, seq := len(f.accepted()), eval[int](b, jsSeq)
+	f.jump(65536)
+	f.patch("n2", `[{"op":"replace","path":"/monitor/nodes/n2/frozen","value":0},{"op":"replace","path":"/monitor/nodes/n2/gen","value":9}]`)
+	b.waitFor("n2 thawed after the jump", fmt.Sprintf("!(%s) && %s === %d", jsN2Frozen, jsSeq, seq+65536+1))
+	if got := len(f.accepted()); got != conns {
+		t.Errorf("the page opened %d new connections on a seq jump, want none (a jump is not a gap)", got-conns)
+	}
+
 	// Lost history: the page gets a reset and a new snapshot.
 	doc := threeNodes()
 	doc = []byte(replaceOnce(string(doc), `"n3": {"state": "alive"`, `"n3": {"state": "dead"`))

@@ -2,108 +2,146 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"runtime/pprof"
+	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/coder/websocket"
-
+	"agent/agent"
+	"agent/config"
 	"agent/events"
+	"agent/monitor"
 	"agent/stream"
 )
 
-// fanoutChildFlag runs agent-bench as the subscribers of the fan-out
-// measurement, in a process of their own, so that the agent side's CPU is
-// measured alone.
-const fanoutChildFlag = "fanout-child"
+// fanoutCase is one fan-out row: subs websocket subscribers in a child
+// process while this process publishes rate records/s.
+type fanoutCase struct {
+	subs, rate int
+	// batch asks for batch=1 frames; otherwise one record per message,
+	// the stream's default.
+	batch bool
+	// listener runs a whole agent and its TCP listener, publishing real
+	// patches through its store; otherwise a bus and the websocket handler
+	// alone, on a loopback server.
+	listener bool
+	seconds  time.Duration
+}
 
-// fanoutResult is what the child process reports on stdout.
-type fanoutResult struct {
-	Deliveries int     `json:"deliveries"`
-	P50ms      float64 `json:"p50_ms"`
-	P99ms      float64 `json:"p99_ms"`
-	// WarmP99ms is the p99 of the warm-up records.
-	WarmP99ms float64 `json:"warm_p99_ms"`
-	Err       string  `json:"err,omitempty"`
-	// ChildCores is the subscribers' own CPU over the measured records.
-	ChildCores float64 `json:"child_cores"`
+func (c fanoutCase) mode() string {
+	if c.batch {
+		return "batch=1"
+	}
+	return "one record per message"
 }
 
 // fanoutWarmup is how long records flow before the measurement starts:
 // the first second after a thousand subscribers connect at once is spent
 // growing buffers, heaps and socket queues on both sides, and is not the
-// steady state the target is about. The README gives that transient too.
+// steady state the target is about. The row gives that transient too.
 const fanoutWarmup = 2 * time.Second
 
-// fanoutRow measures the stream with subs websocket subscribers (batch=1)
-// in a child process while this process publishes rate records/s for
-// fanoutWarmup then seconds: delivery latency of the records after the
-// warm-up, from their own publish time, and the CPU this process (bus +
-// websocket handler) used meanwhile.
-func (b *bench) fanoutRow(subs, rate int, seconds time.Duration) {
+// fanoutRow measures one case: delivery latency of the records after the
+// warm-up, from their own publish time, and the CPU this process (the
+// agent side) used meanwhile.
+func (b *bench) fanoutRow(c fanoutCase) {
 	childProfile := ""
-	if b.profile != "" {
-		childProfile = fmt.Sprintf("%s.child%d", b.profile, subs)
+	if b.cpuprof != "" {
+		childProfile = fmt.Sprintf("%s.child%d", b.cpuprof, c.subs)
 	}
-	res, cores, err := measureFanout(subs, rate, seconds, childProfile)
-	metric := fmt.Sprintf("stream fan-out, %d subscribers × %d records/s (batch=1, subscribers in another process, after %s warm-up)", subs, rate, fanoutWarmup)
+	where := "handler"
+	if c.listener {
+		where = "a whole agent's TCP listener"
+	}
+	metric := fmt.Sprintf("stream fan-out, %d subscribers × %d records/s, %s (%s; subscribers in another process, after %s warm-up)",
+		c.subs, c.rate, c.mode(), where, fanoutWarmup)
+	res, side, err := measureFanout(c, childProfile)
 	if err != nil {
 		b.add(metric, "error: "+err.Error(), "", nil)
 		return
 	}
-	want := float64(subs * rate)
-	got := float64(res.Deliveries) / (seconds + fanoutWarmup).Seconds()
-	ok := cores <= 1 && res.P99ms <= 100 && got >= 0.95*want
-	b.add(metric, fmt.Sprintf("%.0f deliveries/s, p50 %.1f ms, p99 %.1f ms, agent side %.2f core (subscribers %.2f core); warm-up p99 %.0f ms",
-		got, res.P50ms, res.P99ms, cores, res.ChildCores, res.WarmP99ms),
-		"p99 ≤ 100 ms within one core", &ok)
+	want := float64(c.subs * c.rate)
+	got := float64(res.Deliveries) / (c.seconds + fanoutWarmup).Seconds()
+	target := "p99 ≤ 100 ms within one core"
+	ok := side.cores <= 1 && res.P99ms <= 100 && got >= 0.95*want
+	if c.listener {
+		target = "p99 ≤ 100 ms"
+		ok = res.P99ms <= 100 && got >= 0.95*want
+	}
+	result := fmt.Sprintf("%.0f deliveries/s, p50 %.1f ms, p99 %.1f ms, max %.0f ms, agent side %.2f core (subscribers %.2f core); warm-up p99 %.0f ms",
+		got, res.P50ms, res.P99ms, res.MaxMs, side.cores, res.ChildCores, res.WarmP99ms)
+	if c.listener {
+		result += fmt.Sprintf("; agent RSS %.0f MB (%.0f MB before the subscribers)", side.rssMB, side.rssBeforeMB)
+	}
+	b.add(metric, result, target, &ok)
 }
 
-func measureFanout(subs, rate int, seconds time.Duration, childProfile string) (fanoutResult, float64, error) {
+// agentSide is what the parent measured of itself, the agent side.
+type agentSide struct {
+	cores              float64
+	rssMB, rssBeforeMB float64
+}
+
+// fanoutTarget is where the subscribers connect and how records are made.
+type fanoutTarget struct {
+	url     string
+	publish func(i int)
+	close   func()
+}
+
+func measureFanout(c fanoutCase, childProfile string) (fanoutResult, agentSide, error) {
 	var res fanoutResult
-	bus, err := events.Open(events.Config{Logger: quiet(), MaxLag: 1 << 20, RingSize: 1 << 17})
-	if err != nil {
-		return res, 0, err
+	var side agentSide
+	if err := raiseOpenFiles(); err != nil {
+		return res, side, err
 	}
-	defer bus.Close()
-	h := stream.NewHandler(stream.HandlerConfig{Bus: stream.BusAdapter{Bus: bus}, Logger: quiet()})
-	defer h.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return res, 0, err
+	var t *fanoutTarget
+	var err error
+	if c.listener {
+		t, err = listenerTarget(c.subs)
+	} else {
+		t, err = handlerTarget()
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
+	if err != nil {
+		return res, side, err
+	}
+	defer t.close()
+	// Earlier rows' memory goes back to the system first, so that the
+	// figures are this row's.
+	debug.FreeOSMemory()
+	side.rssBeforeMB = float64(selfRSSKB()) / 1024
 
 	self, err := os.Executable()
 	if err != nil {
-		return res, 0, err
+		return res, side, err
 	}
-	warm := int(fanoutWarmup.Seconds() * float64(rate))
-	total := warm + int(seconds.Seconds()*float64(rate))
-	url := "ws://" + ln.Addr().String() + "/v1/events?batch=1"
-	cmd := exec.Command(self, "--"+fanoutChildFlag, fmt.Sprintf("%s,%d,%d,%d", url, subs, total, warm), "--cpuprofile", childProfile)
+	warm := int(fanoutWarmup.Seconds() * float64(c.rate))
+	total := warm + int(c.seconds.Seconds()*float64(c.rate))
+	u := t.url
+	if c.batch {
+		u += "?batch=1"
+	}
+	args, _ := json.Marshal(childArgs{URL: u, Subs: c.subs, Batch: c.batch, Records: total, Warm: warm,
+		Deadline: 5*time.Minute + 3*(c.seconds+fanoutWarmup)})
+	cmd := exec.Command(self, "--"+fanoutChildFlag, string(args), "--cpuprofile", childProfile)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return res, 0, err
+		return res, side, err
 	}
 	if err := cmd.Start(); err != nil {
-		return res, 0, err
+		return res, side, err
 	}
 	waited := false
 	defer func() {
@@ -115,10 +153,13 @@ func measureFanout(subs, rate int, seconds time.Duration, childProfile string) (
 	rd := bufio.NewReader(out)
 	line, err := rd.ReadString('\n')
 	if err != nil || strings.TrimSpace(line) != "ready" {
-		return res, 0, fmt.Errorf("subscribers did not start: %q %v", line, err)
+		if strings.HasPrefix(line, "{") {
+			_ = json.Unmarshal([]byte(line), &res)
+			return res, side, fmt.Errorf("subscribers did not start: %s", res.Err)
+		}
+		return res, side, fmt.Errorf("subscribers did not start: %q %v", line, err)
 	}
 
-	payload := json.RawMessage(`[{"op":"replace","path":"/monitor/nodes/n1/labels/k","value":"v0123456789"}]`)
 	var cpu0 time.Duration
 	var measured time.Time
 	start := time.Now()
@@ -126,26 +167,138 @@ func measureFanout(subs, rate int, seconds time.Duration, childProfile string) (
 		if i == warm {
 			cpu0, measured = processCPU(), time.Now()
 		}
-		bus.Publish("n1", events.KindPatch, payload)
-		next := start.Add(time.Duration(i+1) * time.Second / time.Duration(rate))
+		t.publish(i)
+		next := start.Add(time.Duration(i+1) * time.Second / time.Duration(c.rate))
 		if d := time.Until(next); d > 0 {
 			time.Sleep(d)
 		}
 	}
 	line, err = rd.ReadString('\n')
-	cores := (processCPU() - cpu0).Seconds() / time.Since(measured).Seconds()
+	side.cores = (processCPU() - cpu0).Seconds() / time.Since(measured).Seconds()
+	side.rssMB = float64(selfRSSKB()) / 1024
 	if err != nil {
-		return res, 0, fmt.Errorf("subscribers ended without a result: %v", err)
+		return res, side, fmt.Errorf("subscribers ended without a result: %v", err)
 	}
 	if err := json.Unmarshal([]byte(line), &res); err != nil {
-		return res, 0, err
+		return res, side, err
 	}
 	waited = true
 	_ = cmd.Wait()
 	if res.Err != "" {
-		return res, 0, errors.New(res.Err)
+		return res, side, errors.New(res.Err)
 	}
-	return res, cores, nil
+	return res, side, nil
+}
+
+// handlerTarget serves the websocket handler alone on a loopback server,
+// over a bus of its own.
+func handlerTarget() (*fanoutTarget, error) {
+	bus, err := events.Open(events.Config{Logger: quiet(), MaxLag: 1 << 20, RingSize: 1 << 17})
+	if err != nil {
+		return nil, err
+	}
+	h := stream.NewHandler(stream.HandlerConfig{Bus: stream.BusAdapter{Bus: bus}, Logger: quiet()})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		_ = h.Close()
+		_ = bus.Close()
+		return nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = srv.Serve(ln) })
+	payload := json.RawMessage(`[{"op":"replace","path":"/monitor/nodes/n1/labels/k","value":"v0123456789"}]`)
+	return &fanoutTarget{
+		url:     "ws://" + ln.Addr().String() + "/v1/events",
+		publish: func(int) { bus.Publish("n1", events.KindPatch, payload) },
+		close: func() {
+			_ = h.Close()
+			_ = srv.Close()
+			wg.Wait()
+			_ = bus.Close()
+		},
+	}, nil
+}
+
+// listenerTarget runs a whole agent (one node) with its TCP listener on
+// loopback, without auth; records are the patches of label changes made
+// through its store.
+func listenerTarget(subs int) (*fanoutTarget, error) {
+	dir, err := os.MkdirTemp("", fmt.Sprintf("agent-bench-fanout-%d-", os.Getpid()))
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*fanoutTarget, error) {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	hbPort, err := freePort("127.0.0.1")
+	if err != nil {
+		return fail(err)
+	}
+	apiPort, err := freePort("127.0.0.1")
+	if err != nil {
+		return fail(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "etc", "svc"), 0o700); err != nil {
+		return fail(err)
+	}
+	// The caps leave room for the subscribers (the defaults would do for
+	// 10,000, not for more).
+	conf := fmt.Sprintf("[node]\nname = n1\n\n[cluster]\nname = bench-fanout-%d\n\n[hb]\naddr = 127.0.0.1\nport = %d\nprofile = local\n\n"+
+		"[listener]\naddr = 127.0.0.1:%d\nauth = none\nmax_conns = %d\nmax_subscribers = %d\n",
+		os.Getpid(), hbPort, apiPort, subs+1024, subs+1024)
+	if err := os.WriteFile(filepath.Join(dir, "etc", "node.conf"), []byte(conf), 0o600); err != nil {
+		return fail(err)
+	}
+	home, _ := os.UserHomeDir()
+	a, err := agent.New(agent.Options{Paths: config.ResolvePaths(dir, os.Geteuid(), home), Logger: quiet(), StatsInterval: -1})
+	if err != nil {
+		return fail(fmt.Errorf("agent: %w", err))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = a.Run(ctx) })
+	st := a.Store()
+	return &fanoutTarget{
+		url: "ws://" + a.ListenAddr() + "/v1/events",
+		publish: func(i int) {
+			_, _, _ = st.UpdateLocal("bench", func(d *monitor.NodeData) {
+				if d.Labels == nil {
+					d.Labels = map[string]string{}
+				}
+				d.Labels["bench"] = strconv.Itoa(i)
+			})
+		},
+		close: func() {
+			cancel()
+			wg.Wait()
+			_ = a.Close()
+			_ = os.RemoveAll(dir)
+		},
+	}, nil
+}
+
+// raiseOpenFiles sets the open-file soft limit to the hard limit: ten
+// thousand subscribers are ten thousand sockets on each side.
+func raiseOpenFiles() error {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("open-file limit: %w", err)
+	}
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			return fmt.Errorf("raise the open-file limit to %d: %w", lim.Max, err)
+		}
+	}
+	return nil
+}
+
+// selfRSSKB is this process's resident set, in KiB (0 when unknown).
+func selfRSSKB() int64 {
+	kb, _ := rssKB(os.Getpid())
+	return kb
 }
 
 // processCPU is the user+system CPU time this process has used.
@@ -156,197 +309,3 @@ func processCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
-
-// fanoutChild connects the subscribers, says "ready", reads until each
-// got every record, and prints a fanoutResult. With profile it writes a CPU
-// profile of the reading there.
-func fanoutChild(arg, profile string) {
-	parts := strings.Split(arg, ",")
-	report := func(r fanoutResult) {
-		out, _ := json.Marshal(r)
-		fmt.Println(string(out))
-	}
-	if len(parts) != 4 {
-		report(fanoutResult{Err: "want URL,SUBS,RECORDS,WARMUP_RECORDS"})
-		return
-	}
-	subs, _ := strconv.Atoi(parts[1])
-	total, _ := strconv.Atoi(parts[2])
-	warm, _ := strconv.Atoi(parts[3])
-	// The subscribers' CPU is taken from the first measured record seen to
-	// the end.
-	var measureOnce sync.Once
-	var cpu0 time.Duration
-	var measured time.Time
-	startMeasure := func() { measureOnce.Do(func() { cpu0, measured = processCPU(), time.Now() }) }
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	conns := make([]*websocket.Conn, 0, subs)
-	// Each connection reads through a 64 KiB buffer, as a browser does,
-	// rather than the 4 KiB the websocket library reads with: a batch frame
-	// then costs one read(2), not three.
-	var dialer net.Dialer
-	hc := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dialer.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return &bufferedConn{Conn: c, r: bufio.NewReaderSize(c, 64<<10)}, nil
-		},
-	}}
-	for range subs {
-		c, _, err := websocket.Dial(ctx, parts[0], &websocket.DialOptions{HTTPClient: hc})
-		if err != nil {
-			report(fanoutResult{Err: err.Error()})
-			return
-		}
-		c.SetReadLimit(-1)
-		conns = append(conns, c)
-	}
-	if profile != "" {
-		if f, err := os.Create(profile); err == nil && pprof.StartCPUProfile(f) == nil {
-			defer func() { pprof.StopCPUProfile(); f.Close() }()
-		}
-	}
-	fmt.Println("ready")
-	var mu sync.Mutex
-	var lat, warmLat []time.Duration
-	deliveries := 0
-	var wg sync.WaitGroup
-	errc := make(chan error, subs)
-	for i, c := range conns {
-		wg.Add(1)
-		go func(sample bool) {
-			defer wg.Done()
-			defer c.CloseNow()
-			got := 0
-			var mine, mineWarm []time.Duration
-			// Fixed-size buffers: a subscriber that reads whole messages
-			// into a growing buffer ends up holding the largest frame it
-			// ever saw, a thousand times over.
-			br := bufio.NewReaderSize(nil, 32<<10)
-			chunk := make([]byte, 32<<10)
-			for got < total {
-				_, r, err := c.Reader(ctx)
-				if err == nil {
-					var n int
-					if sample {
-						n, err = readSampled(br, r, uint64(warm), &mine, &mineWarm, startMeasure)
-					} else {
-						n, err = countRecords(r, chunk)
-					}
-					got += n
-				}
-				if err != nil {
-					errc <- err
-					return
-				}
-			}
-			mu.Lock()
-			deliveries += got
-			lat = append(lat, mine...)
-			warmLat = append(warmLat, mineWarm...)
-			mu.Unlock()
-		}(i%10 == 0)
-	}
-	wg.Wait()
-	select {
-	case err := <-errc:
-		report(fanoutResult{Err: err.Error()})
-		return
-	default:
-	}
-	startMeasure() // no-op unless no record was measured
-	childCores := (processCPU() - cpu0).Seconds() / time.Since(measured).Seconds()
-	report(fanoutResult{Deliveries: deliveries, P50ms: msf(quantile(lat, 0.5)), P99ms: msf(quantile(lat, 0.99)), WarmP99ms: msf(quantile(warmLat, 0.99)), ChildCores: childCores})
-}
-
-// bufferedConn reads a connection through a buffer.
-type bufferedConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-
-// progressKind marks a progress record, which the subscribers do not count.
-var progressKind = []byte(`"kind":"progress"`)
-
-// countRecords counts the records of one message, reading it in chunks.
-func countRecords(r io.Reader, chunk []byte) (int, error) {
-	lines, size := 0, 0
-	var head []byte
-	for {
-		n, err := r.Read(chunk)
-		if size == 0 && n > 0 {
-			head = append(head[:0], chunk[:min(n, 256)]...)
-		}
-		size += n
-		lines += bytes.Count(chunk[:n], []byte{'\n'})
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return 0, err
-		}
-	}
-	if lines == 0 && bytes.Contains(head, progressKind) {
-		return 0, nil
-	}
-	return lines + 1, nil
-}
-
-// readSampled reads one message line by line and appends the delivery
-// latency of each record after seq warm to lat, of the others to warmLat,
-// from its publish time (same machine, same clock); the first record after
-// warm calls measuring.
-func readSampled(br *bufio.Reader, r io.Reader, warm uint64, lat, warmLat *[]time.Duration, measuring func()) (int, error) {
-	br.Reset(r)
-	now := time.Now()
-	got := 0
-	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 && !bytes.Contains(line, progressKind) {
-			got++
-			if seq, t, ok := recordSeqTime(line); ok && seq > warm {
-				measuring()
-				*lat = append(*lat, now.Sub(t))
-			} else if ok {
-				*warmLat = append(*warmLat, now.Sub(t))
-			}
-		}
-		if err == io.EOF {
-			return got, nil
-		}
-		if err != nil {
-			return 0, err
-		}
-	}
-}
-
-// recordSeqTime reads the seq and the time of a record line without
-// decoding the rest: the subscribers' process shares the machine with the
-// agent, and what it spends is taken from the agent being measured.
-func recordSeqTime(line []byte) (uint64, time.Time, bool) {
-	seqKey, timeKey := []byte(`{"seq":`), []byte(`"time":"`)
-	if !bytes.HasPrefix(line, seqKey) {
-		return 0, time.Time{}, false
-	}
-	end := bytes.IndexByte(line, ',')
-	if end < len(seqKey) {
-		return 0, time.Time{}, false
-	}
-	seq, err := strconv.ParseUint(string(line[len(seqKey):end]), 10, 64)
-	if err != nil {
-		return 0, time.Time{}, false
-	}
-	i := bytes.Index(line, timeKey)
-	if i < 0 || len(line) < i+len(timeKey)+len(events.TimeFormat) {
-		return 0, time.Time{}, false
-	}
-	t, err := time.Parse(events.TimeFormat, string(line[i+len(timeKey):i+len(timeKey)+len(events.TimeFormat)]))
-	return seq, t, err == nil
-}
-
-func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

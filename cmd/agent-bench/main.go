@@ -49,6 +49,7 @@ type bench struct {
 	agent   string
 	only    map[string]bool // sections to run; empty: all
 	fanout  []int           // subscriber counts of the fan-out rows
+	bigFan  int             // subscribers of the fan-out row through a whole agent's listener
 	cpuprof string          // CPU profile of this process (the child's gets ".child")
 	// profile is the heartbeat profile of the membership rows and of the
 	// idle agents; tune overrides memberlist's timings (--memberlist).
@@ -71,14 +72,15 @@ func main() {
 	flag.DurationVar(&b.idle, "idle", 0, "how long to measure idle CPU (default 20s, 5s with --quick)")
 	flag.StringVar(&b.agent, "agent", "", "agent binary to use (default: go build ./cmd/agent)")
 	flag.StringVar(&only, "only", "", "run only these sections, comma separated: cluster, membership, throttle, wait, idle, fanout, history, gobench")
-	flag.StringVar(&fanout, "fanout", "1,100,1000", "subscriber counts of the stream fan-out rows, comma separated")
+	flag.StringVar(&fanout, "fanout", "1,100,1000", "subscriber counts of the stream fan-out rows (2000 records/s, each in batch=1 and default mode), comma separated")
+	flag.IntVar(&b.bigFan, "fanout-listener", 10000, "subscribers of the fan-out row through a whole agent's TCP listener (100 records/s); 0: none")
 	flag.StringVar(&b.cpuprof, "cpuprofile", "", "write a CPU profile of the benchmark to this file (the fan-out subscribers' to FILE.child)")
 	flag.StringVar(&b.profile, "profile", "lan", "heartbeat profile of the membership rows and the idle agents: lan, wan or local")
 	flag.StringVar(&tune, "memberlist", "", "experiments: override memberlist timings of the membership rows, e.g. probe_interval=500ms,suspicion_mult=2")
 	flag.StringVar(&detect, "detect-nodes", "5,30", "cluster sizes for failure detection and delta repair, comma separated")
 	flag.IntVar(&b.trials, "trials", 10, "kills (and lost deltas) per membership row")
 	flag.DurationVar(&b.throttle, "throttle", 0, "how long the throttled agent runs at a fifth of a core (default 60s, 15s with --quick)")
-	flag.StringVar(&child, fanoutChildFlag, "", "internal: run the fan-out subscribers (URL,SUBS,RECORDS)")
+	flag.StringVar(&child, fanoutChildFlag, "", "internal: run the fan-out subscribers (JSON arguments)")
 	flag.Parse()
 	if child != "" {
 		fanoutChild(child, b.cpuprof)
@@ -97,6 +99,10 @@ func main() {
 	}
 	b.nodes = intList("--nodes", nodes, "sizes", 2, 250)
 	b.fanout = intList("--fanout", fanout, "subscriber counts", 1, 10000)
+	if b.bigFan < 0 || b.bigFan > 50000 {
+		fmt.Fprintf(os.Stderr, "agent-bench: --fanout-listener %d: want 0 (none) to 50000\n", b.bigFan)
+		os.Exit(2)
+	}
 	b.detectNodes = intList("--detect-nodes", detect, "sizes", 3, 250)
 	var err error
 	if b.tune, err = parseTune(tune); err != nil {
@@ -206,8 +212,16 @@ func (b *bench) run() error {
 			d = 3 * time.Second
 		}
 		for _, subs := range b.fanout {
-			b.logf("fan-out: %d subscribers", subs)
-			b.fanoutRow(subs, 2000, d)
+			for _, batch := range []bool{true, false} {
+				c := fanoutCase{subs: subs, rate: 2000, batch: batch, seconds: d}
+				b.logf("fan-out: %d subscribers, %s", subs, c.mode())
+				b.fanoutRow(c)
+			}
+		}
+		if b.bigFan > 0 {
+			c := fanoutCase{subs: b.bigFan, rate: 100, listener: true, seconds: d}
+			b.logf("fan-out: %d subscribers through an agent's listener, %s", c.subs, c.mode())
+			b.fanoutRow(c)
 		}
 	}
 	if b.runs("history") {

@@ -119,7 +119,7 @@ func waitOnce(ctx context.Context, c *client, e *filter.Expr) error {
 		return err
 	}
 	defer st.Close()
-	m := &stream.Mirror{SkipEvents: true}
+	m := &stream.Mirror{}
 	for {
 		rec, err := st.Next(ctx)
 		if err != nil {

@@ -291,10 +291,9 @@
         keep(rec);
         return true;
       case "progress":
-        if (S.ready && rec.epoch === S.epoch && rec.seq > S.seq) {
-          resync("records " + (S.seq + 1) + " to " + rec.seq + " missing");
-          return false;
-        }
+        // Records up to it were passed over. Seqs may jump (after an
+        // unclean stop of the agent); only a reset says records were lost.
+        if (S.ready && rec.epoch === S.epoch && rec.seq > S.seq) S.seq = rec.seq;
         return true;
       case "patch":
       case "event":
@@ -303,7 +302,7 @@
         return true; // a kind from a newer agent
     }
     if (!S.ready) return true; // a full record is on its way
-    if (rec.epoch !== S.epoch || rec.seq !== S.seq + 1) {
+    if (rec.epoch !== S.epoch || rec.seq <= S.seq) {
       resync("record " + rec.seq + " of " + rec.epoch + " after " + S.seq + " of " + S.epoch);
       return false;
     }
