@@ -11,7 +11,8 @@ import (
 
 // TestReadyAndAlive: Ready is closed once a node has joined its peer, and
 // once a node whose seeds do not answer has waited out the rejoin grace;
-// Alive answers while the agent runs and fails once it has stopped.
+// Alive answers while the agent runs, fails while its store stays locked,
+// and fails once it has stopped.
 func TestReadyAndAlive(t *testing.T) {
 	nodes := startCluster(t, 2)
 	for _, n := range nodes {
@@ -37,6 +38,40 @@ func TestReadyAndAlive(t *testing.T) {
 	if err := alone.Alive(ctx); err != nil {
 		t.Fatalf("Alive of a running agent: %v", err)
 	}
+
+	// A running agent whose store stays locked (a deadlock) is not alive:
+	// the watchdog stops pinging and systemd kills it. Once the lock is
+	// free again, Alive answers again.
+	held, release := make(chan struct{}), make(chan struct{})
+	holding := make(chan struct{})
+	go func() {
+		defer close(holding)
+		alone.HoldStore(held, release)
+	}()
+	<-held
+	stuck, cancel3 := context.WithTimeout(ctx, 300*time.Millisecond)
+	err := alone.Alive(stuck)
+	cancel3()
+	if err == nil {
+		close(release)
+		t.Fatal("Alive answered while the store was locked")
+	}
+	// A later probe fails too (its goroutine is not piled up behind the
+	// stuck one), while the lock is held.
+	again, cancel4 := context.WithTimeout(ctx, 300*time.Millisecond)
+	err2 := alone.Alive(again)
+	cancel4()
+	close(release)
+	<-holding
+	if err2 == nil {
+		t.Fatal("a second Alive answered while the store was locked")
+	}
+	t.Logf("Alive with the store locked: %v; then: %v", err, err2)
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return alone.Alive(c) == nil
+	}, "Alive never answered again once the store was free")
 	alone.Stop()
 	short, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel2()

@@ -5,6 +5,8 @@ package docs
 
 import (
 	"io/fs"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,7 +21,30 @@ var (
 	heading    = regexp.MustCompile(`(?m)^#{1,6}\s+(.+?)\s*#*\s*$`)
 	fence      = regexp.MustCompile("(?ms)^```.*?^```")
 	codeSpan   = regexp.MustCompile("`[^`\n]*`")
+	// <https://...>: a Markdown autolink.
+	autoLink = regexp.MustCompile(`<((?:https?|mailto|ftp):[^>\s]+)>`)
 )
+
+// isURL reports whether a link target names a scheme rather than a path.
+func isURL(target string) bool {
+	u, err := url.Parse(target)
+	return err == nil && u.Scheme != ""
+}
+
+// loopbackURL reports whether a web URL points at this machine (an
+// agent's own page, as in the demo): the only kind of web link the docs
+// may hold, since nothing in the repository links outside it.
+func loopbackURL(target string) bool {
+	u, err := url.Parse(target)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return false
+	}
+	if u.Hostname() == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(u.Hostname())
+	return ip != nil && ip.IsLoopback()
+}
 
 // slug is the anchor GitHub gives a heading.
 func slug(h string) string {
@@ -52,9 +77,9 @@ func anchors(t *testing.T, path string) map[string]bool {
 	return out
 }
 
-// TestLinksStayInside: every link of README.md and docs/*.md is a web URL
-// or a path inside the repository that exists (and, with #anchor, a
-// heading of that file).
+// TestLinksStayInside: every link of README.md and docs/*.md is a path
+// inside the repository that exists (and, with #anchor, a heading of that
+// file), or a web URL on a loopback address (the agent's own pages).
 func TestLinksStayInside(t *testing.T) {
 	repo, err := filepath.Abs("..")
 	if err != nil {
@@ -75,8 +100,14 @@ func TestLinksStayInside(t *testing.T) {
 		for _, m := range refLink.FindAllStringSubmatch(text, -1) {
 			targets = append(targets, m[1])
 		}
+		for _, m := range autoLink.FindAllStringSubmatch(text, -1) {
+			targets = append(targets, m[1])
+		}
 		for _, target := range targets {
-			if strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://") || strings.HasPrefix(target, "mailto:") {
+			if isURL(target) {
+				if !loopbackURL(target) {
+					t.Errorf("%s: link %q leaves the repository (name the project in text instead)", f, target)
+				}
 				continue
 			}
 			path, anchor, _ := strings.Cut(target, "#")

@@ -13,11 +13,19 @@ import (
 // printing its help and exiting 0 as if the work were done.
 func finishTree(root *cobra.Command) {
 	root.InitDefaultCompletionCmd()
+	root.InitDefaultHelpCmd()
 	for _, c := range root.Commands() {
 		if c.Name() == "completion" && c.Example == "" {
 			c.Example = `  agent completion bash > /etc/bash_completion.d/agent
   agent completion zsh > "${fpath[1]}/_agent"
   agent completion fish > ~/.config/fish/completions/agent.fish`
+		}
+	}
+	for _, c := range root.Commands() {
+		if c.Name() == "help" {
+			// RunE takes precedence over cobra's Run, which shows the
+			// root's help and exits 0 for a topic it does not know.
+			c.RunE = helpRun
 		}
 	}
 	walk(root, func(c *cobra.Command) {
@@ -53,6 +61,26 @@ func groupRun(c *cobra.Command, args []string) error {
 		hint = fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
 	}
 	return failf("unknown command %q for %s%s; see %s --help", args[0], c.CommandPath(), hint, c.CommandPath())
+}
+
+// helpRun is "agent help [command...]": the help of that command, or a
+// usage error for a topic that names none (a typo in "agent help node
+// frezee" must not print some other command's help and exit 0).
+func helpRun(c *cobra.Command, args []string) error {
+	target, rest, err := c.Root().Find(args)
+	if err != nil || target == nil {
+		return failf("unknown help topic %q; see agent --help", strings.Join(args, " "))
+	}
+	if len(rest) > 0 {
+		hint := ""
+		if s := target.SuggestionsFor(rest[0]); len(s) > 0 {
+			hint = fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
+		}
+		return failf("unknown help topic %q for %s%s; see %s --help", rest[0], target.CommandPath(), hint, target.CommandPath())
+	}
+	target.InitDefaultHelpFlag()
+	target.InitDefaultVersionFlag()
+	return target.Help()
 }
 
 // subNames lists the visible subcommands of c.

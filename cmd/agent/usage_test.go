@@ -28,6 +28,8 @@ func TestUnknownAndMissingSubcommands(t *testing.T) {
 		{[]string{"docs", "man"}, "missing DIR for agent docs man"},
 		{[]string{"status", "extra"}, `unknown command "extra" for "agent status"`},
 		{[]string{"status", "--bogus"}, "unknown flag: --bogus"},
+		{[]string{"help", "bogus"}, `unknown help topic "bogus" for agent`},
+		{[]string{"help", "node", "frezee"}, `unknown help topic "frezee" for agent node (did you mean freeze?)`},
 	} {
 		var o, e bytes.Buffer
 		code := run(tc.args, &o, &e)
@@ -40,6 +42,21 @@ func TestUnknownAndMissingSubcommands(t *testing.T) {
 	var o, e bytes.Buffer
 	if code := run(nil, &o, &e); code != 0 || !strings.Contains(o.String(), "Available Commands") {
 		t.Errorf("agent alone: exit %d, %q; want the help, exit 0", code, o.String())
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"help"}, "Available Commands"},
+		{[]string{"help", "node", "freeze"}, "agent node freeze [flags]"},
+		{[]string{"help", "svc"}, "agent svc [command]"},
+	} {
+		o.Reset()
+		e.Reset()
+		if code := run(tc.args, &o, &e); code != 0 || !strings.Contains(o.String(), tc.want) || e.Len() != 0 {
+			t.Errorf("agent %s: exit %d, stdout %q, stderr %q; want exit 0 and the help with %q",
+				strings.Join(tc.args, " "), code, o.String(), e.String(), tc.want)
+		}
 	}
 }
 
