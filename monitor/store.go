@@ -34,6 +34,10 @@ type PersistentState struct {
 	// GenReserved is a generation the node has not reached yet; after a
 	// restart it starts counting from there.
 	GenReserved uint64 `json:"gen_reserved"`
+	// QuorumMembers are the nodes counted in this node's quorum
+	// high-water mark (NodeData.Quorum.HWM), kept so that a restart does
+	// not forget the cluster's size.
+	QuorumMembers []string `json:"quorum_members,omitempty"`
 }
 
 // Config configures a Store.
@@ -94,6 +98,7 @@ type Store struct {
 	members  map[string]Member
 	services map[string]json.RawMessage
 	reserved uint64
+	qmembers []string // PersistentState.QuorumMembers
 	observer func(node string, old, new *NodeData)
 }
 
@@ -136,7 +141,9 @@ func New(cfg Config) (*Store, error) {
 		Frozen:        cfg.Restored.Frozen,
 		Labels:        labels,
 		Services:      map[string]Instance{},
+		Quorum:        Quorum{HWM: len(cfg.Restored.QuorumMembers)},
 	}
+	s.qmembers = slices.Clone(cfg.Restored.QuorumMembers)
 	raw, err := marshalCanonical(d)
 	if err != nil {
 		return nil, err
@@ -243,8 +250,34 @@ func (s *Store) persist(d NodeData) error {
 	if s.cfg.Persist == nil {
 		return nil
 	}
-	if err := s.cfg.Persist(PersistentState{Frozen: d.Frozen, GenReserved: s.reserved}); err != nil {
+	if err := s.cfg.Persist(PersistentState{Frozen: d.Frozen, GenReserved: s.reserved, QuorumMembers: s.qmembers}); err != nil {
 		return fmt.Errorf("save node state: %w", err)
+	}
+	return nil
+}
+
+// QuorumMembers returns the nodes counted in the quorum high-water mark,
+// as last saved (restored at start).
+func (s *Store) QuorumMembers() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.qmembers)
+}
+
+// SaveQuorumMembers keeps names (sorted, no duplicates) as the nodes
+// counted in the quorum high-water mark: it persists them at once when
+// they changed. On an error nothing changes, so the caller tries again.
+func (s *Store) SaveQuorumMembers(names []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if slices.Equal(names, s.qmembers) {
+		return nil
+	}
+	prev := s.qmembers
+	s.qmembers = slices.Clone(names)
+	if err := s.persist(s.nodes[s.cfg.Name].data); err != nil {
+		s.qmembers = prev
+		return err
 	}
 	return nil
 }
