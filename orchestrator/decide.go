@@ -116,14 +116,14 @@ func (v *view) candidates(s *config.Service) []string {
 	return out
 }
 
-// eligible reports whether node may be chosen to run svc: alive, idle, not
-// frozen, and its instance not frozen nor failed.
+// eligible reports whether node may be chosen to run svc: alive, idle, in
+// quorum, not frozen, and its instance not frozen nor failed.
 func (v *view) eligible(node, svc string) bool {
 	if !v.alive(node) {
 		return false
 	}
 	d := v.nodes[node]
-	if d.Status != monitor.StatusIdle || d.Frozen != 0 {
+	if d.Status != monitor.StatusIdle || d.Frozen != 0 || d.Quorum.Lost {
 		return false
 	}
 	i, ok := d.Services[svc]
@@ -241,8 +241,8 @@ func (v *view) place(s *config.Service) placement {
 // a failover instance of svc now, or "": a present node whose instance is
 // up, warn, unchecked, starting, stopping or failed to stop, or ready ahead
 // of this node in the candidate order (two nodes ready at once: the first
-// goes on).
-func (v *view) startBlocker(s *config.Service) string {
+// goes on), or ready with another config than hash (no common order).
+func (v *view) startBlocker(s *config.Service, hash string) string {
 	rank := map[string]int{}
 	for i, n := range v.candidates(s) {
 		rank[n] = i + 1
@@ -257,11 +257,13 @@ func (v *view) startBlocker(s *config.Service) string {
 		}
 		i, _ := v.instance(n, s.Name)
 		switch {
-		case isUp(i.Avail), i.Avail == "":
+		case isUp(i.Avail), i.Avail == "", i.Avail == AvailNA:
 			return n
 		case i.Monitor.Status == StatusStarting, i.Monitor.Status == StatusStopping, i.Monitor.Status == StatusStopFailed:
 			return n
 		case i.Monitor.Status == StatusReady && rank[n] != 0 && rank[n] < mine:
+			return n
+		case i.Monitor.Status == StatusReady && i.ConfigHash != hash:
 			return n
 		}
 	}
