@@ -18,6 +18,9 @@ func (a *Agent) newOrchestrator(snap config.Snapshot) error {
 		Quorum:       cfg.Cluster.Quorum,
 		SplitAction:  cfg.Cluster.SplitAction,
 		ReadyPeriod:  a.opts.ReadyPeriod,
+		Prober:       prober{a},
+		Lease:        a.opts.QuorumLease,
+		Forgetter:    forgetter{a},
 		Logger:       a.log,
 	})
 	if err != nil {
