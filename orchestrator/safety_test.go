@@ -1,0 +1,423 @@
+package orchestrator
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"agent/config"
+	"agent/internal/testutil"
+	"agent/monitor"
+)
+
+// TestViewsDisagreeNoStart: n2 sees n1 dead while n1 and n3 see everyone
+// alive (a flapping link, a starved process). n2 computes itself leader,
+// but n3 publishes n1: n2 must not start, and the disagreement must show.
+func TestViewsDisagreeNoStart(t *testing.T) {
+	c := newCluster(t, three, clusterOpts{disagreeAfter: 300 * time.Millisecond})
+	c.addService(testService("web", config.Failover, three...))
+	c.waitUp("web", "n1")
+	c.node("n2").store.SetMember("n1", monitor.StateDead, "127.0.0.1:0")
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return len(c.node("n2").bus.find(EventPlacementChange, ReasonDisagreement)) == 1 &&
+			len(c.node("n3").bus.find(EventPlacementChange, ReasonDisagreement)) == 1
+	}, "no disagreement reported on n2 and n3:%s", lazy(c.dump))
+	c.waitChecks(10)
+	if got := c.w.upNodes("web"); len(got) != 1 || !got["n1"] {
+		t.Fatalf("up: %v (violations %v)", got, c.w.violated())
+	}
+	if n := c.w.count(c.w.starts, "n2", "web"); n != 0 {
+		t.Fatalf("n2 started web %d times on its own view", n)
+	}
+	ev := c.node("n2").bus.find(EventPlacementChange, ReasonDisagreement)[0]
+	if ev["leader"] != "n2" {
+		t.Errorf("n2's disagreement event: %v", ev)
+	}
+	if l, _ := ev["leaders"].(map[string]any); l["n3"] != "n1" || l["n2"] != "n2" {
+		t.Errorf("leaders in the event: %v", ev["leaders"])
+	}
+	if st := c.node("n2").orch.Stats(); st.Disagreeing != 1 || st.Disagreements != 1 {
+		t.Errorf("n2 stats: %+v", st)
+	}
+	// The view heals: the disagreement ends, nothing moved.
+	c.node("n2").store.SetMember("n1", monitor.StateAlive, "127.0.0.1:0")
+	testutil.Eventually(t, 10*time.Second, func() bool { return c.node("n2").orch.Stats().Disagreeing == 0 }, "disagreement never ended")
+	if got := c.w.upNodes("web"); len(got) != 1 || !got["n1"] {
+		t.Fatalf("up after the heal: %v", got)
+	}
+}
+
+// TestPartitionMinorityFirstSeesLeaderDead is the split brain found with
+// real processes: five nodes split {n2,n5}|{n1,n3,n4}; n2 sees n1 dead
+// before it sees n3 and n4 dead, so for a while it still counts a
+// majority and is the first eligible candidate. The stale data of n3 and
+// n4 still names n1 leader: n2 must not start.
+func TestPartitionMinorityFirstSeesLeaderDead(t *testing.T) {
+	five := []string{"n1", "n2", "n3", "n4", "n5"}
+	c := newCluster(t, five, clusterOpts{quorum: true})
+	c.addService(testService("web", config.Failover, five...))
+	c.waitUp("web", "n1")
+	minority, majority := []string{"n2", "n5"}, []string{"n1", "n3", "n4"}
+	c.mu.Lock()
+	for _, x := range minority {
+		for _, y := range majority {
+			c.cut[[2]string{x, y}] = true
+		}
+	}
+	c.mu.Unlock()
+	c.node("n2").store.SetMember("n1", monitor.StateDead, "127.0.0.1:0")
+	c.waitChecks(15) // many ready periods
+	if n := c.w.count(c.w.starts, "n2", "web"); n != 0 {
+		t.Fatalf("n2 started web with n1's death alone: %v", c.w.violated())
+	}
+	c.setViews(minority, majority, monitor.StateDead)
+	for _, n := range minority {
+		testutil.Eventually(t, 10*time.Second, func() bool {
+			return len(c.node(n).bus.find(EventQuorumLost, "")) == 1
+		}, "%s never lost quorum", n)
+	}
+	c.waitChecks(10)
+	if got := c.w.upNodes("web"); len(got) != 1 || !got["n1"] {
+		t.Fatalf("up: %v", got)
+	}
+	c.heal(minority, majority)
+	c.waitChecks(10)
+	c.waitUp("web", "n1")
+	if v := c.w.violated(); len(v) > 0 {
+		t.Fatalf("violations: %v", v)
+	}
+}
+
+// TestAgentCrashDuplicateResolved: the agent alone crashes on the node
+// running web; web keeps running there and fails over to n2. When the
+// agent is back, every node reports the duplicate once, and the instance
+// not on the placement leader (n2's) is stopped with reason duplicate.
+func TestAgentCrashDuplicateResolved(t *testing.T) {
+	c := newCluster(t, three, clusterOpts{})
+	c.addService(testService("web", config.Failover, three...))
+	c.waitUp("web", "n1")
+	c.crash("n1")
+	c.waitUp("web", "n1", "n2") // the crash's duplicate: no fencing
+	c.w.clearViolations()
+	c.restart("n1")
+	c.waitUp("web", "n1")
+	for _, n := range three {
+		testutil.Eventually(t, 5*time.Second, func() bool {
+			return len(c.node(n).bus.find(EventInstanceDuplicate, "")) == 1
+		}, "%s: no instance_duplicate", n)
+		ev := c.node(n).bus.find(EventInstanceDuplicate, "")[0]
+		nodes, _ := ev["nodes"].([]any)
+		if ev["keep"] != "n1" || len(nodes) != 2 || nodes[0] != "n1" || nodes[1] != "n2" {
+			t.Errorf("%s: instance_duplicate %v", n, ev)
+		}
+	}
+	if evs := c.node("n2").bus.find(EventInstanceStop, ReasonDuplicate); len(evs) != 1 {
+		t.Errorf("n2 duplicate stops: %d", len(evs))
+	}
+	if st := c.node("n2").orch.Stats(); st.DuplicateStops != 1 || st.Duplicates != 1 {
+		t.Errorf("n2 stats: %+v", st)
+	}
+	c.waitChecks(10)
+	c.waitUp("web", "n1")
+	for _, n := range three {
+		if got := len(c.node(n).bus.find(EventInstanceDuplicate, "")); got != 1 {
+			t.Errorf("%s: %d instance_duplicate events, want 1", n, got)
+		}
+	}
+	if v := c.w.violated(); len(v) > 0 {
+		t.Fatalf("violations after the agent came back: %v", v)
+	}
+}
+
+// TestDuplicateNotStoppedOnStaleData: after a heal, a peer's data may
+// still say up for an instance that was stopped during the split. The
+// recheck handshake asks for fresh data before stopping anything: here
+// the instance seen up on n1 is in fact down, so n2 keeps its own.
+func TestDuplicateNotStoppedOnStaleData(t *testing.T) {
+	c := newCluster(t, []string{"n1", "n2"}, clusterOpts{})
+	c.addService(testService("web", config.Failover, "n1", "n2"))
+	c.waitUp("web", "n1")
+	// n2 stops receiving n1's data, then sees n1 dead and takes over.
+	c.mu.Lock()
+	c.cut[[2]string{"n1", "n2"}] = true
+	c.mu.Unlock()
+	c.node("n2").store.SetMember("n1", monitor.StateDead, "127.0.0.1:0")
+	c.node("n1").store.SetMember("n2", monitor.StateDead, "127.0.0.1:0")
+	// Meanwhile web dies on n1, frozen (its data still says up on n2).
+	_, _, _ = c.node("n1").store.UpdateLocal("cli", func(d *monitor.NodeData) { d.Frozen = time.Now().Unix() })
+	c.w.setUp("n1", "web", false)
+	c.waitUp("web", "n2")
+	testutil.Eventually(t, 5*time.Second, func() bool { return c.instance("n1", "n1", "web").Avail == AvailDown }, "n1 never saw web down")
+	// n1 is back in n2's view before its new data arrives; n2 sees its
+	// old "up" for a moment.
+	c.node("n2").store.SetMember("n1", monitor.StateAlive, "127.0.0.1:0")
+	c.waitChecks(5)
+	c.mu.Lock()
+	c.cut = map[[2]string]bool{}
+	c.mu.Unlock()
+	c.node("n1").store.SetMember("n2", monitor.StateAlive, "127.0.0.1:0")
+	for _, n := range c.all() {
+		c.push(n)
+	}
+	c.waitChecks(10)
+	c.waitUp("web", "n2")
+	if n := c.w.count(c.w.stops, "n2", "web"); n != 0 {
+		t.Fatalf("n2 stopped web %d times on stale data", n)
+	}
+}
+
+// TestFlexSurplusOneAtATime: flex_target 2; the agent of n1 crashes while
+// its instance runs, n3 starts one, and when n1's agent is back three run.
+// Exactly one is stopped and the count never drops below the target.
+func TestFlexSurplusOneAtATime(t *testing.T) {
+	c := newCluster(t, three, clusterOpts{})
+	s := testService("api", config.Flex)
+	s.FlexTarget = 2
+	c.addService(s)
+	c.waitUp("api", "n1", "n2")
+	c.w.watchFlex("api", 2)
+	c.crash("n1")
+	c.waitUp("api", "n1", "n2", "n3")
+	c.restart("n1")
+	c.waitUp("api", "n1", "n2")
+	c.waitChecks(10)
+	c.waitUp("api", "n1", "n2")
+	if v := c.w.violated(); len(v) > 0 {
+		t.Fatalf("violations: %v", v)
+	}
+	stops := 0
+	for _, n := range three {
+		stops += c.w.count(c.w.stops, n, "api")
+	}
+	if stops != 1 {
+		t.Errorf("%d stops, want 1", stops)
+	}
+}
+
+// TestFlexSurplusNeverBelowTarget lowers the target from 3 to 1 at once:
+// the surplus goes one stop at a time, never below the new target.
+func TestFlexSurplusNeverBelowTarget(t *testing.T) {
+	c := newCluster(t, three, clusterOpts{})
+	s := testService("api", config.Flex)
+	s.FlexTarget = 3
+	c.addService(s)
+	c.waitUp("api", three...)
+	c.w.watchFlex("api", 1)
+	s.FlexTarget = 1
+	c.addService(s)
+	c.waitUp("api", "n1")
+	c.waitChecks(5)
+	if v := c.w.violated(); len(v) > 0 {
+		t.Fatalf("violations: %v", v)
+	}
+	if len(c.node("n3").bus.find(EventInstanceStop, ReasonFlexThreshold)) != 1 ||
+		len(c.node("n2").bus.find(EventInstanceStop, ReasonFlexThreshold)) != 1 {
+		t.Errorf("flex_threshold stops: n2 %d, n3 %d", len(c.node("n2").bus.find(EventInstanceStop, "")), len(c.node("n3").bus.find(EventInstanceStop, "")))
+	}
+}
+
+// hwm is node on's published high-water mark.
+func (c *cluster) hwm(on string) int {
+	d, _ := c.node(on).store.Node(on)
+	return d.Quorum.HWM
+}
+
+// TestQuorumNotRegainedByForgetting: without [cluster] nodes, a 2|3 split
+// leaves the pair without quorum, and dropping the other side's data
+// (forget_after) does not give it back. agent node forget lowers the base
+// on every node of the majority.
+func TestQuorumNotRegainedByForgetting(t *testing.T) {
+	five := []string{"n1", "n2", "n3", "n4", "n5"}
+	c := newCluster(t, five, clusterOpts{quorum: true, membershipQuorum: true, split: config.SplitNone})
+	c.addService(testService("web", config.Failover, five...))
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		for _, n := range five {
+			if c.hwm(n) != 5 {
+				return false
+			}
+		}
+		return true
+	}, "high-water marks never 5")
+	minority, majority := []string{"n4", "n5"}, []string{"n1", "n2", "n3"}
+	c.partition(minority, majority)
+	for _, n := range minority {
+		testutil.Eventually(t, 5*time.Second, func() bool { return len(c.node(n).bus.find(EventQuorumLost, "")) == 1 }, "%s kept quorum", n)
+	}
+	// forget_after drops the other side's data on the minority.
+	for _, n := range minority {
+		for _, m := range majority {
+			c.node(n).store.Forget(m, "grace_expired")
+		}
+	}
+	c.waitChecks(10)
+	for _, n := range minority {
+		if len(c.node(n).bus.find(EventQuorumRegained, "")) != 0 || c.node(n).orch.HasQuorum() || c.hwm(n) != 5 {
+			t.Fatalf("%s regained quorum by forgetting (hwm %d)", n, c.hwm(n))
+		}
+	}
+	// Bad forgets.
+	o1 := c.node("n1").orch
+	for _, tc := range []struct {
+		node string
+		want error
+	}{{"n2", ErrForgetAlive}, {"n1", ErrForgetSelf}, {"n9", ErrForgetUnknown}} {
+		if err := o1.Forget(tc.node, false); !errors.Is(err, tc.want) {
+			t.Errorf("forget %s: %v, want %v", tc.node, err, tc.want)
+		}
+	}
+	if err := c.node("n4").orch.Forget("n1", false); !errors.Is(err, ErrNoQuorum) {
+		t.Errorf("forget without quorum: %v", err)
+	}
+	// The majority forgets n4, then n5: every node of it lowers its mark.
+	if err := o1.Forget("n4", false); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		for _, n := range majority {
+			if c.hwm(n) != 4 || len(c.node(n).bus.find(EventForgetPeer, ReasonCLI)) != 1 {
+				return false
+			}
+			if _, held := c.node(n).store.Node("n4"); held {
+				return false
+			}
+		}
+		return true
+	}, "the forget of n4 did not reach the majority:%s", lazy(c.dump))
+	if err := c.node("n2").orch.Forget("n5", false); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		for _, n := range majority {
+			if c.hwm(n) != 3 {
+				return false
+			}
+		}
+		return true
+	}, "the forget of n5 did not lower the marks to 3")
+	// The forgotten nodes come back: they count again.
+	c.heal(minority, majority)
+	for _, n := range minority {
+		for _, m := range majority {
+			c.node(n).store.SetMember(m, monitor.StateAlive, "127.0.0.1:0")
+			c.node(m).store.SetMember(n, monitor.StateAlive, "127.0.0.1:0")
+		}
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		for _, n := range five {
+			if c.hwm(n) != 5 || !c.node(n).orch.HasQuorum() {
+				return false
+			}
+		}
+		return true
+	}, "marks not back to 5 with everyone in quorum:%s", lazy(c.dump))
+}
+
+// TestQuorumMembersSurviveRestart: the members behind the high-water mark
+// persist: a node restarted alone still counts the cluster's size.
+func TestQuorumMembersSurviveRestart(t *testing.T) {
+	c := newCluster(t, three, clusterOpts{quorum: true, membershipQuorum: true})
+	testutil.Eventually(t, 5*time.Second, func() bool { return c.hwm("n1") == 3 }, "mark never 3")
+	c.crash("n1")
+	c.mu.Lock()
+	got := c.persist["n1"].QuorumMembers
+	c.mu.Unlock()
+	if !slices.Equal(got, three) {
+		t.Fatalf("persisted members %v", got)
+	}
+	n := c.newNode("n1")
+	if _, _, d := n.store.Local(); d.Quorum.HWM != 3 {
+		t.Fatalf("restored mark %d", d.Quorum.HWM)
+	}
+}
+
+// TestQuorumLeaseStopsMinority: n1 runs db and is cut off, but failure
+// detection has not declared anyone dead yet (memberlist on a node alone
+// waits its longest suspicion timeout). Its probes go unanswered: within
+// the lease it counts no majority and stops db, before the majority,
+// still in contact with each other, sees it dead and starts db.
+func TestQuorumLeaseStopsMinority(t *testing.T) {
+	c := newCluster(t, three, clusterOpts{quorum: true, probe: 300 * time.Millisecond})
+	c.addService(testService("db", config.Failover, three...))
+	c.waitUp("db", "n1")
+	c.mu.Lock()
+	for _, p := range []string{"n2", "n3"} {
+		c.cut[[2]string{"n1", p}] = true
+	}
+	c.mu.Unlock()
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return len(c.node("n1").bus.find(EventQuorumLost, "")) == 1 && !c.w.upNodes("db")["n1"]
+	}, "n1 never stopped db on its lost contact")
+	for _, n := range []string{"n2", "n3"} {
+		if !c.node(n).orch.HasQuorum() {
+			t.Errorf("%s lost quorum", n)
+		}
+	}
+	if len(c.w.upNodes("db")) != 0 {
+		t.Fatalf("db started while everyone still saw n1 alive: %v", c.w.upNodes("db"))
+	}
+	c.setViews([]string{"n1"}, []string{"n2", "n3"}, monitor.StateDead)
+	c.waitUp("db", "n2")
+	if v := c.w.violated(); len(v) > 0 {
+		t.Fatalf("violations: %v", v)
+	}
+}
+
+// TestConfigMismatchReported: two nodes hold different configs of the
+// same service: the disagreement is reported with the hashes.
+func TestConfigMismatchReported(t *testing.T) {
+	c := newCluster(t, []string{"n1", "n2"}, clusterOpts{disagreeAfter: 200 * time.Millisecond})
+	c.addService(testService("web", config.Failover, "n1", "n2"))
+	c.waitUp("web", "n1")
+	other := testService("web", config.Failover, "n1", "n2")
+	other.CheckInterval = 30 * time.Millisecond
+	if err := c.node("n2").orch.SetService(&other); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		return len(c.node("n1").bus.find(EventPlacementChange, ReasonDisagreement)) == 1
+	}, "no disagreement on n1")
+	ev := c.node("n1").bus.find(EventPlacementChange, ReasonDisagreement)[0]
+	h, _ := ev["config_hashes"].(map[string]any)
+	if h["n1"] == h["n2"] || h["n1"] == nil {
+		t.Errorf("config hashes in the event: %v", ev["config_hashes"])
+	}
+}
+
+// TestContactsSurvivePause: the probes in flight across a pause of this
+// node fail, but a pause alone does not put peers out of contact; probes
+// that fail over a whole lease do.
+func TestContactsSurvivePause(t *testing.T) {
+	lease := 3 * time.Second
+	c := &contacts{lease: lease, peers: map[string]*peerContact{}}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	fail := func(p *peerContact, at time.Time) {
+		if p.fails == 0 {
+			p.failSince = at
+		}
+		p.fails++
+		p.lastFail = at
+	}
+	// Paused 10 s with one probe in flight, which fails on resume.
+	p := &peerContact{lastAck: t0}
+	c.peers["n2"] = p
+	fail(p, t0.Add(500*time.Millisecond))
+	if !c.inContact("n2", t0.Add(11*time.Second)) {
+		t.Error("one failed probe across a pause put n2 out of contact")
+	}
+	// Probes failing every 500 ms for a lease: out of contact.
+	p = &peerContact{lastAck: t0}
+	c.peers["n2"] = p
+	for i := 1; i <= 7; i++ {
+		fail(p, t0.Add(time.Duration(i)*500*time.Millisecond))
+	}
+	if c.inContact("n2", t0.Add(3600*time.Millisecond)) {
+		t.Error("a lease of failed probes left n2 in contact")
+	}
+	if c.answeredWithin("n2", lease, t0.Add(4*time.Second)) {
+		t.Error("n2 answered within the lease")
+	}
+	if !(*contacts)(nil).inContact("n2", t0) {
+		t.Error("without a prober every present peer counts")
+	}
+}
