@@ -128,6 +128,7 @@ func writeServices(w io.Writer, d statusDoc, nodes []string) error {
 		}
 	}
 	list := slices.Sorted(maps.Keys(svcs))
+	stale := false
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "SERVICE\tAVAIL\tFROZEN\tPLACEMENT\t%s\n", strings.Join(nodes, "\t"))
 	for _, s := range list {
@@ -137,6 +138,13 @@ func writeServices(w io.Writer, d statusDoc, nodes []string) error {
 			inst, ok := d.Monitor.Nodes[n].Services[s]
 			if !ok {
 				row = append(row, "-")
+				continue
+			}
+			if !present(d, n) {
+				// A dead or departed node's instance is history, as
+				// monitor.services.NAME.up says: never shown as up.
+				row = append(row, "unknown~ (last "+dash(inst.Avail)+")")
+				stale = true
 				continue
 			}
 			cell := inst.Avail
@@ -156,8 +164,19 @@ func writeServices(w io.Writer, d statusDoc, nodes []string) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "\n^ leader  * frozen")
+	fmt.Fprint(w, "\n^ leader  * frozen")
+	if stale {
+		fmt.Fprint(w, "  ~ stale: the node is dead or left, its last report is not current")
+	}
+	fmt.Fprintln(w)
 	return nil
+}
+
+// present reports whether node n's data describes what runs now: its
+// membership state, as the agent sees it, is alive or suspect.
+func present(d statusDoc, n string) bool {
+	st := d.Cluster.Nodes[n].State
+	return st == monitor.StateAlive || st == monitor.StateSuspect
 }
 
 // sortedNodes lists every node of the membership view and the data.

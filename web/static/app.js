@@ -451,6 +451,15 @@
           continue;
         }
         const im = obj(inst.monitor);
+        if (!present(members[n])) {
+          // A dead or departed node's instance is history: its last
+          // report is not shown as current (monitor.services.NAME.up
+          // leaves it out too).
+          body += '<td class="cell stale" data-node="' + esc(n) + '" data-avail="unknown" data-stale="1" title="' +
+            esc(n) + " is " + esc(obj(members[n]).state || "not a member") + ': its last report is not current">unknown' +
+            '<span class="sub">stale · last ' + esc(inst.avail || "?") + "</span></td>";
+          continue;
+        }
         const leader = im.placement === "leader";
         body += '<td class="cell ' + availClass(inst.avail, !!inst.frozen) + '" data-node="' + esc(n) + '" data-avail="' + esc(inst.avail || "") + '"' + (leader ? ' data-leader="1"' : "") + ">" +
           (leader ? '<span class="leader-mark" title="leader">&#9733;</span> ' : "") + esc(inst.avail || "?") +
@@ -465,6 +474,13 @@
     $("nodes").tBodies[0].innerHTML = nodes;
     $("matrix").tHead.innerHTML = svcs.length ? head : "";
     $("matrix").tBodies[0].innerHTML = svcs.length ? body : '<tr><td class="muted">no service</td></tr>';
+  }
+
+  // present reports whether a node's data describes what runs now: its
+  // membership state is alive or suspect.
+  function present(m) {
+    const st = obj(m).state;
+    return st === "alive" || st === "suspect";
   }
 
   function availClass(avail, frozen) {
