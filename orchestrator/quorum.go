@@ -80,11 +80,14 @@ func (o *Orchestrator) trackMembers(v *view) {
 				continue
 			}
 			delete(o.qmembers, n)
-			if _, ok := departed[n]; !ok {
+			had, ok := departed[n]
+			switch {
+			case dep.Reason == departCLI && had.Reason != departCLI:
+				// A forget order: drop its data here too, once.
 				departed[n] = dep
-				if dep.Reason == departCLI {
-					forget = append(forget, n)
-				}
+				forget = append(forget, n)
+			case !ok:
+				departed[n] = dep
 			}
 		}
 	}
