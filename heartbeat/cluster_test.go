@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"math/rand"
+	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -383,4 +385,13 @@ func TestReachedAfterLeave(t *testing.T) {
 	if got := leaver.hb.Addr(); got != addr {
 		t.Fatalf("Addr() after leave = %q, want %q", got, addr)
 	}
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	p, err := strconv.Atoi(port)
+	return host, p, err
 }

@@ -25,4 +25,9 @@
 // and the reliable sender; Close stops them and shuts memberlist down.
 // memberlist's delegate callbacks never block: they apply to the store or
 // enqueue work.
+//
+// Files by concern: heartbeat.go (the type, Run, the main loop), config.go
+// (memberlist timings), send.go, receive.go (and messages.go, the wire
+// format), membership.go (joins, deaths, leaves, forgetting) and
+// reconnect.go (finding peers again).
 package heartbeat
