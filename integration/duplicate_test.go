@@ -1,0 +1,51 @@
+package integration
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestAgentCrashDuplicate: kill -9 of the agent alone on the node running
+// web; web keeps running (its state file stays) and fails over to n2.
+// When the agent is back every node reports the duplicate once, and the
+// instance not on the placement leader (n1, first of nodes) is stopped,
+// reason duplicate.
+func TestAgentCrashDuplicate(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, clusterOpts{Nodes: 3})
+	n1, n2, n3 := c.node(1), c.node(2), c.node(3)
+	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	writeService(t, c.nodes, "web", failoverConf("web", "n1 n2 n3"))
+	waitUpOn(t, c.nodes, "web", "n1")
+
+	n1.signal(syscall.SIGKILL)
+	n1.wait()
+	// No fencing: both run until the agent is back.
+	waitUpOn(t, c.nodes, "web", "n1", "n2")
+	n1.restart()
+	waitUpOn(t, c.nodes, "web", "n1")
+	for _, n := range c.nodes {
+		n.waitFor(upExpr("web", "n1"), svcTimeout)
+		r := n.waitEvent(map[string]string{"id": "instance_duplicate", "svcname": "web", "keep": "n1"})
+		if nodes, _ := r.Data["nodes"].([]any); len(nodes) != 2 || nodes[0] != "n1" || nodes[1] != "n2" {
+			t.Errorf("%s: instance_duplicate %v", n.name, r.Data)
+		}
+	}
+	n2.waitEvent(map[string]string{"id": "instance_stop", "reason": "duplicate", "svcname": "web"})
+	// Once per episode.
+	for _, n := range []*node{n1, n2, n3} {
+		count := 0
+		for _, r := range n.journalEvents() {
+			if r.Data["id"] == "instance_duplicate" {
+				count++
+			}
+		}
+		if count != 1 {
+			t.Errorf("%s: %d instance_duplicate events, want 1", n.name, count)
+		}
+	}
+	if up := upOn(c.nodes, "web"); strings.Join(up, " ") != "n1" {
+		t.Errorf("web up on %v, want [n1]", up)
+	}
+}
