@@ -180,7 +180,6 @@ type Orchestrator struct {
 	// qmu guards the quorum members (Run and Forget change them).
 	qmu      sync.Mutex
 	qmembers map[string]bool
-	qloaded  bool
 
 	contact *contacts // probe results; nil without a Prober
 
@@ -252,7 +251,17 @@ func New(cfg Config) (*Orchestrator, error) {
 		dups:     map[string]*dupEpisode{},
 		disagree: map[string]*disagreement{},
 		contact:  newContacts(cfg),
+		qmembers: quorumMembers(cfg),
 	}, nil
+}
+
+// quorumMembers are the persisted quorum members, and this node.
+func quorumMembers(cfg Config) map[string]bool {
+	m := map[string]bool{cfg.Nodename: true}
+	for _, n := range cfg.Store.QuorumMembers() {
+		m[n] = true
+	}
+	return m
 }
 
 // Notify tells the orchestrator that the cluster data or the membership

@@ -24,18 +24,6 @@ type Forgetter interface {
 	Forget(node string)
 }
 
-// loadMembers reads the persisted quorum members once. qmu held.
-func (o *Orchestrator) loadMembers() {
-	if o.qloaded {
-		return
-	}
-	o.qloaded = true
-	o.qmembers = map[string]bool{o.cfg.Nodename: true}
-	for _, n := range o.store.QuorumMembers() {
-		o.qmembers[n] = true
-	}
-}
-
 // trackMembers keeps the quorum members and the high-water mark: every
 // node seen present joins them; a node seen leaving gracefully, or read as
 // departed in any node's data while it is not present here, leaves them
@@ -53,7 +41,6 @@ func (o *Orchestrator) trackMembers(v *view) {
 	var forget []string
 
 	o.qmu.Lock()
-	o.loadMembers()
 	for n := range v.members {
 		if v.present(n) {
 			o.qmembers[n] = true
@@ -158,7 +145,6 @@ func (o *Orchestrator) Forget(node string, force bool) error {
 	_, held := v.nodes[node]
 	_, member := v.members[node]
 	o.qmu.Lock()
-	o.loadMembers()
 	counted := o.qmembers[node]
 	o.qmu.Unlock()
 	if !held && !member && !counted {
