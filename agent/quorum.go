@@ -44,10 +44,11 @@ type forgetter struct{ a *Agent }
 var _ orchestrator.Forgetter = forgetter{}
 
 // Forget tells the heartbeat to stop reconnecting to node.
-func (f forgetter) Forget(node string) {
+func (f forgetter) Forget(node string) error {
 	if hf, ok := any(f.a.hb).(orchestrator.Forgetter); ok && f.a.hb != nil {
-		hf.Forget(node)
+		return hf.Forget(node)
 	}
+	return nil
 }
 
 // postForget serves POST /v1/nodes/NAME/forget[?force=1]: removes a dead

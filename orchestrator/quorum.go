@@ -19,9 +19,10 @@ const (
 const maxDepartures = 64
 
 // Forgetter is told the nodes removed from the cluster by Forget, so that
-// it stops reconnecting to them (the heartbeat's reconnect set).
+// it stops reconnecting to them (the heartbeat's reconnect set). It may
+// drop the node's data from the store itself.
 type Forgetter interface {
-	Forget(node string)
+	Forget(node string) error
 }
 
 // trackMembers keeps the quorum members and the high-water mark: every
@@ -119,10 +120,13 @@ func trimDepartures(d map[string]monitor.Departure) {
 // forgetPeer drops a forgotten node's data and membership entry here
 // (event forget_peer reason cli) and tells the Forgetter.
 func (o *Orchestrator) forgetPeer(node string) {
-	o.store.Forget(node, ReasonCLI)
 	if o.cfg.Forgetter != nil {
-		o.cfg.Forgetter.Forget(node)
+		if err := o.cfg.Forgetter.Forget(node); err != nil {
+			o.log.Warn("forget in the heartbeat", "forgotten", node, logKeyErr, err)
+		}
 	}
+	// Whatever the Forgetter did, the data goes (a no-op when gone).
+	o.store.Forget(node, ReasonCLI)
 	o.log.Info("node forgotten", "forgotten", node)
 }
 
