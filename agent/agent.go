@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -86,6 +87,10 @@ type Agent struct {
 	tcpLn   net.Listener
 	servers []served
 
+	ready     chan struct{} // closed by markReady
+	readyOnce sync.Once
+	probing   atomic.Bool // a liveness probe of the store and bus is in flight
+
 	runOnce   sync.Once
 	closeOnce sync.Once
 	closeErr  error
@@ -120,7 +125,7 @@ func New(opts Options) (a *Agent, err error) {
 	if opts.LeaveTimeout == 0 {
 		opts.LeaveTimeout = 2 * time.Second
 	}
-	a = &Agent{opts: opts, paths: opts.Paths, log: opts.Logger}
+	a = &Agent{opts: opts, paths: opts.Paths, log: opts.Logger, ready: make(chan struct{})}
 	a.ext.metrics = a.newMetrics()
 	built := a
 	defer func() {
@@ -264,7 +269,13 @@ func (a *Agent) run(ctx context.Context) error {
 	a.startExtensions(ctx)
 
 	a.wg.Add(1)
-	go func() { defer a.wg.Done(); a.rejoin(ctx) }()
+	go func() {
+		defer a.wg.Done()
+		a.rejoin(ctx)
+		if ctx.Err() == nil {
+			a.markReady()
+		}
+	}()
 	a.log.Info("agent running", "cluster", a.Config().Cluster.Name, "heartbeat", a.hb.Addr(),
 		"socket", a.paths.Socket, "listener", a.ListenAddr())
 

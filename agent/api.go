@@ -164,7 +164,61 @@ func (a *Agent) handler() http.Handler {
 	mux.Handle("GET /v1/events", a.stream)
 	mux.HandleFunc("POST /v1/nodes/{name}/{action}", a.postNodeOrder)
 	a.routeExtensions(mux)
-	return mux
+	return jsonMuxErrors(mux)
+}
+
+// jsonMuxErrors answers the requests the mux has no route for (404) or no
+// route for with this method (405) with a JSON error, as every other
+// error of the API, instead of the mux's text/plain; the Allow header of
+// a 405 is kept.
+func jsonMuxErrors(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			// Through the mux, which sets the path values.
+			mux.ServeHTTP(w, r)
+			return
+		}
+		rec := &statusRecorder{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		switch rec.code {
+		case http.StatusMethodNotAllowed:
+			if allow := rec.header.Get("Allow"); allow != "" {
+				w.Header().Set("Allow", allow)
+				writeError(w, rec.code, fmt.Sprintf("method %s not allowed on %s: use %s", r.Method, r.URL.Path, allow))
+				return
+			}
+			writeError(w, rec.code, fmt.Sprintf("method %s not allowed on %s", r.Method, r.URL.Path))
+		case http.StatusNotFound, 0:
+			writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+		default:
+			// A redirect (a path to clean) or anything else the mux
+			// says: pass it on as it is.
+			for k, v := range rec.header {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.code)
+		}
+	})
+}
+
+// statusRecorder keeps the status and headers of the mux's own answer.
+type statusRecorder struct {
+	header http.Header
+	code   int
+}
+
+func (s *statusRecorder) Header() http.Header { return s.header }
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+}
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return len(b), nil
 }
 
 // snapshot takes the cluster data and subscribes right after it, under the

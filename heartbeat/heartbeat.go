@@ -92,6 +92,7 @@ type task struct {
 	why   string
 	msg   []byte
 	order Order
+	done  chan struct{} // taskPing: closed when handled
 }
 
 // New creates the memberlist (binding its ports) and wires it to the store.
@@ -260,5 +261,7 @@ func (h *Heartbeat) handle(t task) {
 		if fn := h.onOrder.Load(); fn != nil {
 			(*fn)(t.order)
 		}
+	case taskPing:
+		close(t.done)
 	}
 }

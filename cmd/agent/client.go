@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -23,10 +25,18 @@ type client struct {
 	where string // for error messages
 }
 
-// paths resolves the agent's file layout from --root.
+// paths resolves the agent's file layout from --root. A relative root is
+// made absolute: the socket path goes into a unix:// URL, where a relative
+// path would read as a host name.
 func (g *globals) paths() config.Paths {
 	home, _ := os.UserHomeDir()
-	return config.ResolvePaths(g.root, os.Geteuid(), home)
+	root := g.root
+	if root != "" {
+		if abs, err := filepath.Abs(root); err == nil {
+			root = abs
+		}
+	}
+	return config.ResolvePaths(root, os.Geteuid(), home)
 }
 
 // client builds the API client --server (or the local socket) names.
@@ -99,6 +109,9 @@ func (c *client) do(ctx context.Context, method, path string, out any) ([]byte, 
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
 			msg = e.Error
 		}
+		if msg == "" {
+			msg = emptyReply(c.where, method, path, resp.StatusCode)
+		}
 		return nil, &apiError{status: resp.StatusCode, msg: msg}
 	}
 	if out != nil {
@@ -107,6 +120,11 @@ func (c *client) do(ctx context.Context, method, path string, out any) ([]byte, 
 		}
 	}
 	return body, nil
+}
+
+// emptyReply describes a refusal that came without a message.
+func emptyReply(where, method, path string, status int) string {
+	return fmt.Sprintf("%s answered %s %s with %d %s and no message", where, method, path, status, http.StatusText(status))
 }
 
 // fetchStatus gets the cluster data from the agent --server (or the local
@@ -163,6 +181,9 @@ func asExit(err error) error {
 	}
 	var he *stream.HTTPError
 	if errors.As(err, &he) {
+		if he.Message == "" {
+			return failf("the agent answered the stream request with %d %s and no message", he.StatusCode, http.StatusText(he.StatusCode))
+		}
 		return failf("%s", he.Message)
 	}
 	return failf("%v", err)

@@ -20,6 +20,10 @@ func newDaemonCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the agent, or show its cluster data",
+		Example: `  agent daemon run
+  agent daemon run --root /srv/agents/n1
+  agent daemon status -o json
+  agent daemon status --filter monitor.nodes.NODE.frozen`,
 	}
 	cmd.AddCommand(newDaemonRunCmd(g), newDaemonStatusCmd(g))
 	return cmd
@@ -42,7 +46,11 @@ func newDaemonRunCmd(g *globals) *cobra.Command {
 		Long: `Run the agent in the foreground, as systemd or a terminal expects. Without
 node.conf it runs a one-node cluster named after the host, heartbeat on
 127.0.0.1. SIGTERM or SIGINT sets the node status to "shutting down", leaves
-the cluster gracefully and exits 0; a second signal exits at once.`,
+the cluster gracefully and exits 0; a second signal exits at once.
+
+Under systemd (Type=notify) it reports READY=1 once it has joined its
+cluster, or found itself alone after the rejoin wait, and pings the
+watchdog (WatchdogSec) only while its heartbeat and store answer.`,
 		Example: `  agent daemon run
   agent daemon run --root /srv/agents/n1 --debug`,
 		Args: cobra.NoArgs,
@@ -55,7 +63,14 @@ the cluster gracefully and exits 0; a second signal exits at once.`,
 			defer a.Close()
 			ctx, stop := signalContext()
 			defer stop()
-			if err := a.Run(ctx); err != nil {
+			notifier, watchdog := systemdFromEnv(log)
+			supCtx, stopSup := context.WithCancel(ctx)
+			supDone := make(chan struct{})
+			go func() { defer close(supDone); superviseSystemd(supCtx, a, notifier, watchdog, log) }()
+			err = a.Run(ctx)
+			stopSup()
+			<-supDone
+			if err != nil {
 				return failf("%v", err)
 			}
 			return nil
@@ -128,7 +143,7 @@ func newDaemonStatusCmd(g *globals) *cobra.Command {
 			return enc.Encode(v)
 		},
 	}
-	cmd.Flags().StringVarP(&out, "output", "o", "json", "output format: json or text")
-	cmd.Flags().StringVar(&path, "filter", "", "print only the value at `PATH` (gjson path), raw")
+	cmd.Flags().StringVarP(&out, "output", "o", "json", "output `FORMAT`: json or text")
+	cmd.Flags().StringVar(&path, "filter", "", "print only the value at `PATH` (a path in the cluster data, like monitor.nodes.n1.frozen), raw")
 	return cmd
 }

@@ -33,13 +33,15 @@ func newDemoCmd(g *globals) *cobra.Command {
 		Use:   "demo",
 		Short: "Run a live local cluster on loopback and tail its events",
 		Long: `Start a cluster of agents in this process, node N on 127.0.0.N, each with
-its own --root under DIR, a TCP listener (web page, API, metrics) and the
-sample service of demoService. The events of n1 are tailed here; Ctrl-C
-stops every agent cleanly (they leave the cluster gracefully).
+its own --root under DIR, a TCP listener (web page, API, metrics) without
+authentication, and a sample failover service, web, whose commands only
+touch a file. The events of n1 are tailed here; Ctrl-C stops every agent
+cleanly (they leave the cluster gracefully).
 
-While it runs, talk to any node from another terminal, for instance:
+While it runs, talk to any node from another terminal; the demo prints the
+commands to try, for instance:
   agent --server http://127.0.0.2:1215 status
-  agent --root DIR/n2 node freeze`,
+  agent --root DIR/n1 node freeze --node n2`,
 		Example: `  go run ./cmd/agent demo
   agent demo --nodes 5 --dir /tmp/demo
   agent demo --duration 10s --quiet`,
@@ -53,10 +55,10 @@ While it runs, talk to any node from another terminal, for instance:
 		},
 	}
 	cmd.Flags().StringVar(&f.dir, "dir", "", "keep the agents' files under `DIR` (default: a temporary directory, removed at exit)")
-	cmd.Flags().IntVar(&f.nodes, "nodes", 3, "number of agents (1 to 9)")
-	cmd.Flags().IntVar(&f.hbPort, "hb-port", 17946, "heartbeat port of every node (each on its own 127.0.0.N)")
-	cmd.Flags().IntVar(&f.apiPort, "api-port", 1215, "TCP listener port of every node (each on its own 127.0.0.N)")
-	cmd.Flags().DurationVar(&f.duration, "duration", 0, "stop after this long (default: until Ctrl-C)")
+	cmd.Flags().IntVar(&f.nodes, "nodes", 3, "start `N` agents (1 to 9)")
+	cmd.Flags().IntVar(&f.hbPort, "hb-port", 17946, "heartbeat `PORT` of every node (each on its own 127.0.0.N)")
+	cmd.Flags().IntVar(&f.apiPort, "api-port", 1215, "TCP listener `PORT` of every node (each on its own 127.0.0.N)")
+	cmd.Flags().DurationVar(&f.duration, "duration", 0, "stop after `DURATION`, like 30s (default: until Ctrl-C)")
 	cmd.Flags().BoolVar(&f.quiet, "quiet", false, "do not tail the events")
 	return cmd
 }
@@ -142,16 +144,7 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags, w io.Writer) error {
 	for i, a := range agents {
 		fmt.Fprintf(w, "  %s  web http://%s/   heartbeat %s   root %s\n", a.Name(), a.ListenAddr(), seeds[i], a.Paths().Root)
 	}
-	fmt.Fprintf(w, `
-Try, in another terminal:
-  go run ./cmd/agent --server http://%[1]s status
-  go run ./cmd/agent --root %[2]s node freeze
-  go run ./cmd/agent --root %[3]s wait --filter 'monitor.nodes.n2.frozen!=0'
-  go run ./cmd/agent --root %[3]s events -o json --kind event
-%[4]s
-Ctrl-C stops the demo.
-
-`, agents[0].ListenAddr(), agents[len(agents)-1].Paths().Root, agents[0].Paths().Root, demoExtraHelp(agents[0].Paths().Root))
+	fmt.Fprint(w, demoHints(progName(), agents[0].ListenAddr(), agents[0].Paths().Root, agents[len(agents)-1].Name()))
 
 	if !f.quiet {
 		tail := &globals{root: agents[0].Paths().Root}
@@ -177,6 +170,33 @@ Ctrl-C stops the demo.
 		return failf("%v", runErr)
 	}
 	return nil
+}
+
+// demoHints are the commands the demo suggests: each one ends by itself
+// and shows something on a quiet cluster. target is the node they freeze.
+func demoHints(prog, listen, root, target string) string {
+	return fmt.Sprintf(`
+Try, in another terminal:
+  %[1]s --server http://%[2]s status
+  %[1]s --root %[3]s node freeze --node %[4]s
+  %[1]s --root %[3]s wait --filter 'monitor.nodes.%[4]s.frozen!=0' --duration 10s
+  %[1]s --root %[3]s node thaw --node %[4]s
+  %[1]s --root %[3]s events --kind event --since 0 --duration 5s
+%[5]s
+Ctrl-C stops the demo.
+
+`, prog, listen, root, target, demoExtraHelp(prog, root))
+}
+
+// progName is how the user runs this binary, for the commands the demo
+// suggests: "go run ./cmd/agent" when go run built it in a temporary
+// directory, else the name it was started with.
+func progName() string {
+	exe := os.Args[0]
+	if strings.Contains(filepath.ToSlash(exe), "/go-build") {
+		return "go run ./cmd/agent"
+	}
+	return exe
 }
 
 // writeDemoConfig writes node i's node.conf (and sample services) under

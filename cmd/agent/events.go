@@ -49,12 +49,12 @@ gone), a reset line says so: never a silent gap.
 			return runEvents(cmd.Context(), g, f, cmd.OutOrStdout())
 		},
 	}
-	cmd.Flags().StringSliceVar(&f.kinds, "kind", nil, "record kinds to show: event, patch (comma separated)")
+	cmd.Flags().StringSliceVar(&f.kinds, "kind", nil, "record `KINDS` to show: event, patch, or event,patch")
 	cmd.Flags().StringArrayVar(&f.filters, "filter", nil, "filter `EXPR` on the record (repeatable, OR'ed)")
-	cmd.Flags().StringVarP(&f.output, "output", "o", "text", "output format: text or json (one record per line)")
+	cmd.Flags().StringVarP(&f.output, "output", "o", "text", "output `FORMAT`: text or json (one record per line)")
 	cmd.Flags().StringVar(&f.since, "since", "", "start after record `SEQ`, or this long ago (10m, 2h)")
-	cmd.Flags().DurationVar(&f.duration, "duration", 0, "stop after this long (default: follow forever)")
-	cmd.Flags().IntVar(&f.limit, "limit", 0, "stop after this many patch and event records")
+	cmd.Flags().DurationVar(&f.duration, "duration", 0, "stop after `DURATION`, like 30s or 5m (default: follow forever)")
+	cmd.Flags().IntVar(&f.limit, "limit", 0, "stop after `N` patch and event records")
 	cmd.Flags().BoolVar(&f.snapshot, "snapshot", false, "print the cluster data first (a full record)")
 	return cmd
 }

@@ -1,6 +1,6 @@
 // Command agent is the cluster node agent and its command line client.
 //
-// Run `agent --help` for the commands; SPEC.md section 5 is the contract.
+// Run `agent --help` for the commands; docs/commands.md describes them.
 package main
 
 import (
@@ -85,14 +85,23 @@ named by --server.`,
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&g.root, "root", os.Getenv("AGENT_ROOT"), "put every file of the agent under `DIR` (env AGENT_ROOT)")
-	root.PersistentFlags().StringVar(&g.server, "server", os.Getenv("AGENT_SERVER"), "agent to talk to: unix:///path, http://host:port, https://host:port (env AGENT_SERVER; default: the local socket)")
-	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("AGENT_TOKEN"), "bearer token for a TCP listener (env AGENT_TOKEN)")
+	root.PersistentFlags().StringVar(&g.server, "server", os.Getenv("AGENT_SERVER"), "agent to talk to, as a `URL`: unix:///path, http://host:port, https://host:port (env AGENT_SERVER; default: the local socket)")
+	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("AGENT_TOKEN"), "bearer `TOKEN` for the TCP listener of --server (env AGENT_TOKEN)")
 	root.PersistentFlags().BoolVar(&g.debug, "debug", false, "log at debug level")
+	// The values above come from the environment; the help must not show
+	// them as defaults (a token would be printed, and generated man pages
+	// would carry the builder's settings).
+	for _, name := range []string{"root", "server", "token"} {
+		root.PersistentFlags().Lookup(name).DefValue = ""
+	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return failf("%v (see %s --help)", err, c.CommandPath())
 	})
 	root.AddCommand(newDaemonCmd(g), newStatusCmd(g), newEventsCmd(g), newWaitCmd(g),
-		newNodeCmd(g), newDemoCmd(g))
+		newNodeCmd(g), newDemoCmd(g), newVersionCmd(), newDocsCmd())
 	addExtraCommands(root, g)
+	root.Version = readVersion().String()
+	root.SetVersionTemplate("{{.Version}}\n")
+	finishTree(root)
 	return root
 }

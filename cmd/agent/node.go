@@ -11,6 +11,18 @@ func newNodeCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "node",
 		Short: "Node orders: freeze, thaw, forget",
+		Long: `Freeze or thaw a node. A frozen node keeps running its service instances,
+but the orchestrator starts, stops or fails over nothing there until it is
+thawed; the freeze survives restarts. An order for another node is forwarded
+to it, and the command returns once that node's data shows it.
+
+Forget a dead node for good: every agent drops its data, stops reconnecting
+to it and no longer counts it in the quorum's base.`,
+		Example: `  agent node freeze
+  agent node thaw
+  agent node freeze --node NODE
+  agent node thaw --node NODE --server http://HOST:1215 --token TOKEN
+  agent node forget NODE`,
 	}
 	for _, action := range []string{"freeze", "thaw"} {
 		cmd.AddCommand(newNodeOrderCmd(g, action))
@@ -33,8 +45,8 @@ minority can never count itself a majority.
 NODE must be dead (exit 2 otherwise). While this node has no quorum the
 order is refused, since lowering the base there could give a minority
 quorum; --force overrides that, when you know the other side is gone.`,
-		Example: "  agent node forget n4\n  agent node forget n4 --force",
-		Args:    cobra.ExactArgs(1),
+		Example: "  agent node forget NODE\n  agent node forget NODE --force",
+		Args:    exactArgs("NODE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -64,7 +76,7 @@ func newNodeOrderCmd(g *globals, action string) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     action,
 		Short:   short,
-		Example: fmt.Sprintf("  agent node %s\n  agent node %s --node n2", action, action),
+		Example: fmt.Sprintf("  agent node %[1]s\n  agent node %[1]s --node NODE\n  agent --root /srv/agents/n1 node %[1]s --node n2", action),
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client()
@@ -96,6 +108,6 @@ func newNodeOrderCmd(g *globals, action string) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&node, "node", "", "the node to order (default: the agent's own node)")
+	cmd.Flags().StringVar(&node, "node", "", "the `NODE` to order (default: the agent's own node)")
 	return cmd
 }

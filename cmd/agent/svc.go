@@ -26,6 +26,10 @@ func newSvcCmd(g *globals) *cobra.Command {
 		Long: `Services are declared by svc/NAME.conf on the nodes. An order sets the
 service's global expect; every agent converges to it (failover: one instance
 up on the first eligible node of 'nodes'; flex: flex_target instances).`,
+		Example: `  agent svc ls
+  agent svc start NAME --wait --duration 2m
+  agent svc stop NAME
+  agent svc freeze NAME`,
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:     "ls",
@@ -60,7 +64,7 @@ node and the latest order wins. With --wait, block until the orchestration is
 done (monitor.services.NAME.done is true for this order), following the event
 stream; with --duration, give up after that long (prints "timeout", exit 1).`, expectOf[action]),
 		Example: fmt.Sprintf("  agent svc %s web\n  agent svc %s web --wait --duration 2m", action, action),
-		Args:    cobra.ExactArgs(1),
+		Args:    exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			c, err := g.client()
@@ -96,7 +100,7 @@ stream; with --duration, give up after that long (prints "timeout", exit 1).`, e
 		},
 	}
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the orchestration is done")
-	cmd.Flags().DurationVar(&duration, "duration", 0, "with --wait, give up after this long")
+	cmd.Flags().DurationVar(&duration, "duration", 0, "with --wait, give up after `DURATION`, like 2m")
 	return cmd
 }
 
@@ -118,8 +122,8 @@ timeout = 10s
 }
 
 // demoExtraHelp is more help text for the demo banner.
-func demoExtraHelp(root string) string {
-	return fmt.Sprintf(`  go run ./cmd/agent --root %[1]s svc stop web --wait
-  go run ./cmd/agent --root %[1]s svc start web --wait
-`, root)
+func demoExtraHelp(prog, root string) string {
+	return fmt.Sprintf(`  %[1]s --root %[2]s svc stop web --wait --duration 30s
+  %[1]s --root %[2]s svc start web --wait --duration 30s
+`, prog, root)
 }

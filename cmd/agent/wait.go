@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,26 +18,30 @@ import (
 var errTimeout = errors.New("timeout")
 
 func newWaitCmd(g *globals) *cobra.Command {
-	var expr string
+	var exprs []string
 	var duration time.Duration
 	cmd := &cobra.Command{
 		Use:   "wait",
 		Short: "Block until a filter expression holds on the cluster data",
 		Long: `Exit 0 as soon as EXPR holds on the cluster data (at once if it already
-does). It follows the agent's stream (a snapshot, then every patch): it does
-not poll. When --duration passes first it prints "timeout" and exits 1; a bad
-filter or no agent exits 2.`,
+does). With several --filter flags, all of them must hold at the same time
+(they are ANDed). It follows the agent's stream (a snapshot, then every
+patch): it does not poll. When --duration passes first it prints "timeout"
+and exits 1; a bad filter exits 2.
+
+With --duration, an agent that does not answer yet (just started) is
+retried until the duration ends, and then the connection error exits 2;
+without it, no agent exits 2 at once. The filter language is described in
+docs/filters.md.`,
 		Example: `  agent wait --filter "monitor.nodes.n2.frozen!=0" --duration 30s
   agent wait --filter 'cluster.nodes.n3.state=dead'
-  agent wait --filter 'monitor.services.web.avail=up and not monitor.nodes.n1.frozen'`,
+  agent wait --filter 'monitor.services.web.avail=up' --filter 'not monitor.nodes.n1.frozen' --duration 1m
+  agent --root /srv/agents/n1 wait --filter 'monitor.nodes.n1.status=idle' --duration 30s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if expr == "" {
-				return failf("--filter is required (see agent wait --help)")
-			}
-			e, err := filter.Parse(expr)
+			e, err := parseAll(exprs)
 			if err != nil {
-				return failf("%v", err)
+				return err
 			}
 			c, err := g.client()
 			if err != nil {
@@ -52,9 +57,32 @@ filter or no agent exits 2.`,
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&expr, "filter", "", "filter `EXPR` over the cluster data (SPEC section 6)")
-	cmd.Flags().DurationVar(&duration, "duration", 0, "give up after this long (default: wait forever)")
+	cmd.Flags().StringArrayVar(&exprs, "filter", nil, "filter `EXPR` over the cluster data; repeatable: all must hold (AND)")
+	cmd.Flags().DurationVar(&duration, "duration", 0, "give up after `DURATION`, like 30s or 5m (default: wait forever)")
 	return cmd
+}
+
+// parseAll parses each filter (so that an error points at its own
+// column), then their conjunction.
+func parseAll(exprs []string) (*filter.Expr, error) {
+	if len(exprs) == 0 {
+		return nil, failf("--filter is required (see agent wait --help)")
+	}
+	parts := make([]string, len(exprs))
+	for i, x := range exprs {
+		if _, err := filter.Parse(x); err != nil {
+			if len(exprs) > 1 {
+				return nil, failf("--filter #%d: %v", i+1, err)
+			}
+			return nil, failf("%v", err)
+		}
+		parts[i] = "(" + x + ")"
+	}
+	e, err := filter.Parse(strings.Join(parts, " and "))
+	if err != nil {
+		return nil, failf("%v", err)
+	}
+	return e, nil
 }
 
 // waitFor mirrors the cluster data from the stream and returns nil as soon
@@ -63,6 +91,10 @@ filter or no agent exits 2.`,
 func waitFor(ctx context.Context, c *client, e *filter.Expr) error {
 	for {
 		err := waitOnce(ctx, c, e)
+		var nc *notConnected
+		if errors.As(err, &nc) {
+			return nc.err
+		}
 		if err == nil || ctx.Err() != nil {
 			if err != nil {
 				return errTimeout
@@ -82,15 +114,9 @@ func waitOnce(ctx context.Context, c *client, e *filter.Expr) error {
 	// One record per frame: batching would hold each patch back for the
 	// batch window, and wait is about reacting at once.
 	opts.Batch = false
-	st, err := stream.Dial(ctx, opts)
+	st, err := dialRetry(ctx, c, opts)
 	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if errors.As(err, new(*stream.HTTPError)) {
-			return asExit(err)
-		}
-		return c.connError(err)
+		return err
 	}
 	defer st.Close()
 	m := &stream.Mirror{SkipEvents: true}
@@ -108,5 +134,47 @@ func waitOnce(ctx context.Context, c *client, e *filter.Expr) error {
 		if m.Ready() && e.Match(m.Doc()) {
 			return nil
 		}
+	}
+}
+
+// notConnected is a connection error that lasted until the wait's
+// deadline: it exits 2 like any connection error, not 1 like a timeout.
+type notConnected struct{ err error }
+
+func (e *notConnected) Error() string { return e.err.Error() }
+
+// dialRetry subscribes. When ctx has a deadline (--duration), an agent
+// that does not answer is retried until then, so that a script can start
+// an agent and wait on it at once; without one, it fails at once.
+func dialRetry(ctx context.Context, c *client, opts stream.DialOptions) (*stream.Stream, error) {
+	_, bounded := ctx.Deadline()
+	backoff := 50 * time.Millisecond
+	var connErr error // the last failure, when every try failed to connect
+	for {
+		st, err := stream.Dial(ctx, opts)
+		if err == nil {
+			return st, nil
+		}
+		if errors.As(err, new(*stream.HTTPError)) {
+			return nil, asExit(err)
+		}
+		if ctx.Err() != nil {
+			if connErr != nil {
+				return nil, &notConnected{err: connErr}
+			}
+			return nil, ctx.Err()
+		}
+		connErr = c.connError(err)
+		if !bounded {
+			return nil, connErr
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, &notConnected{err: connErr}
+		case <-t.C:
+		}
+		backoff = min(2*backoff, time.Second)
 	}
 }

@@ -1,0 +1,89 @@
+package config
+
+//go:generate sh -c "cd .. && go run ./cmd/agent docs config > docs/configuration.md"
+
+// KeyDoc documents one key of a config file for the configuration
+// reference (docs/configuration.md, written by `agent docs config`). A
+// test fails when the parser accepts a key that has no KeyDoc, or a KeyDoc
+// names a key the parser refuses.
+type KeyDoc struct {
+	// Key is the key name as written in the file.
+	Key string
+	// Default is the value used when the key is absent or empty, as an
+	// operator would write it; "" when there is none (the key is required
+	// or its absence turns a feature off, which Doc then says).
+	Default string
+	// Doc says what the key does and how its value is checked.
+	Doc string
+	// Live is true when an edit of the key applies without a restart.
+	Live bool
+}
+
+// SectionDoc documents one section of a config file.
+type SectionDoc struct {
+	// File is "node.conf" or "svc/NAME.conf".
+	File string
+	// Section is the header as written, with NAME for the user's part:
+	// "node", "hook#NAME".
+	Section string
+	// Doc says what the section is for.
+	Doc string
+	// Keys are the section's keys, in the order the reference lists them.
+	Keys []KeyDoc
+}
+
+// Reference is the documentation of every section and key the parsers
+// accept, in the order of the configuration reference. When you add a key
+// to a parser, add it here, then regenerate the reference:
+//
+//	go run ./cmd/agent docs config > docs/configuration.md
+func Reference() []SectionDoc {
+	return []SectionDoc{
+		{File: "node.conf", Section: "node", Doc: "This node's identity.", Keys: []KeyDoc{
+			{Key: "name", Default: "the short host name", Doc: "The node name, unique in the cluster: a letter or digit, then letters, digits, `-`, `_`, `.` (at most 253). Changing it needs a restart: the cluster then sees a new node."},
+			{Key: "labels", Doc: "Free `key=value` pairs, space separated, shown in the cluster data (`monitor.nodes.NODE.labels`). A value with blanks is quoted: `desc=\"rack 12\"`. A word without `=` or a key given twice is refused.", Live: true},
+		}},
+		{File: "node.conf", Section: "cluster", Doc: "Which cluster this node belongs to and how it protects itself against split brain.", Keys: []KeyDoc{
+			{Key: "name", Default: "the node name", Doc: "The cluster name. It labels every heartbeat packet: agents of different clusters never merge, even when their seeds cross."},
+			{Key: "secret", Doc: "Gossip encryption key: the base64 encoding of 16, 24 or 32 bytes (`head -c 32 /dev/urandom | base64`). Empty: no encryption. Every node of the cluster needs the same one. It is never printed in an error or a log line; a node.conf holding it must be readable by its owner only."},
+			{Key: "seeds", Doc: "`host:port` heartbeat addresses to join, separated by blanks or commas; tried until one answers. Listing every node, this one included, is fine. Empty: a cluster of one until a peer joins this node."},
+			{Key: "nodes", Doc: "The expected members, by node name (blanks or commas). Optional; with `quorum = true` the majority is counted over this list, and a starting node waits in status `rejoin` until it has seen all of them (at most 10 s)."},
+			{Key: "quorum", Default: "false", Doc: "`true`: a node that sees no strict majority of the cluster alive emits `quorum_lost`, applies `split_action` and orchestrates nothing until `quorum_regained`. Accepts true/false, yes/no, on/off, 1/0."},
+			{Key: "split_action", Default: "stop", Doc: "What a node without quorum does: `stop` its service instances, `freeze` itself, or `none` (only the event)."},
+		}},
+		{File: "node.conf", Section: "hb", Doc: "The heartbeat: memberlist gossip over UDP and TCP on one port, used for membership, failure detection and the exchange of cluster data.", Keys: []KeyDoc{
+			{Key: "addr", Default: "0.0.0.0 (127.0.0.1 when there is no node.conf)", Doc: "IP address to bind (an IP literal, not a host name)."},
+			{Key: "port", Default: "10000", Doc: "UDP and TCP port, 0 to 65535; 0 picks a free port (tests). Two agents on one host need two ports (or two addresses)."},
+			{Key: "advertise", Doc: "IP address peers should use to reach this node, when it differs from `addr` (NAT, or `addr = 0.0.0.0` on a host with several addresses). Empty: memberlist picks one of the host's addresses."},
+			{Key: "profile", Default: "lan", Doc: "Timing profile: `lan` (data centre), `wan` (slow links: slower failure detection) or `local` (one machine: fastest)."},
+		}},
+		{File: "node.conf", Section: "listener", Doc: "The optional TCP listener: the HTTP API, the event streams, the web page and `/metrics`. The unix socket is always on; this section adds network access.", Keys: []KeyDoc{
+			{Key: "addr", Doc: "`host:port` to listen on (`127.0.0.1:1215`, `0.0.0.0:1215`). Empty: no TCP listener."},
+			{Key: "auth", Default: "token", Doc: "`token`: every request carries `Authorization: Bearer TOKEN`; `none`: no authentication, accepted only when `addr` is a loopback address."},
+			{Key: "token_file", Doc: "File holding the bearer token; required with `auth = token`. Created with a random token (mode 0600) when missing."},
+			{Key: "tls_cert", Doc: "PEM certificate file; with `tls_key`, the listener speaks HTTPS. The two go together."},
+			{Key: "tls_key", Doc: "PEM private key file of `tls_cert`."},
+		}},
+		{File: "node.conf", Section: "journal", Doc: "The local record journal under the var directory (the history behind `agent events --since`, hooks' catch-up). Records past either bound are pruned, oldest segment first.", Keys: []KeyDoc{
+			{Key: "max_bytes", Default: "256MiB", Doc: "Size bound: a positive size (`4096`, `64MB`, `256MiB`, `1GiB`)."},
+			{Key: "max_age", Default: "7d", Doc: "Age bound: a positive duration (`12h`, `7d`, `1d12h`)."},
+		}},
+		{File: "node.conf", Section: "hook#NAME", Doc: "A command run for each matching event, with the event record on stdin; any number of them, each with its own NAME (letters, digits, `-`, `_`, `.`). Hooks apply live: adding, changing or removing one needs no restart.", Keys: []KeyDoc{
+			{Key: "events", Default: "all", Doc: "`all`, or event ids separated by blanks or commas (`node_down,instance_start`). `all` stands alone.", Live: true},
+			{Key: "filter", Doc: "Optional filter expression on the event record (see filters.md): `data.svcname=web`.", Live: true},
+			{Key: "command", Doc: "Required. The program and its arguments, split like a shell would split them (quotes and backslashes) but run without a shell: no `$VAR`, no pipes.", Live: true},
+			{Key: "timeout", Default: "30s", Doc: "Bound on one run: at the timeout the process group gets SIGTERM, then SIGKILL.", Live: true},
+		}},
+		{File: "svc/NAME.conf", Section: "service", Doc: "One service, named after its file (`web.conf` declares `web`). Put the same file on every candidate node: each agent decides from its own copy. Files are picked up live (`service_add`, `service_config_change`, `service_remove`); hidden files and files not ending in `.conf` are ignored.", Keys: []KeyDoc{
+			{Key: "nodes", Default: "*", Doc: "Candidate nodes in placement priority order (blanks or commas); `*` alone means every node, in name order.", Live: true},
+			{Key: "topology", Default: "failover", Doc: "`failover`: one instance up, on the first eligible candidate; `flex`: `flex_target` instances up.", Live: true},
+			{Key: "flex_target", Default: "1", Doc: "With `flex`, the number of instances up: at least 1 and at most the number of listed nodes.", Live: true},
+			{Key: "orchestrate", Default: "ha", Doc: "`ha`: the agents start, stop and fail over the service by themselves; `no`: only orders (`agent svc start NAME`) act.", Live: true},
+			{Key: "check", Doc: "Required. The check command: exit 0 up, 1 down, 2 warn; any other exit or a timeout is unknown. Split like `command` of a hook, run without a shell.", Live: true},
+			{Key: "start", Doc: "The start command; required with `orchestrate = ha`.", Live: true},
+			{Key: "stop", Doc: "The stop command; required with `orchestrate = ha`.", Live: true},
+			{Key: "check_interval", Default: "10s", Doc: "Time between two checks: a positive duration.", Live: true},
+			{Key: "timeout", Default: "60s", Doc: "Bound on each check, start and stop command: a positive duration. The process group is killed at the timeout.", Live: true},
+		}},
+	}
+}
