@@ -4,6 +4,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestAgentCrashDuplicate: kill -9 of the agent alone on the node running
@@ -47,5 +48,38 @@ func TestAgentCrashDuplicate(t *testing.T) {
 	}
 	if up := upOn(c.nodes, "web"); strings.Join(up, " ") != "n1" {
 		t.Errorf("web up on %v, want [n1]", up)
+	}
+}
+
+// TestGracefulRestartNoFailover: `systemctl restart agent` on the node
+// running web (SIGTERM: a graceful leave; with KillMode=process its
+// services keep running). The others must not start a second instance:
+// they report failover_blocked and wait for it to come back.
+func TestGracefulRestartNoFailover(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, clusterOpts{Nodes: 3})
+	n1, n2 := c.node(1), c.node(2)
+	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	writeService(t, c.nodes, "web", failoverConf("web", "n1 n2 n3"))
+	waitUpOn(t, c.nodes, "web", "n1")
+	s := startUpSampler(t, "web", c.nodes)
+	stopped := time.Now()
+	n1.stop()
+	n2.waitEvent(map[string]string{"id": "failover_blocked", "svcname": "web", "left": "n1"})
+	// The point is what does not happen: longer than the ready period and
+	// a few checks, with n1 away.
+	time.Sleep(8 * time.Second)
+	n1.restart()
+	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	for _, n := range c.nodes {
+		n.waitFor(upExpr("web", "n1"), svcTimeout)
+	}
+	s.check(t)
+	for _, n := range c.nodes {
+		for _, r := range n.journalEvents() {
+			if id := r.Data["id"]; r.Time.After(stopped) && (id == "instance_start" || id == "instance_duplicate") {
+				t.Errorf("%s: %v %v after the restart of n1's agent", n.name, id, r.Data["reason"])
+			}
+		}
 	}
 }

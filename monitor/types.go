@@ -117,6 +117,12 @@ type InstanceMonitor struct {
 	// Rechecked maps a node that asked for a recheck to the token this
 	// node answered, after a check that started once it saw the request.
 	Rechecked map[string]string `json:"rechecked,omitempty"`
+	// LeftRunning are the nodes seen leaving gracefully while their
+	// instance was up, starting or stopping, with when they left: their
+	// instance may still run (stopping an agent leaves its services
+	// running), so no failover starts until they return, are forgotten,
+	// or a later order is given.
+	LeftRunning map[string]time.Time `json:"left_running,omitempty"`
 }
 
 // Member is one entry of cluster.nodes: this agent's view of a node's
@@ -145,6 +151,9 @@ func (d NodeData) Clone() NodeData {
 		for k, v := range d.Services {
 			if v.Monitor.Rechecked != nil {
 				v.Monitor.Rechecked = maps.Clone(v.Monitor.Rechecked)
+			}
+			if v.Monitor.LeftRunning != nil {
+				v.Monitor.LeftRunning = maps.Clone(v.Monitor.LeftRunning)
 			}
 			c.Services[k] = v
 		}

@@ -51,6 +51,11 @@
 //     Prober, every absent node whose last data shows the instance up has
 //     not answered a probe for two leases; after ReadyPeriod with those
 //     conditions still holding, it starts the instance ("starting").
+//   - A node seen leaving gracefully while its failover instance was up,
+//     starting or stopping may still run it (stopping an agent leaves its
+//     services running): no failover starts until it is back, forgotten,
+//     or the service is ordered after it left (see leftRunning;
+//     failover_blocked reason left).
 //   - Candidates that keep publishing different leaders, or holding
 //     different configs, for DisagreeAfter are reported once per episode:
 //     placement_change reason disagreement, and Stats.Disagreeing.
@@ -116,7 +121,8 @@
 // instance_stop (target, failover, restart, flex_threshold, split; stop
 // also duplicate), instance_start_failed and instance_stop_failed (the
 // reason of the attempt), instance_duplicate (check; nodes and keep),
-// global_expect_change, instance_freeze and instance_thaw (cli on the
+// failover_blocked (left: left, since), global_expect_change,
+// instance_freeze and instance_thaw (cli on the
 // node given the order, peer elsewhere), placement_change (placement:
 // leader and previous; disagreement: leader, leaders, config_hashes,
 // since), quorum_lost and quorum_regained (membership), forget_peer (cli,

@@ -335,6 +335,24 @@ func (p *fakeProber) Probe(ctx context.Context, node string) error {
 	return nil
 }
 
+// leave stops a node's agent gracefully: its service processes keep
+// running, the others see it leave.
+func (c *cluster) leave(name string) {
+	n := c.node(name)
+	c.mu.Lock()
+	c.dead[name] = true
+	c.mu.Unlock()
+	_, _, _ = n.store.UpdateLocal("shutdown", func(d *monitor.NodeData) { d.Status = monitor.StatusShuttingDown })
+	c.push(n)
+	n.shutdown()
+	for _, p := range c.all() {
+		if p != n {
+			p.store.SetMember(name, monitor.StateLeft, "127.0.0.1:0")
+			p.orch.Notify()
+		}
+	}
+}
+
 // crash stops a node's agent alone: its service processes keep running,
 // the others declare it dead.
 func (c *cluster) crash(name string) {

@@ -197,6 +197,7 @@ func (o *Orchestrator) service(ctx context.Context, v *view, s *config.Service, 
 		inst, _ = v.instance(self, s.Name)
 	}
 	o.watchAgreement(v, s, hash, leader, now)
+	st.leftRunning = o.leftRunning(v, s, inst)
 	acted := o.duplicates(ctx, v, s, st, inst, now)
 	if acted {
 		v = o.readView()
@@ -317,9 +318,10 @@ func (o *Orchestrator) decide(ctx context.Context, v *view, s *config.Service, p
 // candidate taking part with the same config publishes this node as the
 // leader; and every absent node whose last data shows the instance up or
 // in transition has not answered a probe of this node for two leases (it
-// has had time to see itself cut off and stop).
+// has had time to see itself cut off and stop); and no node left
+// gracefully with the service running (leftRunning).
 func (o *Orchestrator) mayStartFailover(v *view, s *config.Service, hash string, p placement) bool {
-	if p.leader != o.cfg.Nodename || v.startBlocker(s, hash) != "" || !v.agreed(s, hash, p.leader) {
+	if p.leader != o.cfg.Nodename || v.startBlocker(s, hash) != "" || !v.agreed(s, hash, p.leader) || len(o.local[s.Name].leftRunning) > 0 {
 		return false
 	}
 	if o.contact == nil {

@@ -191,6 +191,7 @@ type Orchestrator struct {
 	published map[string]bool // summaries this node set
 	dups      map[string]*dupEpisode
 	disagree  map[string]*disagreement
+	blocked   map[string]map[string]bool // failover_blocked emitted: service, left node
 	cmds      sync.WaitGroup
 }
 
@@ -205,6 +206,9 @@ type local struct {
 
 	// surplusSince is when this flex instance became the one to stop.
 	surplusSince time.Time
+	// leftRunning are the departed nodes that may still run the service
+	// (see leftRunning).
+	leftRunning map[string]time.Time
 	// checkNow asks for a check as soon as none is in flight (a
 	// duplicate): checkFor are the recheck tokens of other nodes it will
 	// answer, by node, and checkOwn says it is this node's own recheck.
@@ -250,6 +254,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		quorum:   true,
 		dups:     map[string]*dupEpisode{},
 		disagree: map[string]*disagreement{},
+		blocked:  map[string]map[string]bool{},
 		contact:  newContacts(cfg),
 		qmembers: quorumMembers(cfg),
 	}, nil

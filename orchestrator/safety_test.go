@@ -421,3 +421,74 @@ func TestContactsSurvivePause(t *testing.T) {
 		t.Error("without a prober every present peer counts")
 	}
 }
+
+// TestGracefulLeaveBlocksFailover: the agent of the node running web is
+// stopped gracefully (a routine restart: its services keep running). The
+// others must not fail web over; they say why (failover_blocked). When
+// the agent is back, web is still where it was, once.
+func TestGracefulLeaveBlocksFailover(t *testing.T) {
+	c := newCluster(t, three, clusterOpts{})
+	c.addService(testService("web", config.Failover, three...))
+	c.waitUp("web", "n1")
+	c.leave("n1")
+	for _, n := range []string{"n2", "n3"} {
+		testutil.Eventually(t, 5*time.Second, func() bool {
+			evs := c.node(n).bus.find(EventFailoverBlocked, ReasonLeft)
+			return len(evs) == 1 && evs[0]["left"] == "n1"
+		}, "%s: no failover_blocked for n1", n)
+	}
+	c.waitChecks(15) // many ready periods
+	c.waitUp("web", "n1")
+	c.restart("n1")
+	c.waitChecks(10)
+	c.waitUp("web", "n1")
+	for _, n := range three {
+		if len(c.node(n).bus.find(EventInstanceStart, "")) != 0 || len(c.node(n).bus.find(EventInstanceDuplicate, "")) != 0 {
+			t.Errorf("%s started web or saw a duplicate", n)
+		}
+	}
+	if v := c.w.violated(); len(v) > 0 {
+		t.Fatalf("violations: %v", v)
+	}
+}
+
+// TestGracefulLeaveThenForget: the node that left with web running is
+// gone for good: agent node forget unblocks the failover.
+func TestGracefulLeaveThenForget(t *testing.T) {
+	c := newCluster(t, three, clusterOpts{})
+	c.addService(testService("web", config.Failover, three...))
+	c.waitUp("web", "n1")
+	c.leave("n1")
+	c.w.setUp("n1", "web", false) // the operator stopped it by hand
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		return len(c.node("n2").bus.find(EventFailoverBlocked, ReasonLeft)) == 1
+	}, "no failover_blocked on n2")
+	c.waitChecks(5)
+	if got := c.w.upNodes("web"); len(got) != 0 {
+		t.Fatalf("failed over while blocked: %v", got)
+	}
+	if err := c.node("n3").orch.Forget("n1", false); err != nil {
+		t.Fatal(err)
+	}
+	c.waitUp("web", "n2")
+	if evs := c.node("n2").bus.find(EventInstanceStart, ReasonFailover); len(evs) != 1 {
+		t.Errorf("n2 failover starts: %d", len(evs))
+	}
+}
+
+// TestGracefulLeaveThenOrder: an order given after the node left (the
+// operator's say) unblocks the failover too.
+func TestGracefulLeaveThenOrder(t *testing.T) {
+	c := newCluster(t, three, clusterOpts{})
+	c.addService(testService("web", config.Failover, three...))
+	c.waitUp("web", "n1")
+	c.leave("n1")
+	c.w.setUp("n1", "web", false)
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		return len(c.node("n3").bus.find(EventFailoverBlocked, ReasonLeft)) == 1
+	}, "no failover_blocked on n3")
+	if err := c.node("n3").orch.Order("web", "start"); err != nil {
+		t.Fatal(err)
+	}
+	c.waitUp("web", "n2")
+}
