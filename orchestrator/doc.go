@@ -122,8 +122,8 @@
 // also duplicate), instance_start_failed and instance_stop_failed (the
 // reason of the attempt), instance_duplicate (check; nodes and keep),
 // failover_blocked (left: left, since), global_expect_change,
-// instance_freeze and instance_thaw (cli on the
-// node given the order, peer elsewhere), placement_change (placement:
+// instance_freeze and instance_thaw (cli on the node given the order,
+// peer elsewhere), placement_change (placement:
 // leader and previous; disagreement: leader, leaders, config_hashes,
 // since), quorum_lost and quorum_regained (membership), forget_peer (cli,
 // emitted by the store). Instance events carry svcname, node, and the
