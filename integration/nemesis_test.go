@@ -130,8 +130,6 @@ type nemesis struct {
 	samples    int
 	violations []string
 	dups       []window // failover episodes with two or more up
-	inDup      bool
-	lastFlex   int
 }
 
 func runNemesis(t *testing.T, size int, seed uint64, d time.Duration) {
