@@ -201,20 +201,15 @@ func BenchmarkFailover(b *testing.B) {
 	}
 }
 
-func failoverOnce(b *testing.B, tm timings) (detect, ready, start time.Duration) {
-	b.StopTimer()
-	w := newWorld()
-	w.failover["web"] = true
+// webOnThree starts three nodes with the failover service web, waits
+// until it runs on n1 and every node agrees, and returns the nodes (to
+// kill at the end: *nodes may change) and the service.
+func webOnThree(b *testing.B, w *world, tm timings) ([]*hbNode, config.Service) {
 	n1 := startHBNode(b, "n1", nil, w, tm)
 	nodes := []*hbNode{n1}
 	for i := 2; i <= 3; i++ {
 		nodes = append(nodes, startHBNode(b, fmt.Sprintf("n%d", i), []string{n1.hb.Addr()}, w, tm))
 	}
-	defer func() {
-		for _, n := range nodes {
-			n.kill()
-		}
-	}()
 	svc := testService("web", config.Failover, "n1", "n2", "n3")
 	svc.CheckInterval = time.Second
 	for _, n := range nodes {
@@ -231,6 +226,22 @@ func failoverOnce(b *testing.B, tm timings) (detect, ready, start time.Duration)
 		}
 		return w.upNodes("web")["n1"]
 	}, "web up on n1 everywhere")
+	return nodes, svc
+}
+
+func killAll(nodes []*hbNode) {
+	for _, n := range nodes {
+		n.kill()
+	}
+}
+
+func failoverOnce(b *testing.B, tm timings) (detect, ready, start time.Duration) {
+	b.StopTimer()
+	w := newWorld()
+	w.failover["web"] = true
+	nodes, _ := webOnThree(b, w, tm)
+	defer killAll(nodes)
+	n1 := nodes[0]
 	b.StartTimer()
 	killed := time.Now()
 	n1.kill()
@@ -288,32 +299,9 @@ func BenchmarkDuplicateResolution(b *testing.B) {
 func duplicateOnce(b *testing.B, tm timings) (rejoin, confirm, stop time.Duration) {
 	b.StopTimer()
 	w := newWorld()
-	n1 := startHBNode(b, "n1", nil, w, tm)
-	nodes := []*hbNode{n1}
-	for i := 2; i <= 3; i++ {
-		nodes = append(nodes, startHBNode(b, fmt.Sprintf("n%d", i), []string{n1.hb.Addr()}, w, tm))
-	}
-	defer func() {
-		for _, n := range nodes {
-			n.kill()
-		}
-	}()
-	svc := testService("web", config.Failover, "n1", "n2", "n3")
-	svc.CheckInterval = time.Second
-	for _, n := range nodes {
-		s := svc
-		if err := n.orch.SetService(&s); err != nil {
-			b.Fatal(err)
-		}
-	}
-	waitFor(b, 30*time.Second, func() bool {
-		for _, n := range nodes {
-			if !n.orch.Done("web") || len(n.store.NodeNames()) != 3 {
-				return false
-			}
-		}
-		return w.upNodes("web")["n1"]
-	}, "web up on n1 everywhere")
+	nodes, svc := webOnThree(b, w, tm)
+	defer func() { killAll(nodes) }()
+	n1 := nodes[0]
 	_, port, err := net.SplitHostPort(n1.hb.Addr())
 	if err != nil {
 		b.Fatal(err)
