@@ -151,11 +151,15 @@ func startHBNodeOn(b *testing.B, name string, port int, seeds []string, w *world
 	return n
 }
 
-func waitFor(b *testing.B, timeout time.Duration, cond func() bool, what string) time.Time {
+func waitFor(b *testing.B, timeout time.Duration, cond func() bool, what string, state ...func() string) time.Time {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			b.Fatalf("timeout waiting for %s", what)
+			more := ""
+			for _, f := range state {
+				more += f()
+			}
+			b.Fatalf("timeout waiting for %s%s", what, more)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -210,6 +214,16 @@ func webOnThree(b *testing.B, w *world, tm timings) ([]*hbNode, config.Service) 
 	for i := 2; i <= 3; i++ {
 		nodes = append(nodes, startHBNode(b, fmt.Sprintf("n%d", i), []string{n1.hb.Addr()}, w, tm))
 	}
+	// Declared once everyone sees everyone: a node alone would be its
+	// own leader.
+	waitFor(b, 30*time.Second, func() bool {
+		for _, n := range nodes {
+			if len(n.store.NodeNames()) != 3 {
+				return false
+			}
+		}
+		return true
+	}, "the three nodes joined")
 	svc := testService("web", config.Failover, "n1", "n2", "n3")
 	svc.CheckInterval = time.Second
 	for _, n := range nodes {
@@ -225,7 +239,13 @@ func webOnThree(b *testing.B, w *world, tm timings) ([]*hbNode, config.Service) 
 			}
 		}
 		return w.upNodes("web")["n1"]
-	}, "web up on n1 everywhere")
+	}, "web up on n1 everywhere", func() string {
+		out := ""
+		for _, n := range nodes {
+			out += "\n" + n.name + ": " + string(n.store.Document())
+		}
+		return out
+	})
 	return nodes, svc
 }
 
