@@ -109,6 +109,8 @@ func nemesisFailoverConf(name, nodes string) string {
 type window struct {
 	from, to time.Time
 	what     string
+	// back is when the agent was back (agent faults).
+	back time.Time
 }
 
 // nemesis is one run: the cluster, the schedule's record and the checker.
@@ -165,8 +167,19 @@ func runNemesis(t *testing.T, size int, seed uint64, d time.Duration) {
 	stop()
 	n.verify()
 	n.mu.Lock()
-	t.Logf("%d nodes: %d fault steps over %v, %d samples of the state files, %d duplicate episodes (all excused, each with instance_duplicate)",
-		size, steps, d, n.samples, len(n.dups))
+	var longest, afterBack time.Duration
+	for _, dup := range n.dups {
+		longest = max(longest, dup.to.Sub(dup.from))
+		for _, ws := range n.agentOut {
+			for _, w := range ws {
+				if !dup.to.Before(w.from) && !dup.to.After(w.to) {
+					afterBack = max(afterBack, dup.to.Sub(w.back))
+				}
+			}
+		}
+	}
+	t.Logf("%d nodes: %d fault steps over %v, %d samples of the state files; %d duplicate episodes, all excused and each with instance_duplicate: the longest lasted %v, the slowest resolved %v after its agent was back",
+		size, steps, d, n.samples, len(n.dups), longest.Round(time.Millisecond), afterBack.Round(time.Millisecond))
 	n.mu.Unlock()
 }
 
@@ -327,7 +340,17 @@ func (n *nemesis) netWindow(from time.Time, what string, excuse time.Duration) {
 func (n *nemesis) agentWindow(i int, from time.Time, what string, excuse time.Duration) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.agentOut[i] = append(n.agentOut[i], window{from: from, to: time.Now().Add(excuse), what: what})
+	back := time.Now()
+	n.agentOut[i] = append(n.agentOut[i], window{from: from, to: back.Add(excuse), what: what, back: back})
+	// An agent fault during a network fault's replacement window delays
+	// the replacement (the node chosen to start the instance may be the
+	// one that went away): the window runs from its return.
+	for _, w := range n.netFault {
+		if !from.After(w.to) {
+			n.netFault = append(n.netFault, window{from: from, to: back.Add(nemesisDetect + nemesisReady + 2*nemesisCheck), what: what + " during a network fault"})
+			break
+		}
+	}
 }
 
 // finalHeal removes every fault: the network healed, every agent running.
