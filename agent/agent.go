@@ -75,6 +75,7 @@ type Agent struct {
 	cfgMu sync.Mutex
 	cfg   config.Node
 
+	lock    *varLock
 	bus     *events.Bus
 	store   *monitor.Store
 	hb      *heartbeat.Heartbeat
@@ -134,8 +135,14 @@ func New(opts Options) (a *Agent, err error) {
 		}
 	}()
 
-	if err := os.MkdirAll(a.paths.VarDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create var directory: %w", err)
+	// First of all in var/: a second agent on this root must stop before
+	// it reads or writes anything there (journal, state, cursors, socket).
+	root := a.paths.Root
+	if root == "" {
+		root = a.paths.VarDir
+	}
+	if a.lock, err = lockVar(a.paths.VarDir, root); err != nil {
+		return nil, err
 	}
 	a.watcher, err = config.NewWatcher(a.paths, opts.Hostname, opts.ConfigDebounce, a.log)
 	if err != nil {
@@ -150,10 +157,11 @@ func New(opts Options) (a *Agent, err error) {
 	a.log = a.log.With("node", cfg.Node.Name)
 
 	a.bus, err = events.Open(events.Config{
-		Dir:      filepath.Join(a.paths.VarDir, "journal"),
-		MaxBytes: cfg.Journal.MaxBytes,
-		MaxAge:   cfg.Journal.MaxAge,
-		Logger:   a.log,
+		Dir:       filepath.Join(a.paths.VarDir, "journal"),
+		MaxBytes:  cfg.Journal.MaxBytes,
+		MaxAge:    cfg.Journal.MaxAge,
+		RingBytes: cfg.Journal.RingBytes,
+		Logger:    a.log,
 	})
 	if err != nil {
 		return nil, err
@@ -169,8 +177,12 @@ func New(opts Options) (a *Agent, err error) {
 		Labels:      cfg.Node.Labels,
 		Restored:    restored,
 		Persist:     func(s monitor.PersistentState) error { return saveState(a.statePath(), s) },
+		MaxData:     int(cfg.Node.MaxData),
 		Logger:      a.log,
 	})
+	if errors.Is(err, monitor.ErrDataTooLarge) {
+		return nil, fmt.Errorf("%s: [node] labels: %w", a.paths.NodeConf, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -352,5 +364,7 @@ func (a *Agent) release() error {
 			errs = append(errs, err)
 		}
 	}
+	// Last: everything in var/ is closed and flushed.
+	a.lock.release()
 	return errors.Join(errs...)
 }

@@ -223,21 +223,21 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 
 // snapshot takes the cluster data and subscribes right after it, under the
 // store lock, so that the patches after seq rebuild the document exactly.
+// seq is the subscription's own start, not a Position read beside it:
+// records published without the store lock (hook_skipped events, say) may
+// come between two bus calls, and the snapshot would then claim a seq the
+// subscription has already passed.
 func (a *Agent) snapshot() (json.RawMessage, events.Subscriber, uint64, error) {
-	var (
-		sub *events.Subscription
-		seq uint64
-	)
+	var sub *events.Subscription
 	doc, err := a.store.SnapshotWith(func() error {
 		var err error
-		seq, _ = a.bus.Position()
 		sub, err = a.bus.Subscribe(events.SubscribeOptions{})
 		return err
 	})
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	return doc, sub, seq, nil
+	return doc, sub, sub.Start(), nil
 }
 
 // parseRecordFilter compiles a filter expression over records.

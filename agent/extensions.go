@@ -42,6 +42,7 @@ func (a *Agent) newMetrics() *metrics.Metrics {
 			c, g := a.ext.orch.Stats().Metrics()
 			return metrics.OrchStats{Counters: c, Gauges: g}
 		},
+		PeerDataRefused: func() uint64 { return a.store.RefusedTooLarge() },
 	})
 }
 

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -28,6 +29,10 @@ func (a *Agent) postNodeOrder(w http.ResponseWriter, r *http.Request) {
 	}
 	if name == a.Name() {
 		d, err := a.applyNodeOrder(action, "cli")
+		if errors.Is(err, monitor.ErrDataTooLarge) {
+			writeError(w, http.StatusUnprocessableEntity, err.Error())
+			return
+		}
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, err.Error())
 			return

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"maps"
 	"reflect"
 	"slices"
@@ -38,21 +40,31 @@ func (a *Agent) nodeConfigChange(ch config.Change) {
 		a.store.Event(map[string]any{"id": "node_config_change", "reason": "invalid", "node": a.Name(), "error": ch.Err.Error()})
 		return
 	}
+	old := a.Config()
+	var changed, restart []string
+	if !maps.Equal(old.Node.Labels, ch.Node.Node.Labels) {
+		// Applied first: labels that would make this node's data too big
+		// refuse the whole edit, and the running config stays.
+		labels := maps.Clone(ch.Node.Node.Labels)
+		_, _, err := a.store.UpdateLocal("config", func(d *monitor.NodeData) { d.Labels = labels })
+		switch {
+		case errors.Is(err, monitor.ErrDataTooLarge):
+			err = fmt.Errorf("%s: [node] labels: %w", ch.Path, err)
+			a.log.Error("node.conf edit refused, running config kept", "err", err)
+			a.store.Event(map[string]any{"id": "node_config_change", "reason": "invalid", "node": a.Name(), "error": err.Error()})
+			return
+		case err != nil:
+			a.log.Error("apply labels", "err", err)
+		default:
+			changed = append(changed, "labels")
+		}
+	}
 	a.cfgMu.Lock()
-	old := a.cfg
 	a.cfg.Node.Labels = ch.Node.Node.Labels
 	a.cfg.Hooks = ch.Node.Hooks
 	a.cfg.Source = ch.Node.Source
 	a.cfgMu.Unlock()
 
-	var changed, restart []string
-	if !maps.Equal(old.Node.Labels, ch.Node.Node.Labels) {
-		changed = append(changed, "labels")
-		labels := maps.Clone(ch.Node.Node.Labels)
-		if _, _, err := a.store.UpdateLocal("config", func(d *monitor.NodeData) { d.Labels = labels }); err != nil {
-			a.log.Error("apply labels", "err", err)
-		}
-	}
 	if !reflect.DeepEqual(old.Hooks, ch.Node.Hooks) {
 		changed = append(changed, "hooks")
 		a.reloadHooks(ch.Node.Hooks)
@@ -62,6 +74,7 @@ func (a *Agent) nodeConfigChange(ch config.Change) {
 		old, new any
 	}{
 		{"node.name", old.Node.Name, ch.Node.Node.Name},
+		{"node.max_data", old.Node.MaxData, ch.Node.Node.MaxData},
 		{"cluster", old.Cluster, ch.Node.Cluster},
 		{"hb", old.HB, ch.Node.HB},
 		{"listener", old.Listener, ch.Node.Listener},

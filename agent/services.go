@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"agent/config"
+	"agent/monitor"
 	"agent/orchestrator"
 )
 
@@ -69,6 +70,8 @@ func (a *Agent) postServiceOrder(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no service "+name+" on "+a.Name()+" (no svc/"+name+".conf)")
 	case errors.Is(err, orchestrator.ErrBadAction):
 		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, monitor.ErrDataTooLarge):
+		writeError(w, http.StatusUnprocessableEntity, err.Error())
 	case err != nil:
 		writeError(w, http.StatusConflict, err.Error())
 	default:

@@ -5,9 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 
+	"agent/internal/sectorfile"
 	"agent/monitor"
 )
 
@@ -16,41 +15,28 @@ import (
 // starting over would make this node's generations go backwards.
 func loadState(path string) (monitor.PersistentState, error) {
 	var st monitor.PersistentState
-	data, err := os.ReadFile(path)
+	data, err := sectorfile.Read(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return st, nil
 	}
-	if err != nil {
-		return st, fmt.Errorf("read node state: %w", err)
+	if err == nil {
+		err = json.Unmarshal(data, &st)
 	}
-	if err := json.Unmarshal(data, &st); err != nil {
+	if err != nil {
 		return st, fmt.Errorf("%s: damaged node state (%v); move it aside to start with a fresh generation block", path, err)
 	}
 	return st, nil
 }
 
-// saveState writes the state atomically: a temporary file, fsynced, then
-// renamed over the old one.
+// saveState writes the state durably, in place: one fsynced write of one
+// sector (see package sectorfile). Unlike a new file renamed over the old
+// one, it needs no free space (a freeze order still works on a full disk)
+// and no directory fsync: a power loss leaves the old state or the new
+// one, never a lower generation.
 func saveState(path string, st monitor.PersistentState) error {
 	data, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".state-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return sectorfile.WriteFile(path, data)
 }

@@ -41,7 +41,8 @@ func Reference() []SectionDoc {
 	return []SectionDoc{
 		{File: "node.conf", Section: "node", Doc: "This node's identity.", Keys: []KeyDoc{
 			{Key: "name", Default: "the short host name", Doc: "The node name, unique in the cluster: a letter or digit, then letters, digits, `-`, `_`, `.` (at most 253). Changing it needs a restart: the cluster then sees a new node."},
-			{Key: "labels", Doc: "Free `key=value` pairs, space separated, shown in the cluster data (`monitor.nodes.NODE.labels`). A value with blanks is quoted: `desc=\"rack 12\"`. A word without `=` or a key given twice is refused.", Live: true},
+			{Key: "labels", Doc: "Free `key=value` pairs, space separated, shown in the cluster data (`monitor.nodes.NODE.labels`). A value with blanks is quoted: `desc=\"rack 12\"`. A word without `=` or a key given twice is refused. An edit whose labels would make this node's data bigger than `max_data` is refused (`node_config_change` reason `invalid`).", Live: true},
+			{Key: "max_data", Default: "1MiB", Doc: "The most this node's monitor data may weigh (its JSON): a size from `4KiB` to `8MiB`, the same on every node. A local change past it is refused and nothing is replicated; a peer's data past it is refused on receipt (a log line, `agent_peer_data_refused_total`). See storage.md."},
 		}},
 		{File: "node.conf", Section: "cluster", Doc: "Which cluster this node belongs to and how it protects itself against split brain.", Keys: []KeyDoc{
 			{Key: "name", Default: "the node name", Doc: "The cluster name. It labels every heartbeat packet: agents of different clusters never merge, even when their seeds cross."},
@@ -67,11 +68,12 @@ func Reference() []SectionDoc {
 		{File: "node.conf", Section: "journal", Doc: "The local record journal under the var directory (the history behind `agent events --since`, hooks' catch-up). Records past either bound are pruned, oldest segment first.", Keys: []KeyDoc{
 			{Key: "max_bytes", Default: "256MiB", Doc: "Size bound: a positive size (`4096`, `64MB`, `256MiB`, `1GiB`)."},
 			{Key: "max_age", Default: "7d", Doc: "Age bound: a positive duration (`12h`, `7d`, `1d12h`)."},
+			{Key: "ring_bytes", Default: "64MiB", Doc: "Memory bound of the newest records kept for subscribers (and for the journal while its writes fail), at least `1MiB`; they are also at most 16384. See storage.md."},
 		}},
 		{File: "node.conf", Section: "hook#NAME", Doc: "A command run for each matching event, with the event record on stdin; any number of them, each with its own NAME (letters, digits, `-`, `_`, `.`). Hooks apply live: adding, changing or removing one needs no restart.", Keys: []KeyDoc{
 			{Key: "events", Default: "all", Doc: "`all`, or event ids separated by blanks or commas (`node_down,instance_start`). `all` stands alone.", Live: true},
 			{Key: "filter", Doc: "Optional filter expression on the event record (see filters.md): `data.svcname=web`.", Live: true},
-			{Key: "command", Doc: "Required. The program and its arguments, split like a shell would split them (quotes and backslashes) but run without a shell: no `$VAR`, no pipes.", Live: true},
+			{Key: "command", Doc: "Required. The program and its arguments, split like a shell would split them (quotes and backslashes) but run without a shell: no `$VAR`, no pipes. Its environment is clean: `PATH`, `HOME`, `LANG`, `TZ` and `AGENT_EVENT_ID`, `AGENT_NODENAME`, `AGENT_SEQ`, `AGENT_HOOK` (see hooks.md).", Live: true},
 			{Key: "timeout", Default: "30s", Doc: "Bound on one run: at the timeout the process group gets SIGTERM, then SIGKILL.", Live: true},
 		}},
 		{File: "svc/NAME.conf", Section: "service", Doc: "One service, named after its file (`web.conf` declares `web`). Put the same file on every candidate node: each agent decides from its own copy. Files are picked up live (`service_add`, `service_config_change`, `service_remove`); hidden files and files not ending in `.conf` are ignored.", Keys: []KeyDoc{
@@ -83,7 +85,8 @@ func Reference() []SectionDoc {
 			{Key: "start", Doc: "The start command; required with `orchestrate = ha`.", Live: true},
 			{Key: "stop", Doc: "The stop command; required with `orchestrate = ha`.", Live: true},
 			{Key: "check_interval", Default: "10s", Doc: "Time between two checks: a positive duration.", Live: true},
-			{Key: "timeout", Default: "60s", Doc: "Bound on each check, start and stop command: a positive duration. The process group is killed at the timeout.", Live: true},
+			{Key: "timeout", Default: "60s", Doc: "Bound on each check, start and stop command: a positive duration. At the timeout the command's process group gets SIGTERM, then SIGKILL 5 s later.", Live: true},
+			{Key: "env", Doc: "Variables for the check, start and stop commands, which otherwise get only `PATH`, `HOME`, `LANG` and `TZ` from the agent's environment: space-separated `KEY=VALUE` pairs, quoted like command words (`GREETING=\"hello world\"`). Names are letters, digits and `_`, not starting with a digit, each once; names starting with `AGENT_` are refused. Start scripts that relied on variables inherited from the agent must declare them here.", Live: true},
 		}},
 	}
 }

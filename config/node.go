@@ -19,6 +19,14 @@ const (
 	DefaultJournalMaxBytes int64 = 256 << 20
 	// DefaultJournalMaxAge bounds the journal age.
 	DefaultJournalMaxAge = 7 * 24 * time.Hour
+	// DefaultJournalRingBytes bounds the memory of the record ring.
+	DefaultJournalRingBytes int64 = 64 << 20
+	// DefaultMaxData bounds one node's monitor data.
+	DefaultMaxData int64 = 1 << 20
+	// MinMaxData and MaxMaxData bound [node] max_data: peers copy a node's
+	// data whole over memberlist, whose streams take at most 20 MB.
+	MinMaxData int64 = 4 << 10
+	MaxMaxData int64 = 8 << 20
 	// DefaultHookTimeout bounds one hook run.
 	DefaultHookTimeout = 30 * time.Second
 )
@@ -100,6 +108,10 @@ type NodeSection struct {
 	// Labels are free key=value pairs shown in cluster data (key labels,
 	// "zone=a rack=12"; a value may be quoted: desc="a b").
 	Labels map[string]string
+	// MaxData bounds this node's monitor data in bytes (key max_data, like
+	// 1MiB, the default); it should be the same on every node: a peer's
+	// data over it is refused.
+	MaxData int64
 }
 
 // ClusterSection is [cluster]: which cluster this node belongs to.
@@ -158,6 +170,9 @@ type JournalSection struct {
 	MaxBytes int64
 	// MaxAge bounds the age of kept records (key max_age, like 7d).
 	MaxAge time.Duration
+	// RingBytes bounds the memory of the newest records kept for
+	// subscribers (key ring_bytes, like 64MiB, the default).
+	RingBytes int64
 }
 
 // Hook is one [hook#NAME] section: a command run for matching events, with
@@ -182,13 +197,13 @@ type Hook struct {
 func DefaultNode(hostname string) Node {
 	name := ShortHostname(hostname)
 	return Node{
-		Node:    NodeSection{Name: name},
+		Node:    NodeSection{Name: name, MaxData: DefaultMaxData},
 		Cluster: ClusterSection{Name: name, SplitAction: SplitStop},
 		HB:      HeartbeatSection{Addr: "127.0.0.1", Port: DefaultHeartbeatPort, Profile: ProfileLAN},
 		Listener: ListenerSection{
 			Auth: AuthToken,
 		},
-		Journal: JournalSection{MaxBytes: DefaultJournalMaxBytes, MaxAge: DefaultJournalMaxAge},
+		Journal: JournalSection{MaxBytes: DefaultJournalMaxBytes, MaxAge: DefaultJournalMaxAge, RingBytes: DefaultJournalRingBytes},
 	}
 }
 
@@ -310,6 +325,15 @@ func (n *Node) setNode(key, v string) error {
 			}
 			n.Node.Labels[k] = val
 		}
+	case "max_data":
+		if v = unquote(v); v == "" {
+			return nil
+		}
+		b, err := parseSize(v)
+		if err != nil {
+			return err
+		}
+		n.Node.MaxData = b
 	default:
 		return errUnknownKey
 	}
@@ -413,7 +437,7 @@ func (n *Node) setListener(key, v string) error {
 
 func (n *Node) setJournal(key, v string) error {
 	v = unquote(v)
-	if v == "" && (key == "max_bytes" || key == "max_age") {
+	if v == "" && (key == "max_bytes" || key == "max_age" || key == "ring_bytes") {
 		return nil
 	}
 	switch key {
@@ -423,6 +447,12 @@ func (n *Node) setJournal(key, v string) error {
 			return err
 		}
 		n.Journal.MaxBytes = b
+	case "ring_bytes":
+		b, err := parseSize(v)
+		if err != nil {
+			return err
+		}
+		n.Journal.RingBytes = b
 	case "max_age":
 		d, err := parseDuration(v)
 		if err != nil {

@@ -24,7 +24,7 @@ func TestParseNodeSpecExample(t *testing.T) {
 	}
 	want := Node{
 		Source: "testdata/node.conf",
-		Node:   NodeSection{Name: "n1", Labels: map[string]string{"zone": "a", "rack": "12"}},
+		Node:   NodeSection{Name: "n1", Labels: map[string]string{"zone": "a", "rack": "12"}, MaxData: 1 << 20},
 		Cluster: ClusterSection{
 			Name: "prod", Secret: secret,
 			Seeds:       []string{"10.0.0.1:10000", "10.0.0.2:10000"},
@@ -33,7 +33,7 @@ func TestParseNodeSpecExample(t *testing.T) {
 		},
 		HB:       HeartbeatSection{Addr: "0.0.0.0", Port: 10000, Profile: ProfileLAN},
 		Listener: ListenerSection{Addr: "127.0.0.1:1215", Auth: AuthToken, TokenFile: "/etc/agent/token", TLSCert: "...", TLSKey: "..."},
-		Journal:  JournalSection{MaxBytes: 256 << 20, MaxAge: 7 * 24 * time.Hour},
+		Journal:  JournalSection{MaxBytes: 256 << 20, MaxAge: 7 * 24 * time.Hour, RingBytes: 64 << 20},
 		Hooks: []Hook{{
 			Name: "notify", Events: []string{"all"}, Filter: "data.svcname=web",
 			Command: []string{"/usr/local/bin/on_event", "--verbose"}, Timeout: 30 * time.Second,
@@ -66,11 +66,11 @@ func TestDefaultNode(t *testing.T) {
 		t.Errorf("Source = %q, want empty for defaults", n.Source)
 	}
 	want := Node{
-		Node:     NodeSection{Name: "db1"},
+		Node:     NodeSection{Name: "db1", MaxData: 1 << 20},
 		Cluster:  ClusterSection{Name: "db1", SplitAction: SplitStop},
 		HB:       HeartbeatSection{Addr: "127.0.0.1", Port: 10000, Profile: ProfileLAN},
 		Listener: ListenerSection{Auth: AuthToken},
-		Journal:  JournalSection{MaxBytes: 256 << 20, MaxAge: 7 * 24 * time.Hour},
+		Journal:  JournalSection{MaxBytes: 256 << 20, MaxAge: 7 * 24 * time.Hour, RingBytes: 64 << 20},
 	}
 	if !reflect.DeepEqual(n, want) {
 		t.Errorf("got  %+v\nwant %+v", n, want)
@@ -123,8 +123,10 @@ func TestParseNodeKeys(t *testing.T) {
 		{"listener none localhost", "[listener]\naddr = localhost:80\nauth = none", func(n Node) bool { return n.Listener.Auth == AuthNone }},
 		{"listener none ::1", "[listener]\naddr = [::1]:80\nauth = none", func(n Node) bool { return n.Listener.Auth == AuthNone }},
 		{"journal", "[journal]\nmax_bytes = 1GB\nmax_age = 1d12h", func(n Node) bool {
-			return n.Journal == JournalSection{MaxBytes: 1e9, MaxAge: 36 * time.Hour}
+			return n.Journal == JournalSection{MaxBytes: 1e9, MaxAge: 36 * time.Hour, RingBytes: 64 << 20}
 		}},
+		{"journal ring", "[journal]\nring_bytes = 8MiB", func(n Node) bool { return n.Journal.RingBytes == 8<<20 }},
+		{"max_data", "[node]\nmax_data = 2MiB", func(n Node) bool { return n.Node.MaxData == 2<<20 }},
 		{"journal bytes", "[journal]\nmax_bytes = 4096", func(n Node) bool { return n.Journal.MaxBytes == 4096 }},
 		{"hook defaults", "[hook#a]\ncommand = /bin/true", func(n Node) bool {
 			return reflect.DeepEqual(n.Hooks, []Hook{{Name: "a", Events: []string{"all"}, Command: []string{"/bin/true"}, Timeout: 30 * time.Second}})
@@ -210,6 +212,10 @@ func TestParseNodeErrors(t *testing.T) {
 		{"[journal]\nmax_age = forever", `node.conf:2: [journal] max_age: "forever" is not a duration (like 30s, 5m, 7d)`},
 		{"[journal]\nmax_age = -1s", `node.conf:2: [journal] max_age: "-1s": must be positive`},
 		{"[journal]\nsize = 1", `node.conf:2: [journal] size: unknown key`},
+		{"[journal]\nring_bytes = 1000", `node.conf:2: [journal] ring_bytes: 1000 bytes: must be at least 1MiB`},
+		{"[node]\nmax_data = 100", `node.conf:2: [node] max_data: 100 bytes: must be from 4KiB to 8MiB (peers copy a node's data whole over memberlist)`},
+		{"[node]\nmax_data = 1GiB", `node.conf:2: [node] max_data: 1073741824 bytes: must be from 4KiB to 8MiB (peers copy a node's data whole over memberlist)`},
+		{"[node]\nmax_data = lots", `node.conf:2: [node] max_data: "lots" is not a size (like 256MiB, 1GB, 4096)`},
 		{"[hook#a]\ncommand = x\n[hook#a]\ncommand = y", "node.conf:3: [hook#a]: duplicate section (first at line 1)"},
 		{"[hook#a b]\ncommand = x", `node.conf:1: [hook#a b]: "a b" is not a valid hook name (letters, digits, - _ .)`},
 		{"[hook#]\ncommand = x", `node.conf:1: [hook#]: "" is not a valid hook name (letters, digits, - _ .)`},

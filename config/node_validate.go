@@ -19,6 +19,9 @@ func (n Node) Validate() error {
 			return bad("node", "labels", "empty label key")
 		}
 	}
+	if n.Node.MaxData < MinMaxData || n.Node.MaxData > MaxMaxData {
+		return bad("node", "max_data", "%d bytes: must be from 4KiB to 8MiB (peers copy a node's data whole over memberlist)", n.Node.MaxData)
+	}
 	if n.Cluster.Name == "" {
 		return bad("cluster", "name", "must not be empty")
 	}
@@ -60,6 +63,9 @@ func (n Node) Validate() error {
 	}
 	if n.Journal.MaxAge <= 0 {
 		return bad("journal", "max_age", "must be positive")
+	}
+	if n.Journal.RingBytes < 1<<20 {
+		return bad("journal", "ring_bytes", "%d bytes: must be at least 1MiB", n.Journal.RingBytes)
 	}
 	seen := map[string]bool{}
 	for _, h := range n.Hooks {

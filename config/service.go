@@ -65,6 +65,11 @@ type Service struct {
 	CheckInterval time.Duration
 	// Timeout bounds each command, default 60s.
 	Timeout time.Duration
+	// Env are the variables, KEY=VALUE, the check, start and stop commands
+	// get besides the clean environment of every command (PATH, HOME, LANG,
+	// TZ); key env, space-separated pairs, quoted as command words are. A
+	// name may not start with AGENT_, which is the agent's own.
+	Env []string
 
 	pos *positions
 }
@@ -175,6 +180,12 @@ func (s *Service) set(key, v string) error {
 		default:
 			s.Stop = words
 		}
+	case "env":
+		env, err := parseEnv(v)
+		if err != nil {
+			return err
+		}
+		s.Env = env
 	case "check_interval", "timeout":
 		if v = unquote(v); v == "" {
 			return nil
@@ -273,4 +284,45 @@ func LoadServices(dir string) (map[string]Service, map[string]error) {
 		good[name] = s
 	}
 	return good, bad
+}
+
+// parseEnv splits the value of an env key into KEY=VALUE words, split and
+// unquoted as a command is (SplitCommand), and checks each: a name of
+// letters, digits and underscores not starting with a digit, an "=", not
+// the AGENT_ prefix of the agent's own variables, no name twice.
+func parseEnv(v string) ([]string, error) {
+	words, err := SplitCommand(v)
+	if err != nil {
+		return nil, err
+	}
+	seen := make(map[string]bool, len(words))
+	for _, w := range words {
+		name, _, ok := strings.Cut(w, "=")
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("%q is not KEY=VALUE", w)
+		case !validEnvName(name):
+			return nil, fmt.Errorf("%q is not a valid variable name (letters, digits, _; not starting with a digit)", name)
+		case strings.HasPrefix(name, "AGENT_"):
+			return nil, fmt.Errorf("%s: names starting with AGENT_ are the agent's own", name)
+		case seen[name]:
+			return nil, fmt.Errorf("%s is set twice", name)
+		}
+		seen[name] = true
+	}
+	return words, nil
+}
+
+// validEnvName reports whether name is a portable environment variable
+// name.
+func validEnvName(name string) bool {
+	if name == "" || name[0] >= '0' && name[0] <= '9' {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }

@@ -50,6 +50,10 @@ func TestParseServiceKeys(t *testing.T) {
 		{"commands", "[service]\ncheck = /bin/sh -c 'test -f /x'\nstart = a \"b c\"\nstop = d", func(s Service) bool {
 			return reflect.DeepEqual(s.Check, []string{"/bin/sh", "-c", "test -f /x"}) && reflect.DeepEqual(s.Start, []string{"a", "b c"})
 		}},
+		{"env", minimalSvc + `env = DB_HOST=db1 GREETING="hello world" Q='a "b"' EMPTY= PATH=/opt/web/bin:/usr/bin`, func(s Service) bool {
+			return reflect.DeepEqual(s.Env, []string{"DB_HOST=db1", "GREETING=hello world", `Q=a "b"`, "EMPTY=", "PATH=/opt/web/bin:/usr/bin"})
+		}},
+		{"env empty", minimalSvc + "env =", func(s Service) bool { return s.Env == nil }},
 		{"durations", minimalSvc + "check_interval = 1m\ntimeout = 1d", func(s Service) bool {
 			return s.CheckInterval == time.Minute && s.Timeout == 24*time.Hour
 		}},
@@ -89,6 +93,13 @@ func TestParseServiceErrors(t *testing.T) {
 		{"web.conf", minimalSvc + "check_interval = 0s", `web.conf:5: [service] check_interval: "0s": must be positive`},
 		{"web.conf", minimalSvc + "timeout = 1 minute", `web.conf:5: [service] timeout: "1 minute" is not a duration (like 30s, 5m, 7d)`},
 		{"web.conf", minimalSvc + "check = d", `web.conf:5: [service] check: duplicate key (first at line 2)`},
+		{"web.conf", minimalSvc + "env = A=1 B", `web.conf:5: [service] env: "B" is not KEY=VALUE`},
+		{"web.conf", minimalSvc + "env = =x", `web.conf:5: [service] env: "" is not a valid variable name (letters, digits, _; not starting with a digit)`},
+		{"web.conf", minimalSvc + "env = 1A=x", `web.conf:5: [service] env: "1A" is not a valid variable name (letters, digits, _; not starting with a digit)`},
+		{"web.conf", minimalSvc + "env = MY-VAR=x", `web.conf:5: [service] env: "MY-VAR" is not a valid variable name (letters, digits, _; not starting with a digit)`},
+		{"web.conf", minimalSvc + "env = AGENT_TOKEN=x", `web.conf:5: [service] env: AGENT_TOKEN: names starting with AGENT_ are the agent's own`},
+		{"web.conf", minimalSvc + "env = A=1 A=2", `web.conf:5: [service] env: A is set twice`},
+		{"web.conf", minimalSvc + "env = A='x", `web.conf:5: [service] env: column 3: unbalanced quote`},
 		{"/etc/svc/my web.conf", minimalSvc, `/etc/svc/my web.conf: "my web" is not a valid service name (letters, digits, - _ .)`},
 	}
 	for _, tt := range tests {

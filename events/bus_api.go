@@ -24,17 +24,21 @@ var (
 // SubscribeOptions says where a subscription starts and how it is bounded.
 type SubscribeOptions struct {
 	// Resume: deliver every record with Seq > Since, when Epoch is the bus's
-	// epoch and Since+1 is still retained. Otherwise the subscription starts
-	// at the head and Reset() tells why.
+	// epoch and every record after Since is still retained (seqs declared
+	// empty after an unclean stop are passed over). Otherwise the
+	// subscription starts at the head and Reset() tells why; a Since inside
+	// a range of skipped seqs resets too (see the package documentation).
 	Resume bool
 	Since  uint64
 	Epoch  string
 	// SinceTime, when not zero (and Resume is false), starts at the first
 	// retained record whose Time is at or after it.
 	SinceTime time.Time
-	// Durable subscriptions (hook consumers) have no lag limit: they read the
-	// journal at their own pace. If what they need was dropped by retention,
-	// they skip to the oldest retained record and Skipped() counts the loss.
+	// Durable subscriptions (hooks, sinks, triggers) have no lag limit: they
+	// read the journal at their own pace. Within their epoch they never
+	// reset: records lost (dropped by retention, never written) are skipped
+	// to the next record there is and Skipped() counts them; empty seqs are
+	// passed over and not counted.
 	Durable bool
 	// MaxLag is the lag limit of a non-durable subscription, in records; 0
 	// means the bus default.

@@ -10,6 +10,7 @@ import (
 // Defaults of Config.
 const (
 	DefaultRingSize     = 16384
+	DefaultRingBytes    = 64 << 20
 	DefaultSegmentBytes = 16 << 20
 	DefaultMaxBytes     = 256 << 20
 	DefaultMaxAge       = 7 * 24 * time.Hour
@@ -30,6 +31,10 @@ type Config struct {
 	// RingSize is how many of the newest records are kept in memory for
 	// subscribers; 0 means DefaultRingSize.
 	RingSize int
+	// RingBytes bounds the memory of the ring: the oldest records leave it
+	// while their encodings add up to more (the newest always stays);
+	// 0 means DefaultRingBytes.
+	RingBytes int64
 	// SegmentBytes: a journal file is rotated once it is at least this big;
 	// 0 means DefaultSegmentBytes.
 	SegmentBytes int64
@@ -53,13 +58,24 @@ type Config struct {
 	// createFile opens a new segment file; tests replace it to simulate a
 	// failing disk when they run as root (where chmod does not stop writes).
 	createFile func(path string) (segmentFile, error)
+	// reserveBlock is how many seqs are reserved at a time in the seq
+	// mark; 0 means defaultReserveBlock.
+	reserveBlock uint64
 }
+
+// defaultReserveBlock is how many seqs the journal reserves at a time: the
+// most a restart after an unclean stop skips. The next block is reserved,
+// by the fsync goroutine, when half of the current one is used.
+const defaultReserveBlock = 1 << 16
 
 // Validate reports a setting that cannot work.
 func (c Config) Validate() error {
 	var errs []error
 	if c.RingSize < 0 {
 		errs = append(errs, fmt.Errorf("events config: RingSize %d is negative", c.RingSize))
+	}
+	if c.RingBytes < 0 {
+		errs = append(errs, fmt.Errorf("events config: RingBytes %d is negative", c.RingBytes))
 	}
 	if c.SegmentBytes < 0 {
 		errs = append(errs, fmt.Errorf("events config: SegmentBytes %d is negative", c.SegmentBytes))
@@ -74,6 +90,12 @@ func (c Config) Validate() error {
 func (c Config) withDefaults() Config {
 	if c.RingSize == 0 {
 		c.RingSize = DefaultRingSize
+	}
+	if c.RingBytes == 0 {
+		c.RingBytes = DefaultRingBytes
+	}
+	if c.reserveBlock == 0 {
+		c.reserveBlock = defaultReserveBlock
 	}
 	if c.SegmentBytes == 0 {
 		c.SegmentBytes = DefaultSegmentBytes
@@ -111,4 +133,6 @@ const (
 	keyReason    = "reason"
 	keyCount     = "count"
 	keyOffset    = "offset"
+	keyFrom      = "from"
+	keyTo        = "to"
 )

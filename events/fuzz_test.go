@@ -38,7 +38,7 @@ func FuzzOpenJournal(f *testing.F) {
 	f.Add([]byte("\n\n\x00garbage"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		dir := t.TempDir()
-		os.WriteFile(filepath.Join(dir, epochFile), []byte("abcd1234\n"), 0o600)
+		os.WriteFile(filepath.Join(dir, legacyEpoch), []byte("abcd1234\n"), 0o600)
 		os.WriteFile(filepath.Join(dir, segmentName(1)), data, 0o600)
 		b, err := Open(Config{Dir: dir, Logger: testLogger()})
 		if err != nil {

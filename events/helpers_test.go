@@ -102,3 +102,30 @@ func noWait() context.Context {
 	cancel()
 	return ctx
 }
+
+// crash stops b as a killed process would: no final write, no fsync, no
+// clean mark; what was written stays (the OS has it).
+func crash(t testing.TB, b *Bus) {
+	t.Helper()
+	b.mu.Lock()
+	b.closed = true
+	b.closing.Store(true)
+	close(b.done)
+	b.mu.Unlock()
+	close(b.stop)
+	b.wg.Wait()
+	if j := b.j; j != nil {
+		j.mu.Lock()
+		j.closed = true
+		if j.f != nil {
+			j.f.Close()
+		}
+		for _, f := range j.rotated {
+			f.Close()
+		}
+		j.mu.Unlock()
+		if j.mark != nil {
+			j.mark.close()
+		}
+	}
+}

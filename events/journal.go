@@ -14,18 +14,30 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"agent/internal/sectorfile"
 )
 
-// Journal layout: DIR/NNNNNNNNNNNNNNNNNNNN.jsonl segments named by the seq
-// of their first record, each line one record's JSON(); DIR/epoch holds the
-// epoch while the journal's tail is complete; DIR/lost/ keeps the segments of
-// the last epoch whose history could not be read back.
+// Journal layout: DIR/NNNNNNNNNNNNNNNNNNNN.jsonl segments named by the
+// first seq they cover, each line one record's JSON(); DIR/seqmark the seq
+// high-water mark (seqmark.go); DIR/lost/ keeps the segments of the last
+// epoch whose history could not be read back. DIR/epoch is the former
+// marker of a complete journal, read once to adopt its epoch.
 const (
 	segmentSuffix = ".jsonl"
 	segmentDigits = 20
-	epochFile     = "epoch"
+	legacyEpoch   = "epoch"
 	lostDir       = "lost"
 )
+
+// retryInterval is how long the journal waits after a failed write before
+// it tries again: meanwhile records wait in memory, and a full disk costs
+// one attempt a second, not one per record.
+const retryInterval = time.Second
+
+// flushBatch bounds how many waiting records one retry writes while it
+// holds the journal lock.
+const flushBatch = 1024
 
 // segmentFile is what the journal writes a segment through.
 type segmentFile interface {
@@ -41,16 +53,22 @@ func createSegmentFile(path string) (segmentFile, error) {
 	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
 }
 
-// segment describes one journal file. Every segment is gapless: after a
-// failed write the next record starts a new segment.
+// segment describes one journal file. Its records are gapless from
+// firstRec to last. Seqs first..firstRec-1 are declared empty: no record
+// was ever given them (the numbering jumped past a reserved block after an
+// unclean stop), so a reader passes over them without a loss.
 type segment struct {
 	path      string
-	first     uint64 // from the name
-	last      uint64 // last < first while empty
+	first     uint64 // from the name: the first seq the segment covers
+	firstRec  uint64 // seq of its first record
+	last      uint64 // seq of its last record; last < firstRec while it has none
 	firstTime time.Time
 	lastTime  time.Time
 	size      int64 // bytes of complete records
+	onDisk    bool  // false: the file is created by the first record
 }
+
+func (s *segment) empty() bool { return s.last < s.firstRec }
 
 func segmentName(first uint64) string {
 	return fmt.Sprintf("%0*d%s", segmentDigits, first, segmentSuffix)
@@ -75,27 +93,43 @@ type journal struct {
 	now      func() time.Time
 	log      *slog.Logger
 	create   func(path string) (segmentFile, error)
+	mark     *seqMark   // nil when disabled
+	syncMu   sync.Mutex // one sync at a time: a caller of Bus.Sync waits for a running one
 
-	// mu guards the fields below. Lock order: Bus.mu before journal.mu;
-	// Publish takes journal.mu before releasing Bus.mu so records reach the
-	// file in seq order while subscribers keep reading the ring.
+	// mu guards the fields below. Lock order: Bus.mu, journal.mu,
+	// seqMark.mu; Publish takes journal.mu before releasing Bus.mu so
+	// records reach the file in seq order while subscribers keep reading
+	// the ring.
 	mu        sync.Mutex
 	epoch     string
 	segs      []*segment // oldest first; the last one is active
 	f         segmentFile
 	total     int64
-	broken    bool   // the last write failed: the next record starts a new segment
-	failures  uint64 // failures in the current burst, for one log line per burst
+	broken    bool      // the active file cannot take the next record: start a new segment
+	backlog   []*Record // published, not written yet (a failed write); gapless
+	retryAt   time.Time // no write is tried before, while the backlog waits
+	failures  uint64    // failures in the current outage, for one log line per outage
 	writeErrs uint64
-	dirty     bool   // written since the last fsync
+	dropped   uint64 // records that left the ring before the journal took them
+	dirty     bool   // the active file was written since the last fsync
+	rotated   []segmentFile
+	dirDirty  bool   // a file was created or removed since the last directory fsync
 	lostBelow uint64 // records below this are unreadable (found corrupt while reading)
 	closed    bool
-	line      []byte // reused write buffer
+	disabled  bool // no seq mark could be written: nothing is journaled this run
+	line      []byte
 }
 
-// openJournal loads or starts the journal in cfg.Dir. It returns the newest
-// seq and its time (0 and zero for a new epoch).
-func openJournal(cfg Config, log *slog.Logger) (*journal, uint64, time.Time, error) {
+// journalStart is where a loaded journal leaves the numbering.
+type journalStart struct {
+	head     uint64 // the seq after which numbering continues
+	lastTime time.Time
+	epoch    string
+}
+
+// openJournal loads or starts the journal in cfg.Dir and reserves the
+// first block of seqs of this run.
+func openJournal(cfg Config, log *slog.Logger) (*journal, journalStart, error) {
 	j := &journal{
 		dir:      cfg.Dir,
 		segBytes: cfg.SegmentBytes,
@@ -105,61 +139,123 @@ func openJournal(cfg Config, log *slog.Logger) (*journal, uint64, time.Time, err
 		log:      log.With(keyDir, cfg.Dir),
 		create:   cfg.createFile,
 	}
+	var st journalStart
 	if err := os.MkdirAll(j.dir, 0o700); err != nil {
-		return nil, 0, time.Time{}, fmt.Errorf("create journal directory: %w", err)
+		return nil, st, fmt.Errorf("create journal directory: %w", err)
 	}
 	segs, err := j.listSegments()
 	if err != nil {
-		return nil, 0, time.Time{}, err
+		return nil, st, err
 	}
 	epoch, reason := j.load(segs)
-	onDisk, _ := os.ReadFile(filepath.Join(j.dir, epochFile))
-	if reason == "" && len(j.segs) > 0 {
-		if strings.TrimSpace(string(onDisk)) != epoch {
-			// The epoch file is removed when a write fails and written back
-			// once the journal holds the newest record again: without it,
-			// records were published that the journal does not have, and
-			// reusing their numbers would be a silent renumbering.
-			reason = "the journal may lack the newest records (write errors before the last shutdown, or epoch file missing)"
+	var (
+		prev     uint64 // no seq above it was given in epoch
+		lostFrom uint64 // records lostFrom..lostTo were given and never journaled
+		lostTo   uint64
+	)
+	head := j.newestRecord()
+	mark, haveMark, err := readMark(j.dir)
+	legacy, _ := os.ReadFile(filepath.Join(j.dir, legacyEpoch))
+	switch {
+	case reason != "":
+	case err != nil:
+		reason = err.Error()
+	case haveMark && len(j.segs) > 0 && mark.Epoch != epoch:
+		reason = fmt.Sprintf("the seq mark is of epoch %q, the journal of epoch %q", mark.Epoch, epoch)
+	case haveMark && head > mark.Reserved:
+		reason = fmt.Sprintf("the journal holds seq %d, above the reserved seq %d (the mark was not saved)", head, mark.Reserved)
+	case haveMark:
+		epoch, prev = mark.Epoch, mark.Reserved
+		if mark.LostFrom > 0 && mark.LostTo >= mark.LostFrom {
+			lostFrom, lostTo = max(mark.LostFrom, head+1), min(mark.LostTo, prev)
 		}
+	case len(j.segs) > 0 && strings.TrimSpace(string(legacy)) == epoch:
+		// The former layout kept DIR/epoch only while the journal held
+		// every record published.
+		prev = head
+	case len(j.segs) > 0:
+		reason = "no seq mark beside the journal: the newest records may be missing"
 	}
-	if reason != "" || len(j.segs) == 0 {
+	if reason != "" {
 		old := epoch
-		epoch = newEpoch()
-		if reason != "" {
-			j.log.Warn("journal history unreadable: starting a new epoch", keyReason, reason, keyOldEpoch, old, keyEpoch, epoch)
-			if err := j.moveAside(); err != nil {
-				return nil, 0, time.Time{}, err
-			}
+		epoch = ""
+		j.log.Warn("journal history unreadable: starting a new epoch", keyReason, reason, keyOldEpoch, old)
+		if err := j.moveAside(); err != nil {
+			return nil, st, err
 		}
-		j.segs, j.total = nil, 0
+		j.segs, j.total, prev, head, lostFrom, lostTo = nil, 0, 0, 0, 0, 0
+	}
+	if epoch == "" {
+		epoch = newEpoch()
 	}
 	j.epoch = epoch
-	if strings.TrimSpace(string(onDisk)) != epoch {
-		if err := j.writeEpoch(); err != nil {
-			// Not fatal: the agent runs from memory on a full or read-only
-			// disk, and without the file the next start takes a new epoch,
-			// which is the safe side.
-			j.writeErrs++
-			j.failures++
-			j.log.Error("cannot write journal epoch file", keyErr, err)
+
+	// Reserve this run's first block before any seq is given.
+	if j.mark, err = openMark(j.dir); err == nil {
+		err = j.mark.set(markState{Epoch: epoch, Reserved: prev + cfg.reserveBlock}, true)
+	}
+	if err != nil {
+		// Without a saved mark, a crash could reuse this run's seqs: number
+		// this run in an epoch of its own and keep its records in memory.
+		j.log.Error("cannot save the journal's seq mark: records of this run are kept in memory only, under a new epoch",
+			keyErr, err)
+		if j.mark != nil {
+			_ = j.mark.close()
+			j.mark = nil
 		}
+		j.disabled, j.writeErrs, j.segs, j.total = true, 1, nil, 0
+		j.epoch = newEpoch()
+		return j, journalStart{epoch: j.epoch}, nil
+	}
+	if len(legacy) > 0 {
+		_ = os.Remove(filepath.Join(j.dir, legacyEpoch))
 	}
 	j.retain()
-	var head uint64
-	var last time.Time
+
+	st = journalStart{head: prev, epoch: epoch}
 	if n := len(j.segs); n > 0 {
-		head, last = j.segs[n-1].last, j.segs[n-1].lastTime
-		// Appending to the newest segment keeps the segment count low across
-		// restarts; it is gapless with what comes next.
-		f, err := os.OpenFile(j.segs[n-1].path, os.O_WRONLY|os.O_APPEND, 0)
-		if err != nil {
-			j.log.Warn("cannot reopen newest journal segment; the next record starts a new one", keyErr, err)
-		} else {
-			j.f = f
+		st.lastTime = j.segs[n-1].lastTime
+	}
+	known := max(head, lostTo) // every seq up to it is journaled or lost
+	if lostTo > 0 {
+		j.log.Error("records were not journaled before the last stop (write errors): they are lost",
+			keyFrom, lostFrom, keyTo, lostTo, keyCount, lostTo-lostFrom+1)
+	}
+	if prev > known {
+		j.log.Warn("unclean stop: numbering continues past the reserved seqs; a client that saw a lost record gets a reset",
+			keyFrom, known+1, keyTo, prev, keyEpoch, epoch)
+	}
+	if prev > head || len(j.segs) == 0 {
+		// The next record does not follow the newest one on disk: it
+		// starts a segment whose name declares the skipped seqs empty.
+		first := known + 1
+		if len(j.segs) == 0 && lostTo == 0 {
+			// Nothing retained: no seq up to prev can be vouched empty.
+			first = prev + 1
+		}
+		j.segs = append(j.segs, &segment{path: filepath.Join(j.dir, segmentName(first)),
+			first: first, firstRec: prev + 1, last: prev})
+		return j, st, nil
+	}
+	// Appending to the newest segment keeps the segment count low across
+	// restarts; it is gapless with what comes next.
+	f, err := os.OpenFile(j.segs[len(j.segs)-1].path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		j.log.Warn("cannot reopen newest journal segment; the next record starts a new one", keyErr, err)
+	} else {
+		j.f = f
+	}
+	return j, st, nil
+}
+
+// newestRecord is the seq of the newest record on disk, 0 if none.
+func (j *journal) newestRecord() uint64 {
+	for i := len(j.segs) - 1; i >= 0; i-- {
+		if !j.segs[i].empty() {
+			return j.segs[i].last
 		}
 	}
-	return j, head, last, nil
+	return 0
 }
 
 func (j *journal) listSegments() ([]*segment, error) {
@@ -179,13 +275,13 @@ func (j *journal) listSegments() ([]*segment, error) {
 			return nil, fmt.Errorf("stat journal segment %s: %w", path, err)
 		}
 		if info.Size() == 0 {
-			// A rotation whose first write failed: nothing to keep.
+			// A segment whose first write failed: nothing to keep.
 			if err := os.Remove(path); err != nil {
 				j.log.Warn("cannot remove empty journal segment", keyFile, path, keyErr, err)
 			}
 			continue
 		}
-		segs = append(segs, &segment{path: path, first: first, size: info.Size()})
+		segs = append(segs, &segment{path: path, first: first, firstRec: first, size: info.Size(), onDisk: true})
 	}
 	sort.Slice(segs, func(a, b int) bool { return segs[a].first < segs[b].first })
 	return segs, nil
@@ -249,14 +345,14 @@ func (j *journal) moveAside() error {
 		return fmt.Errorf("read journal directory: %w", err)
 	}
 	for _, e := range entries {
-		if _, ok := parseSegmentName(e.Name()); !ok {
+		if _, ok := parseSegmentName(e.Name()); !ok && e.Name() != markFile {
 			continue
 		}
 		if err := os.Rename(filepath.Join(j.dir, e.Name()), filepath.Join(lost, e.Name())); err != nil {
 			return fmt.Errorf("move unreadable journal segment aside: %w", err)
 		}
 	}
-	return nil
+	return syncDir(j.dir)
 }
 
 func newEpoch() string {
@@ -265,49 +361,136 @@ func newEpoch() string {
 	return hex.EncodeToString(b[:])
 }
 
-// writeEpoch records the epoch beside the segments, atomically.
-func (j *journal) writeEpoch() error {
-	path := filepath.Join(j.dir, epochFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(j.epoch+"\n"), 0o600); err != nil {
-		return fmt.Errorf("write journal epoch file: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write journal epoch file: %w", err)
-	}
-	return syncDir(j.dir)
-}
+func syncDir(dir string) error { return sectorfile.SyncDir(dir) }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync journal directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync journal directory %s: %w", dir, err)
-	}
-	return nil
-}
-
-// appendLocked writes one record; j.mu is held. Errors are counted and
-// logged once per burst; the record stays in memory.
-func (j *journal) appendLocked(r *Record) {
-	if j.closed {
+// appendLocked takes one record just published; j.mu is held. ringFirst is
+// the oldest seq the ring still holds: a record waiting for the disk that
+// is no longer in memory is lost. Errors are counted and logged once per
+// outage; the record stays in memory and is written when the disk takes
+// writes again.
+func (j *journal) appendLocked(r *Record, ringFirst uint64) {
+	if j.closed || j.disabled {
 		return
 	}
+	if len(j.backlog) == 0 {
+		if err := j.write(r); err != nil {
+			j.backlog = append(j.backlog, r)
+			j.fail(err)
+		}
+		return
+	}
+	j.backlog = append(j.backlog, r)
+	j.dropBefore(ringFirst)
+	if j.now().Before(j.retryAt) {
+		j.noteBacklog()
+		return
+	}
+	j.flushLocked(len(j.backlog))
+}
+
+// retryLocked writes what waits, when its time has come; j.mu is held.
+func (j *journal) retryLocked(ringFirst uint64, force bool) {
+	if j.closed || j.disabled || len(j.backlog) == 0 {
+		return
+	}
+	j.dropBefore(ringFirst)
+	if len(j.backlog) > 0 && (force || !j.now().Before(j.retryAt)) {
+		j.flushLocked(flushBatch)
+	}
+}
+
+// waiting reports whether records wait for the disk.
+func (j *journal) waiting() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return len(j.backlog) > 0 && !j.closed
+}
+
+// flushLocked writes up to limit waiting records, in order.
+func (j *journal) flushLocked(limit int) {
+	n := 0
+	for len(j.backlog) > 0 && n < limit {
+		if err := j.write(j.backlog[0]); err != nil {
+			j.fail(err)
+			return
+		}
+		j.backlog[0] = nil
+		j.backlog = j.backlog[1:]
+		n++
+	}
+	if len(j.backlog) > 0 {
+		j.noteBacklog()
+		return
+	}
+	j.backlog = nil
+	j.log.Info("journal writes recovered: the records kept in memory are written", keyCount, j.failures)
+	j.failures = 0
+	if err := j.mark.setLost(0, 0); err != nil {
+		j.log.Warn("cannot update the journal's seq mark", keyErr, err)
+	}
+}
+
+// dropBefore forgets the waiting records the ring no longer holds: they
+// are lost, and the journal has a hole where they were.
+func (j *journal) dropBefore(ringFirst uint64) {
+	k := 0
+	for k < len(j.backlog) && j.backlog[k].Seq < ringFirst {
+		k++
+	}
+	if k == 0 {
+		return
+	}
+	from, to := j.backlog[0].Seq, j.backlog[k-1].Seq
+	clear(j.backlog[:k])
+	j.backlog = j.backlog[k:]
+	j.dropped += uint64(k)
+	// The next record written starts a new segment: every segment stays
+	// gapless, and the hole is where one segment ends and the next begins.
+	j.broken = true
+	if n := len(j.segs); n > 0 && j.segs[n-1].empty() && !j.segs[n-1].onDisk {
+		// The segment that would have declared this run's skipped seqs
+		// empty lost its first record: the hole takes them too.
+		j.segs = j.segs[:n-1]
+	}
+	j.log.Error("journal still failing and the ring is full: records never reach the disk",
+		keyFrom, from, keyTo, to, keyCount, k)
+}
+
+// noteBacklog records in the seq mark which records are not journaled, so
+// that a restart knows them lost rather than empty.
+func (j *journal) noteBacklog() {
+	if len(j.backlog) == 0 {
+		return
+	}
+	if err := j.mark.setLost(j.backlog[0].Seq, j.backlog[len(j.backlog)-1].Seq); err != nil && j.failures == 1 {
+		j.log.Error("cannot record the unjournaled records in the seq mark", keyErr, err)
+	}
+}
+
+// write appends one record to the active segment, starting a segment when
+// needed. On error nothing of the record stays in the file when the file
+// can be cut back; otherwise the next record starts a new segment.
+func (j *journal) write(r *Record) error {
 	j.line = append(append(j.line[:0], r.JSON()...), '\n')
 	var active *segment
 	if n := len(j.segs); n > 0 {
 		active = j.segs[n-1]
 	}
-	if j.f == nil || j.broken || active == nil {
-		if err := j.rotate(r); err != nil {
-			j.fail(r, err)
-			return
+	switch {
+	case active != nil && !active.onDisk && active.firstRec == r.Seq:
+		// This run's first segment, named after the seqs it declares empty.
+		f, err := j.create(active.path)
+		if err != nil {
+			return fmt.Errorf("create journal segment: %w", err)
 		}
-	} else if active.size >= j.segBytes {
-		if err := j.rotate(r); err != nil {
+		active.onDisk, j.f, j.broken, j.dirDirty = true, f, false, true
+	case active == nil || j.f == nil || j.broken || (!active.empty() && active.last+1 != r.Seq) ||
+		(active.empty() && active.firstRec != r.Seq):
+		if err := j.rotate(r.Seq); err != nil {
+			return err
+		}
+	case active.size >= j.segBytes:
+		if err := j.rotate(r.Seq); err != nil {
 			// The current segment can take the record: a bigger file is
 			// better than a missing record.
 			j.writeErrs++
@@ -318,68 +501,71 @@ func (j *journal) appendLocked(r *Record) {
 	n, err := j.f.Write(j.line)
 	if err != nil {
 		if n > 0 {
-			// Keep the file made of whole records; if this fails too, Open
-			// drops the torn tail.
-			_ = j.f.Truncate(active.size)
+			// Keep the file made of whole records; if that fails too, the
+			// next record starts a new segment and Open drops the torn tail.
+			if terr := j.f.Truncate(active.size); terr != nil {
+				j.broken = true
+			}
 		}
-		j.fail(r, fmt.Errorf("write record %d to %s: %w", r.Seq, active.path, err))
-		return
+		return fmt.Errorf("write record %d to %s: %w", r.Seq, active.path, err)
 	}
 	active.size += int64(n)
 	j.total += int64(n)
-	if active.last < active.first {
+	if active.empty() {
 		active.firstTime = r.Time
 	}
 	active.last, active.lastTime = r.Seq, r.Time
 	j.dirty = true
-	if j.failures > 0 {
-		j.log.Info("journal writes recovered", keyCount, j.failures, keySeq, r.Seq)
-		j.failures = 0
-		// The journal holds the newest record again: a restart may keep the
-		// epoch (the hole is behind a segment boundary and is never served).
-		if err := j.writeEpoch(); err != nil {
-			j.log.Warn("cannot restore journal epoch file; the next start begins a new epoch", keyErr, err)
+	return nil
+}
+
+func (j *journal) fail(err error) {
+	j.writeErrs++
+	j.failures++
+	j.retryAt = j.now().Add(retryInterval)
+	j.noteBacklog()
+	if j.failures == 1 {
+		j.log.Error("journal write failed; records stay in memory and are written once the disk takes them again",
+			keySeq, j.backlog[0].Seq, keyErr, err)
+	}
+}
+
+// rotate starts a segment whose first record is seq, then applies
+// retention. The rotated file is fsynced and closed by the sync goroutine,
+// outside the locks Publish is called under.
+func (j *journal) rotate(seq uint64) error {
+	if n := len(j.segs); n > 0 && j.segs[n-1].empty() {
+		// A segment that never took a record (its writes failed, or its
+		// first record was lost): drop it rather than leave one empty file
+		// per attempt, or a declaration of empty seqs that lost records
+		// now follow.
+		s := j.segs[n-1]
+		if !s.onDisk {
+			j.segs = j.segs[:n-1]
+		} else {
+			if j.f != nil {
+				j.rotated = append(j.rotated, j.f)
+				j.f = nil
+			}
+			if err := os.Remove(s.path); err == nil || errors.Is(err, os.ErrNotExist) {
+				j.segs = j.segs[:n-1]
+				j.dirDirty = true
+			}
 		}
 	}
-}
-
-func (j *journal) fail(r *Record, err error) {
-	j.writeErrs++
-	j.broken = true
-	j.failures++
-	if j.failures > 1 {
-		return
-	}
-	j.log.Error("journal write failed; records stay in memory only until writes succeed", keySeq, r.Seq, keyErr, err)
-	// Mark the journal incomplete so that a restart starts a new epoch
-	// instead of reusing the numbers of records it never stored.
-	if rerr := os.Remove(filepath.Join(j.dir, epochFile)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-		j.log.Error("cannot mark journal incomplete; a restart could reuse seqs of unwritten records", keyErr, rerr)
-	}
-}
-
-// rotate starts a segment whose first record is r, then applies retention.
-func (j *journal) rotate(r *Record) error {
-	path := filepath.Join(j.dir, segmentName(r.Seq))
+	path := filepath.Join(j.dir, segmentName(seq))
 	f, err := j.create(path)
 	if err != nil {
 		return fmt.Errorf("create journal segment: %w", err)
 	}
 	if j.f != nil {
-		if err := j.f.Sync(); err != nil {
-			j.log.Warn("fsync of rotated journal segment failed", keyErr, err)
-		}
-		if err := j.f.Close(); err != nil {
-			j.log.Warn("close of rotated journal segment failed", keyErr, err)
-		}
-	}
-	if err := syncDir(j.dir); err != nil {
-		j.log.Warn("journal directory not synced", keyErr, err)
+		j.rotated = append(j.rotated, j.f)
 	}
 	j.f = f
 	j.broken = false
 	j.dirty = false
-	j.segs = append(j.segs, &segment{path: path, first: r.Seq, last: r.Seq - 1})
+	j.dirDirty = true
+	j.segs = append(j.segs, &segment{path: path, first: seq, firstRec: seq, last: seq - 1, onDisk: true})
 	j.retain()
 	return nil
 }
@@ -401,57 +587,114 @@ func (j *journal) retain() {
 		}
 		j.total -= s.size
 		j.segs = j.segs[1:]
+		j.dirDirty = true
 	}
 }
 
-// syncIfDirty fsyncs the active segment outside the lock, so a slow disk
-// does not hold up Publish.
-func (j *journal) syncIfDirty() {
+// sync fsyncs what was written since the last call: the rotated files
+// (then closed), the active one, the directory and the seq mark. It runs
+// without the journal lock, so a slow disk does not hold up Publish.
+func (j *journal) sync() error {
+	j.syncMu.Lock()
+	defer j.syncMu.Unlock()
 	j.mu.Lock()
-	f := j.f
-	if !j.dirty || f == nil {
-		j.mu.Unlock()
-		return
+	var f segmentFile
+	if j.dirty {
+		f = j.f
 	}
-	j.dirty = false
+	rotated, dirDirty := j.rotated, j.dirDirty
+	j.rotated, j.dirDirty, j.dirty = nil, false, false
 	j.mu.Unlock()
-	if err := f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
-		j.mu.Lock()
-		j.writeErrs++
-		j.mu.Unlock()
-		j.log.Warn("journal fsync failed", keyErr, err)
+	var errs []error
+	for _, rf := range rotated {
+		if err := rf.Sync(); err != nil {
+			errs = append(errs, fmt.Errorf("fsync rotated journal segment: %w", err))
+		}
+		_ = rf.Close()
 	}
+	if f != nil {
+		if err := f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
+			errs = append(errs, fmt.Errorf("fsync journal: %w", err))
+		}
+	}
+	if dirDirty {
+		if err := syncDir(j.dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if j.mark != nil {
+		if err := j.mark.syncIfDirty(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		j.mu.Lock()
+		j.writeErrs += uint64(len(errs))
+		j.mu.Unlock()
+		j.log.Warn("journal fsync failed", keyErr, errors.Join(errs...))
+	}
+	return errors.Join(errs...)
 }
 
-func (j *journal) close() error {
+// close writes what it can, fsyncs, and leaves a mark that tells the next
+// start whether this stop was clean: head is the newest seq given.
+func (j *journal) close(head uint64) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.closed {
 		return nil
 	}
 	j.closed = true
-	if j.f == nil {
+	if j.disabled {
 		return nil
 	}
+	if len(j.backlog) > 0 {
+		j.flushLocked(len(j.backlog))
+	}
 	var errs []error
-	if err := j.f.Sync(); err != nil {
-		errs = append(errs, fmt.Errorf("fsync journal in %s: %w", j.dir, err))
+	for _, rf := range j.rotated {
+		if err := rf.Sync(); err != nil {
+			errs = append(errs, fmt.Errorf("fsync journal in %s: %w", j.dir, err))
+		}
+		_ = rf.Close()
 	}
-	if err := j.f.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("close journal in %s: %w", j.dir, err))
+	j.rotated = nil
+	if j.f != nil {
+		if err := j.f.Sync(); err != nil {
+			errs = append(errs, fmt.Errorf("fsync journal in %s: %w", j.dir, err))
+		}
+		if err := j.f.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close journal in %s: %w", j.dir, err))
+		}
+		j.f = nil
 	}
-	j.f = nil
+	if err := syncDir(j.dir); err != nil {
+		errs = append(errs, err)
+	}
+	// Every seq up to head is now in the journal, or in the lost range the
+	// mark keeps: the next start continues at head+1 without a jump.
+	st := markState{Epoch: j.epoch, Reserved: head}
+	if len(j.backlog) > 0 {
+		st.LostFrom, st.LostTo = j.backlog[0].Seq, j.backlog[len(j.backlog)-1].Seq
+	}
+	if err := j.mark.set(st, true); err != nil {
+		errs = append(errs, err)
+	}
+	if err := j.mark.close(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
 // extendBack returns the oldest seq from which every record up to cur-1 is
-// in the journal, or cur when the journal does not reach cur-1.
+// in the journal (passing over declared empty seqs), or cur when the
+// journal does not reach cur-1.
 func (j *journal) extendBack(cur uint64) uint64 {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	for i := len(j.segs) - 1; i >= 0; i-- {
 		s := j.segs[i]
-		if s.last < s.first || s.first >= cur {
+		if s.first >= cur {
 			continue
 		}
 		if s.last+1 < cur {
@@ -462,13 +705,14 @@ func (j *journal) extendBack(cur uint64) uint64 {
 	return max(cur, j.lostBelow)
 }
 
-// locate returns a copy of the segment holding seq.
+// locate returns a copy of the segment covering seq (holding it, or
+// declaring it empty).
 func (j *journal) locate(seq uint64) (segment, bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	for i := len(j.segs) - 1; i >= 0; i-- {
 		s := j.segs[i]
-		if s.first <= seq && seq <= s.last {
+		if s.first <= seq && seq <= max(s.last, s.firstRec-1) {
 			return *s, true
 		}
 		if s.first <= seq {
@@ -476,6 +720,64 @@ func (j *journal) locate(seq uint64) (segment, bool) {
 		}
 	}
 	return segment{}, false
+}
+
+// declaredEmpty reports whether seq was declared empty: skipped by the
+// numbering after an unclean stop, never given to a record.
+func (j *journal) declaredEmpty(seq uint64) (from, to uint64, ok bool) {
+	s, found := j.locate(seq)
+	if !found || seq >= s.firstRec {
+		return 0, 0, false
+	}
+	return s.first, s.firstRec - 1, true
+}
+
+// nextCovered returns the first seq at or after seq that a segment covers,
+// or 0 when none does.
+func (j *journal) nextCovered(seq uint64) uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, s := range j.segs {
+		if max(s.last, s.firstRec-1) >= seq {
+			return max(seq, s.first, j.lostBelow)
+		}
+	}
+	return 0
+}
+
+// firstRecordFrom returns the seq of the first record at or after seq in
+// the journal, or 0 when there is none.
+func (j *journal) firstRecordFrom(seq uint64) uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, s := range j.segs {
+		if !s.empty() && s.last >= seq {
+			return max(seq, s.firstRec)
+		}
+	}
+	return 0
+}
+
+// holeBelow describes the records lost before seq: walking back from seq
+// over what the journal covers without a break (records and seqs declared
+// empty), the first break with records before it is a hole.
+func (j *journal) holeBelow(seq uint64) (from, to uint64, ok bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	cur := seq
+	for i := len(j.segs) - 1; i >= 0; i-- {
+		s := j.segs[i]
+		if s.first >= cur {
+			continue
+		}
+		end := max(s.last, s.firstRec-1)
+		if end+1 >= cur {
+			cur = s.first
+			continue
+		}
+		return end + 1, cur - 1, true
+	}
+	return 0, 0, false
 }
 
 // markLost records that the records below seq cannot be read back, so that
@@ -501,10 +803,18 @@ type journalStats struct {
 	bytes     int64
 	segments  int
 	writeErrs uint64
+	waiting   int
+	dropped   uint64
 }
 
 func (j *journal) stats() journalStats {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return journalStats{bytes: j.total, segments: len(j.segs), writeErrs: j.writeErrs}
+	st := journalStats{bytes: j.total, writeErrs: j.writeErrs, waiting: len(j.backlog), dropped: j.dropped}
+	for _, s := range j.segs {
+		if s.onDisk {
+			st.segments++
+		}
+	}
+	return st
 }

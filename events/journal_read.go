@@ -86,7 +86,7 @@ func (j *journal) scanNewest(s *segment) (epoch string, ok bool, reason string) 
 	}
 	defer f.Close()
 	lr := newLineReader(f)
-	s.last = s.first - 1
+	s.firstRec, s.last = s.first, s.first-1
 	var badAt int64 = -1 // offset of an undecodable line, kept if it is the last
 	for {
 		start := lr.off
@@ -112,7 +112,12 @@ func (j *journal) scanNewest(s *segment) (epoch string, ok bool, reason string) 
 			continue
 		}
 		if epoch == "" {
-			epoch = r.Epoch
+			if r.Seq < s.first {
+				return "", false, fmt.Sprintf("first record of %s is seq %d, before the seq %d of its name", name, r.Seq, s.first)
+			}
+			// A first record after the name's seq declares the seqs
+			// between them empty (a jump past a reserved block).
+			epoch, s.firstRec, s.last = r.Epoch, r.Seq, r.Seq-1
 			s.firstTime = r.Time
 		}
 		if r.Epoch != epoch || r.Seq != s.last+1 {
@@ -130,7 +135,7 @@ func (j *journal) scanNewest(s *segment) (epoch string, ok bool, reason string) 
 	} else {
 		s.size = lr.off
 	}
-	if s.last < s.first {
+	if s.empty() {
 		if err := os.Remove(s.path); err != nil {
 			return "", false, fmt.Sprintf("remove empty %s: %v", name, err)
 		}
@@ -171,10 +176,10 @@ func (j *journal) checkEnds(s *segment, epoch string) (keep bool, reason string)
 		return false, fmt.Sprintf("read first record of %s: %v", name, err)
 	}
 	r, err := ParseRecord(first)
-	if err != nil || r.Seq != s.first || r.Epoch != epoch {
-		return false, fmt.Sprintf("first record of %s is not seq %d of epoch %q", name, s.first, epoch)
+	if err != nil || r.Seq < s.first || r.Epoch != epoch {
+		return false, fmt.Sprintf("first record of %s is not a record of epoch %q from seq %d", name, epoch, s.first)
 	}
-	s.firstTime = r.Time
+	s.firstRec, s.firstTime = r.Seq, r.Time
 	start, err := lastNewline(f, s.size-1)
 	if err != nil {
 		return false, fmt.Sprintf("read %s: %v", name, err)
@@ -184,8 +189,8 @@ func (j *journal) checkEnds(s *segment, epoch string) (keep bool, reason string)
 		return false, fmt.Sprintf("read last record of %s: %v", name, err)
 	}
 	r, err = ParseRecord(last)
-	if err != nil || r.Seq < s.first || r.Epoch != epoch {
-		return false, fmt.Sprintf("last record of %s is not a record of epoch %q after seq %d", name, epoch, s.first)
+	if err != nil || r.Seq < s.firstRec || r.Epoch != epoch {
+		return false, fmt.Sprintf("last record of %s is not a record of epoch %q after seq %d", name, epoch, s.firstRec)
 	}
 	s.last, s.lastTime = r.Seq, r.Time
 	return true, ""
@@ -244,7 +249,7 @@ func (c *cursor) close() {
 func (j *journal) findTime(t time.Time, from uint64) (uint64, bool, error) {
 	var segs []segment
 	for _, s := range j.snapshot() {
-		if s.last >= s.first && s.last >= from {
+		if !s.empty() && s.last >= from {
 			segs = append(segs, s)
 		}
 	}
@@ -256,7 +261,7 @@ func (j *journal) findTime(t time.Time, from uint64) (uint64, bool, error) {
 	for ; i >= 0 && !segs[i].firstTime.Before(t); i-- {
 	}
 	if i < 0 {
-		return max(segs[0].first, from), true, nil
+		return max(segs[0].firstRec, from), true, nil
 	}
 	s := segs[i]
 	f, err := os.Open(s.path)
@@ -282,7 +287,7 @@ func (j *journal) findTime(t time.Time, from uint64) (uint64, bool, error) {
 		}
 	}
 	if i+1 < len(segs) {
-		return segs[i+1].first, true, nil
+		return segs[i+1].firstRec, true, nil
 	}
 	return 0, false, nil
 }

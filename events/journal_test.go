@@ -3,11 +3,11 @@ package events
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -102,8 +102,20 @@ func TestUnreadableHistoryStartsNewEpoch(t *testing.T) {
 			lines[1] = []byte("garbage\n")
 			os.WriteFile(seg, bytes.Join(lines, nil), 0o600)
 		}},
-		{"epoch file missing", func(t *testing.T, dir string) {
-			os.Remove(filepath.Join(dir, epochFile))
+		{"seq mark missing", func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, markFile))
+		}},
+		{"seq mark of another epoch", func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, markFile), []byte(`{"epoch":"0000ffff","reserved":100}`), 0o600)
+		}},
+		{"seq mark torn", func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, markFile), []byte(`{"epoch":"0000ffff","rese`), 0o600)
+		}},
+		{"seq mark below the journal", func(t *testing.T, dir string) {
+			st, _, _ := readMark(dir)
+			st.Reserved = 2
+			raw, _ := json.Marshal(st)
+			os.WriteFile(filepath.Join(dir, markFile), raw, 0o600)
 		}},
 		{"segment name does not match", func(t *testing.T, dir string) {
 			seg := segmentFiles(t, dir)[0]
@@ -281,73 +293,6 @@ func failingCreate(fail *atomic.Bool) func(string) (segmentFile, error) {
 			return nil, err
 		}
 		return failingFile{File: f.(*os.File), fail: fail}, nil
-	}
-}
-
-func TestWriteErrorsKeepDeliveryAndChangeEpochIfTailLost(t *testing.T) {
-	dir := t.TempDir()
-	var fail atomic.Bool
-	cfg := Config{Dir: dir, createFile: failingCreate(&fail)}
-	b := openBus(t, cfg)
-	s := subscribe(t, b, SubscribeOptions{})
-	publishN(b, 3)
-	fail.Store(true)
-	publishN(b, 3)
-	checkSeqs(t, collect(t, s, 6), 1)
-	if st := b.Stats(); st.JournalWriteErrors != 3 {
-		t.Fatalf("JournalWriteErrors %d, want 3", st.JournalWriteErrors)
-	}
-	if _, err := os.Stat(filepath.Join(dir, epochFile)); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("epoch file kept while the journal lacks the newest records: %v", err)
-	}
-	_, epoch := b.Position()
-	b.Close()
-
-	b = openBus(t, Config{Dir: dir})
-	seq, epoch2 := b.Position()
-	if epoch2 == epoch || seq != 0 {
-		t.Fatalf("restart after lost tail: seq %d epoch %q (was %q), want a new epoch", seq, epoch2, epoch)
-	}
-}
-
-func TestWriteErrorsRecoverAndKeepEpoch(t *testing.T) {
-	dir := t.TempDir()
-	var fail atomic.Bool
-	b := openBus(t, Config{Dir: dir, createFile: failingCreate(&fail)})
-	publishN(b, 3)
-	fail.Store(true)
-	publishN(b, 3) // seqs 4-6 miss the journal
-	fail.Store(false)
-	publishN(b, 3) // seq 7 starts a new segment
-	_, epoch := b.Position()
-	if _, err := os.Stat(filepath.Join(dir, epochFile)); err != nil {
-		t.Fatalf("epoch file not restored after recovery: %v", err)
-	}
-	// The ring still has everything.
-	s := subscribe(t, b, SubscribeOptions{Resume: true, Epoch: epoch})
-	checkSeqs(t, collect(t, s, 9), 1)
-	b.Close()
-	// The first segment keeps whole records only (the half line was cut).
-	first, _ := os.ReadFile(segmentFiles(t, dir)[0])
-	if bytes.Count(first, []byte("\n")) != 3 || first[len(first)-1] != '\n' {
-		t.Fatalf("first segment after a failed write:\n%s", first)
-	}
-
-	b = openBus(t, Config{Dir: dir})
-	if seq, e := b.Position(); seq != 9 || e != epoch {
-		t.Fatalf("restart after recovered writes: seq %d epoch %q, want 9 %q", seq, e, epoch)
-	}
-	if got := b.Oldest(); got != 7 {
-		t.Fatalf("Oldest %d, want 7 (4-6 are missing from the journal)", got)
-	}
-	r := subscribe(t, b, SubscribeOptions{Resume: true, Since: 2, Epoch: epoch})
-	if !strings.Contains(r.Reset(), "no longer retained") {
-		t.Fatalf("resume across the hole: Reset %q", r.Reset())
-	}
-	d := subscribe(t, b, SubscribeOptions{Resume: true, Since: 2, Epoch: epoch, Durable: true})
-	checkSeqs(t, collect(t, d, 3), 7)
-	if d.Skipped() != 4 {
-		t.Fatalf("durable across the hole: Skipped %d, want 4", d.Skipped())
 	}
 }
 

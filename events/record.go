@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"encoding/json"
 	"time"
 )
@@ -30,7 +31,8 @@ type Record struct {
 	Kind     string
 	Data     json.RawMessage
 
-	raw []byte
+	raw    []byte
+	shared bool // Data is a part of raw
 }
 
 // wireRecord is the JSON shape of a Record, in the key order of the SPEC.
@@ -60,7 +62,30 @@ func NewRecord(seq uint64, epoch string, t time.Time, nodename, kind string, dat
 		raw, _ = json.Marshal(w)
 	}
 	r.raw = raw
+	r.shareData()
 	return r
+}
+
+// shareData points Data into raw when raw ends with it (data is the last
+// field), so a record's data is held once in memory, not twice.
+func (r *Record) shareData() {
+	if end := len(r.raw) - 1; end > len(r.Data) && bytes.Equal(r.raw[end-len(r.Data):end], r.Data) {
+		r.Data = r.raw[end-len(r.Data) : end : end]
+		r.shared = true
+	}
+}
+
+// recordOverhead is what a Record costs beyond its encoding and data, for
+// the ring's byte bound.
+const recordOverhead = 160
+
+// memSize is the memory a record holds, for the ring's byte bound.
+func (r *Record) memSize() int64 {
+	n := int64(len(r.raw) + recordOverhead)
+	if !r.shared {
+		n += int64(len(r.Data))
+	}
+	return n
 }
 
 // JSON returns the record's encoding: one line of JSON without the newline.
@@ -83,5 +108,6 @@ func ParseRecord(line []byte) (*Record, error) {
 		r.Time = t
 	}
 	r.raw = append([]byte(nil), line...)
+	r.shareData()
 	return r, nil
 }

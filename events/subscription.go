@@ -46,7 +46,9 @@ var _ Subscriber = (*Subscription)(nil)
 func (s *Subscription) Start() uint64 { return s.start }
 
 // Reset returns why a resume was impossible, or "" when it was not asked for
-// or succeeded. After a reset the subscription starts at the head.
+// or succeeded. After a reset the subscription starts at the head. For a
+// subscription started at a time, it notes records lost (never written to
+// the journal) just before its start.
 func (s *Subscription) Reset() string { return s.reset }
 
 // Skipped returns how many records a durable subscription lost because
@@ -183,25 +185,28 @@ func (s *Subscription) fill(ctx context.Context) error {
 	return s.fillFromJournal(next)
 }
 
-// lost handles records that can no longer be read: a durable subscription
-// skips them and counts the loss; any other ends, as it fell behind what is
-// kept.
+// lost handles records that can no longer be read (dropped by retention,
+// or never written to the journal): a durable subscription skips them to
+// the next record there is and counts the loss; any other ends, as it fell
+// behind what is kept.
 func (s *Subscription) lost(next uint64, why string) error {
-	oldest := s.b.Oldest()
-	if next >= oldest {
+	s.b.mu.Lock()
+	avail := s.b.nextAvailableLocked(next)
+	s.b.mu.Unlock()
+	if avail <= next {
 		return fmt.Errorf("read record %d: %s", next, why)
 	}
 	if s.durable {
-		s.addSkipped(oldest - next)
-		s.pos = oldest - 1
+		s.addSkipped(avail - next)
+		s.pos = avail - 1
 		s.closeCursor()
-		s.b.log.Warn("durable subscription skipped records lost to retention",
-			keySeq, next, keyCount, oldest-next, keyReason, why)
+		s.b.log.Warn("durable subscription skipped records it can no longer read",
+			keySeq, next, keyCount, avail-next, keyReason, why)
 		return nil
 	}
 	s.b.slow.Add(1)
-	return fmt.Errorf("subscription at seq %d: records from %d are gone (%s; oldest is %d): %w",
-		s.pos, next, why, oldest, ErrSlow)
+	return fmt.Errorf("subscription at seq %d: records from %d are gone (%s; the next one there is is %d): %w",
+		s.pos, next, why, avail, ErrSlow)
 }
 
 // fillFromJournal reads the next records from the segment that holds them.
@@ -212,7 +217,13 @@ func (s *Subscription) fillFromJournal(next uint64) error {
 	}
 	seg, ok := j.locate(next)
 	if !ok {
-		return s.lost(next, "dropped from the journal")
+		return s.lost(next, "not in the journal")
+	}
+	if next < seg.firstRec {
+		// Seqs skipped after an unclean stop: no record ever had them.
+		s.pos = seg.firstRec - 1
+		s.closeCursor()
+		return nil
 	}
 	if s.cur != nil && (s.cur.path != seg.path || s.cur.next != next) {
 		s.closeCursor()
@@ -225,7 +236,7 @@ func (s *Subscription) fillFromJournal(next uint64) error {
 		if err != nil {
 			return fmt.Errorf("read journal for record %d: %w", next, err)
 		}
-		c.next = seg.first
+		c.next = seg.firstRec
 		s.cur = c
 	}
 	s.cur.extend(seg.size)

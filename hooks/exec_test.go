@@ -32,17 +32,27 @@ func TestTimeoutKillsTheProcessGroup(t *testing.T) {
 			r := newRunner(t, Config{Bus: bus, KillGrace: 50 * time.Millisecond})
 			pidFile, out := filepath.Join(dir, "pid"), filepath.Join(dir, "out")
 			// On "hang" the script starts a child in its group that would
-			// sleep for 100s, and waits for it.
-			cmd := script(t, dir, "h.sh", tc.trap+`
+			// sleep for 100s, and waits for it. Without a trap of the case,
+			// a SIGTERM that comes before the child's pid is written (a
+			// loaded machine) is held until then, then takes effect.
+			hold, release := "trap 'term=1' TERM", `trap - TERM
+if [ -n "$term" ]; then kill -TERM $$; fi`
+			if tc.trap != "" {
+				hold, release = tc.trap, ""
+			}
+			cmd := script(t, dir, "h.sh", hold+`
 if [ "$AGENT_EVENT_ID" = hang ]; then
 	`+tc.child+` &
 	echo $! > "$1.tmp" && mv "$1.tmp" "$1"
+fi
+`+release+`
+if [ "$AGENT_EVENT_ID" = hang ]; then
 	wait
 	wait
 fi
 cat >> "$2"`)
 			h := hook("h", cmd, pidFile, out)
-			h.Timeout = 300 * time.Millisecond
+			h.Timeout = 3 * time.Second
 			update(t, r, h)
 
 			publishEvent(bus, "hang", nil)
@@ -57,7 +67,7 @@ cat >> "$2"`)
 			if err != nil {
 				t.Fatal(err)
 			}
-			testutil.Eventually(t, waitLong, func() bool { return processGone(pid) },
+			testutil.Eventually(t, waitLong, func() bool { return testutil.ProcessGone(pid) },
 				"the hook's child %d killed with its group", pid)
 			if ids := eventIDs(t, readLines(t, out)); !slices.Equal(ids, []string{"next"}) {
 				t.Fatalf("runs after the timeout: %v, want [next]", ids)
@@ -91,11 +101,11 @@ func TestFailuresAndOutputLimit(t *testing.T) {
 	}
 
 	res := r.runCommand(&spec{name: "x", command: []string{cmd}, timeout: waitLong}, rec, "x")
-	if res.exitCode != 3 || !res.failed() {
-		t.Fatalf("exit = %d, failed = %v", res.exitCode, res.failed())
+	if res.ExitCode != 3 || !res.Failed() {
+		t.Fatalf("exit = %d, failed = %v", res.ExitCode, res.Failed())
 	}
-	if string(res.stdout.buf) != "line 0\nlin" || string(res.stderr.buf) != "err 0\nerr " || res.stdout.dropped == 0 {
-		t.Fatalf("stdout %q stderr %q dropped %d", res.stdout.buf, res.stderr.buf, res.stdout.dropped)
+	if string(res.Stdout.Data) != "line 0\nlin" || string(res.Stderr.Data) != "err 0\nerr " || res.Stdout.Dropped == 0 {
+		t.Fatalf("stdout %q stderr %q dropped %d", res.Stdout.Data, res.Stderr.Data, res.Stdout.Dropped)
 	}
 }
 

@@ -10,12 +10,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"agent/config"
+	"agent/durable"
 	"agent/events"
 	"agent/internal/testutil"
 )
@@ -203,14 +202,10 @@ func findEvent(t testing.TB, sub *events.Subscription, id string) map[string]any
 	}
 }
 
-// processGone reports whether pid no longer runs (absent, or a zombie
-// waiting for a reaper).
-func processGone(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && (s[i+2] == 'Z' || s[i+2] == 'X')
-}
+// cursor, readCursor and writeCursor let the tests set and read a hook's
+// cursor file.
+type cursor = durable.Cursor
+
+func readCursor(path string) (cursor, error) { return durable.ReadCursor(path) }
+
+func writeCursor(path string, c cursor) error { return durable.WriteCursor(path, c) }

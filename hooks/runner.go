@@ -1,18 +1,20 @@
 package hooks
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"agent/config"
+	"agent/durable"
 	"agent/events"
 )
 
@@ -89,12 +91,13 @@ type Runner struct {
 	cfg   Config
 	log   *slog.Logger
 	bus   *events.Bus
-	epoch string   // the bus's epoch: it never changes while the bus is open
-	env   []string // the agent's environment, read once
+	epoch string // the bus's epoch: it never changes while the bus is open
 
-	// kill is closed by Close: running commands are terminated at once.
-	kill chan struct{}
-	wg   sync.WaitGroup // every worker goroutine
+	// closing ends when Close is called: running commands are terminated
+	// at once.
+	closing context.Context
+	kill    context.CancelFunc
+	wg      sync.WaitGroup // every worker goroutine
 
 	// mu guards the fields below. It is never held while waiting for a
 	// worker; a worker takes it only when it ends.
@@ -117,13 +120,14 @@ func New(cfg Config) (*Runner, error) {
 		}
 	}
 	_, epoch := cfg.Bus.Position()
+	closing, kill := context.WithCancel(context.Background())
 	return &Runner{
 		cfg:      cfg,
 		log:      cfg.Logger.With(keyComponent, "hooks"),
 		bus:      cfg.Bus,
 		epoch:    epoch,
-		env:      os.Environ(),
-		kill:     make(chan struct{}),
+		closing:  closing,
+		kill:     kill,
 		active:   make(map[string]*worker),
 		draining: make(map[string]*worker),
 	}, nil
@@ -203,16 +207,10 @@ func (r *Runner) Update(hooks []config.Hook) error {
 			// that waits for the old one to end and remove its cursor.
 			w.prev = r.draining[name]
 			delete(r.draining, name)
-			if err := w.subscribeHead(); err != nil {
-				errs = append(errs, err)
-				continue
-			}
+			w.startAtHead()
 			w.log.Info("hook added")
 		case !first || !r.hasCursor(name):
-			if err := w.subscribeHead(); err != nil {
-				errs = append(errs, err)
-				continue
-			}
+			w.startAtHead()
 			w.log.Info("hook added")
 		default:
 			w.log.Info("hook resumes from its cursor")
@@ -242,8 +240,8 @@ func (r *Runner) hasCursor(name string) bool {
 	if r.cfg.Dir == "" {
 		return false
 	}
-	_, err := os.Lstat(r.cursorPath(name))
-	return err == nil
+	_, err := durable.ReadCursor(r.cursorPath(name))
+	return !errors.Is(err, fs.ErrNotExist)
 }
 
 // removeStaleCursors deletes the cursor files of hooks the first Update
@@ -260,22 +258,19 @@ func (r *Runner) removeStaleCursors(named map[string]bool) {
 		r.log.Warn("cannot list hook cursors", keyDir, r.cfg.Dir, keyErr, err)
 		return
 	}
+	stale := map[string]bool{}
 	for _, e := range entries {
-		n := e.Name()
-		var name string
-		switch {
-		case strings.HasSuffix(n, cursorSuffix):
-			name = strings.TrimSuffix(n, cursorSuffix)
-		case strings.HasSuffix(n, cursorSuffix+tmpSuffix):
-			name = strings.TrimSuffix(n, cursorSuffix+tmpSuffix)
-		default:
+		n := durable.CursorPathOf(e.Name())
+		if !strings.HasSuffix(n, cursorSuffix) {
 			continue
 		}
-		if named[name] || r.active[name] != nil || r.draining[name] != nil {
+		name := strings.TrimSuffix(n, cursorSuffix)
+		if named[name] || r.active[name] != nil || r.draining[name] != nil || stale[name] {
 			continue
 		}
-		path := filepath.Join(r.cfg.Dir, n)
-		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		stale[name] = true
+		path := r.cursorPath(name)
+		if err := durable.RemoveCursor(path); err != nil {
 			r.log.Warn("cannot remove stale hook cursor", keyFile, path, keyErr, err)
 			continue
 		}
@@ -299,7 +294,7 @@ func (r *Runner) Close() error {
 	r.mu.Lock()
 	if !r.closed {
 		r.closed = true
-		close(r.kill)
+		r.kill()
 		for _, w := range r.active {
 			w.halt(false)
 		}

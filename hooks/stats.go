@@ -3,6 +3,8 @@ package hooks
 import (
 	"sync"
 	"time"
+
+	"agent/durable"
 )
 
 // DurationBuckets are the upper bounds, in seconds, of the run-duration
@@ -81,7 +83,7 @@ type hookStats struct {
 	timeouts uint64
 	skipped  uint64
 	losses   uint64
-	cur      cursor
+	cur      durable.Cursor
 	running  bool
 	durSum   float64
 	durCount uint64
@@ -92,7 +94,7 @@ func newHookStats() *hookStats {
 	return &hookStats{buckets: make([]uint64, len(DurationBuckets))}
 }
 
-func (s *hookStats) setCursor(c cursor) {
+func (s *hookStats) setCursor(c durable.Cursor) {
 	s.mu.Lock()
 	s.cur = c
 	s.mu.Unlock()

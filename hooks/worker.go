@@ -4,17 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io/fs"
 	"log/slog"
 	"sync/atomic"
-	"time"
 
+	"agent/durable"
 	"agent/events"
 )
-
-// retryInterval is how long a hook waits before it subscribes again after
-// its subscription ended with a journal read error.
-const retryInterval = time.Second
 
 // EventHookSkipped is the id of the event published when a hook lost
 // records (see the package documentation).
@@ -22,10 +17,10 @@ const EventHookSkipped = "hook_skipped"
 
 // Reasons of hook_skipped events.
 const (
-	ReasonRetention        = "retention"
-	ReasonEpoch            = "epoch"
-	ReasonCursorAhead      = "cursor_ahead"
-	ReasonCursorUnreadable = "cursor_unreadable"
+	ReasonRetention        = string(durable.LossRetention)
+	ReasonEpoch            = string(durable.LossEpoch)
+	ReasonCursorAhead      = string(durable.LossCursorAhead)
+	ReasonCursorUnreadable = string(durable.LossCursorUnreadable)
 )
 
 // worker runs one version of one hook in its own goroutine.
@@ -37,21 +32,19 @@ type worker struct {
 	path  string // cursor file; "" when cursors are in memory only
 
 	// Set by Update before the goroutine starts.
-	prev    *worker              // must end before this one reads the stream
-	inherit bool                 // start from prev's final cursor
-	sub     *events.Subscription // a new hook's subscription, opened at the head by Update
+	prev    *worker         // must end before this one reads the stream
+	inherit bool            // start from prev's final cursor
+	from    *durable.Cursor // where a new hook starts: the head at Update
 
 	cancel context.CancelFunc // stops reading; see halt
 	remove atomic.Bool        // remove the cursor file when ending
 	done   chan struct{}      // closed when the goroutine ends
 
-	// Owned by the worker goroutine; read by the next worker of the same
-	// name once done is closed.
-	cur         cursor
-	curOK       bool
-	dirty       int    // records passed since the cursor was last written
-	lastSkipped uint64 // sub.Skipped() already reported
-	writeErr    bool   // the last cursor write failed (logged once)
+	// Owned by the worker goroutine; cur is read by the next worker of the
+	// same name once done is closed.
+	c     *durable.Consumer
+	cur   durable.Cursor
+	curOK bool
 }
 
 // newWorker makes a worker and the context its goroutine runs under.
@@ -81,15 +74,11 @@ func (w *worker) halt(remove bool) {
 	w.cancel()
 }
 
-// subscribeHead opens a new hook's subscription at the head of the stream.
-func (w *worker) subscribeHead() error {
-	sub, err := w.r.bus.Subscribe(events.SubscribeOptions{Durable: true})
-	if err != nil {
-		w.cancel()
-		return err
-	}
-	w.sub = sub
-	return nil
+// startAtHead makes a new hook start after the newest record published
+// now, whenever its goroutine opens the stream.
+func (w *worker) startAtHead() {
+	seq, epoch := w.r.bus.Position()
+	w.from = &durable.Cursor{Epoch: epoch, Seq: seq}
 }
 
 // run is the worker goroutine.
@@ -101,7 +90,8 @@ func (w *worker) run(ctx context.Context) {
 	if w.prev != nil {
 		<-w.prev.done
 		if w.inherit && w.prev.curOK {
-			w.cur, w.curOK = w.prev.cur, true
+			c := w.prev.cur
+			w.from = &c
 		}
 	}
 	defer w.finish()
@@ -115,155 +105,68 @@ func (w *worker) run(ctx context.Context) {
 	w.loop(ctx)
 }
 
-// finish releases the subscription and leaves the cursor file as it must
-// be for the next start: written, or removed with the hook.
+// finish closes the consumer, which writes the cursor, and leaves the
+// cursor file as it must be for the next start: written, or removed with
+// the hook.
 func (w *worker) finish() {
-	if w.sub != nil {
-		w.sub.Close()
-		w.sub = nil
+	if w.c != nil {
+		_ = w.c.Close() // a failure is logged by the consumer
+		w.cur, w.curOK = w.c.Cursor(), true
+		w.c = nil
 	}
-	if w.remove.Load() {
-		if w.path != "" {
-			if err := removeCursor(w.path); err != nil {
-				w.log.Warn("cannot remove the cursor of a removed hook", keyFile, w.path, keyErr, err)
-			}
+	if w.remove.Load() && w.path != "" {
+		if err := durable.RemoveCursor(w.path); err != nil {
+			w.log.Warn("cannot remove the cursor of a removed hook", keyFile, w.path, keyErr, err)
 		}
-		return
-	}
-	if w.dirty > 0 {
-		w.persist()
 	}
 }
 
-// open subscribes where the hook resumes: at the head for a new hook, else
-// after its cursor. A loss found on the way is reported.
+// open opens the hook's consumer where it resumes: after the head at
+// Update for a new hook, after the previous version's cursor for a changed
+// one, else after its cursor file. A loss found on the way is reported.
 func (w *worker) open() error {
-	bus := w.r.bus
-	if w.sub != nil {
-		w.setCursor(cursor{Epoch: w.r.epoch, Seq: w.sub.Start()})
-		w.persist()
-		return nil
-	}
-	if !w.curOK && w.path != "" {
-		c, err := readCursor(w.path)
-		switch {
-		case err == nil:
-			w.cur, w.curOK = c, true
-		case errors.Is(err, fs.ErrNotExist):
-		default:
-			w.loss(ReasonCursorUnreadable, nil, slog.String(keyErr, err.Error()))
-		}
-	}
-	if !w.curOK {
-		if err := w.subscribeHead(); err != nil {
-			return err
-		}
-		w.setCursor(cursor{Epoch: w.r.epoch, Seq: w.sub.Start()})
-		w.persist()
-		return nil
-	}
-	from := w.cur
-	sub, err := bus.Subscribe(events.SubscribeOptions{Resume: true, Since: from.Seq, Epoch: from.Epoch, Durable: true})
-	if errors.Is(err, events.ErrFuture) {
-		w.loss(ReasonCursorAhead, nil, slog.Uint64(keySeq, from.Seq), slog.String(keyErr, err.Error()))
-		sub, err = bus.Subscribe(events.SubscribeOptions{Durable: true})
-	}
+	c, err := durable.Open(durable.Config{
+		Name:       "hook " + w.spec.name,
+		CursorPath: w.path,
+		Bus:        w.r.bus,
+		Logger:     w.log,
+		OnLoss:     w.loss,
+		From:       w.from,
+	})
 	if err != nil {
 		return err
 	}
-	if why := sub.Reset(); why != "" {
-		// The stream was renumbered: run for everything of the new epoch
-		// that is still retained.
-		sub.Close()
-		w.loss(ReasonEpoch, nil, slog.String(keyOldEpoch, from.Epoch), slog.Uint64(keySeq, from.Seq),
-			slog.String(keyDetail, why))
-		sub, err = bus.Subscribe(events.SubscribeOptions{Resume: true, Since: 0, Epoch: w.r.epoch, Durable: true})
-		if err != nil {
-			return err
-		}
-	}
-	w.sub = sub
-	w.lastSkipped = 0
-	w.checkSkipped()
-	if c := (cursor{Epoch: w.r.epoch, Seq: sub.Start()}); c != w.cur {
-		w.setCursor(c)
-		w.persist()
-	} else {
-		w.stats.setCursor(c)
-	}
+	w.c = c
+	w.setCursor(c.Cursor())
 	return nil
 }
 
-// loop runs the hook for the records of w.sub until ctx is done.
+// loop runs the hook for the records of its consumer until ctx is done.
 func (w *worker) loop(ctx context.Context) {
-	poll, cancel := context.WithCancel(context.Background())
-	cancel() // Next(poll) returns only what is there without waiting
 	for ctx.Err() == nil {
-		rec, err := w.sub.Next(poll)
-		if err != nil && errors.Is(err, context.Canceled) {
-			// Caught up: a good time to write the batched cursor.
-			if w.dirty > 0 {
-				w.persist()
-			}
-			rec, err = w.sub.Next(ctx)
-		}
+		rec, err := w.c.Next(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			if errors.Is(err, events.ErrClosed) {
+			switch {
+			case ctx.Err() != nil:
+			case errors.Is(err, events.ErrClosed):
 				w.log.Warn("event bus closed: hook stopped")
-				return
+			default:
+				w.log.Error("hook stopped reading the event stream", keyErr, err)
 			}
-			if !w.resubscribe(ctx, err) {
-				return
-			}
-			continue
+			return
 		}
-		w.checkSkipped()
 		id, ok := w.spec.match(rec)
 		if !ok {
-			w.advance(rec.Seq, false)
+			w.c.Pass(rec.Seq)
+			w.setCursor(w.c.Cursor())
 			continue
 		}
 		if !w.execute(rec, id) {
 			return // interrupted by Close: the record is not done
 		}
-		w.advance(rec.Seq, true)
+		w.c.Done(rec.Seq)
+		w.setCursor(w.c.Cursor())
 	}
-}
-
-// resubscribe replaces a subscription that ended with a read error, after
-// a pause. It returns false when the hook must stop.
-func (w *worker) resubscribe(ctx context.Context, cause error) bool {
-	w.log.Error("hook subscription failed; retrying from its cursor", keyErr, cause,
-		keySeq, w.cur.Seq, "retry_in", retryInterval)
-	w.sub.Close()
-	w.sub = nil
-	t := time.NewTimer(retryInterval)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-	}
-	if err := w.open(); err != nil {
-		w.log.Error("hook cannot subscribe to the event stream", keyErr, err)
-		return false
-	}
-	return true
-}
-
-// checkSkipped reports records the subscription skipped since the last
-// check.
-func (w *worker) checkSkipped() {
-	n := w.sub.Skipped()
-	if n <= w.lastSkipped {
-		return
-	}
-	lost := n - w.lastSkipped
-	w.lastSkipped = n
-	w.loss(ReasonRetention, &lost)
 }
 
 // lossEvent is the data of a hook_skipped event record.
@@ -277,34 +180,33 @@ type lossEvent struct {
 }
 
 // loss reports records the hook will never run for: an Error log, the
-// stats, and a hook_skipped event. skipped is nil when the count is not
-// known.
-func (w *worker) loss(reason string, skipped *uint64, attrs ...slog.Attr) {
-	var n uint64
-	if skipped != nil {
-		n = *skipped
+// stats, and a hook_skipped event. It is the consumer's OnLoss.
+func (w *worker) loss(l durable.Loss) {
+	ev := lossEvent{ID: EventHookSkipped, Reason: string(l.Reason), Hook: w.spec.name}
+	if l.CountKnown {
+		n := l.Count
+		ev.Skipped = &n
 	}
-	w.stats.addLoss(n)
-	ev := lossEvent{ID: EventHookSkipped, Reason: reason, Hook: w.spec.name, Skipped: skipped}
+	w.stats.addLoss(l.Count)
 	msg := "hook skipped records: they will never run"
-	switch reason {
-	case ReasonRetention:
+	var args []any
+	switch l.Reason {
+	case durable.LossRetention:
 		msg = "hook skipped records lost to journal retention: they will never run"
-		attrs = append(attrs, slog.Uint64(keyCount, n))
-	case ReasonEpoch:
+		args = append(args, keyCount, l.Count)
+	case durable.LossEpoch:
 		msg = "hook skipped records: the event stream was renumbered (journal lost); an unknown number of records will never run"
-		after := w.cur.Seq
-		ev.OldEpoch, ev.AfterSeq = w.cur.Epoch, &after
-	case ReasonCursorAhead:
+		after := l.Cursor.Seq
+		ev.OldEpoch, ev.AfterSeq = l.Cursor.Epoch, &after
+		args = append(args, keyOldEpoch, l.Cursor.Epoch, keySeq, l.Cursor.Seq, keyDetail, l.Detail)
+	case durable.LossCursorAhead:
 		msg = "hook cursor is ahead of the event journal: it starts at the head"
-	case ReasonCursorUnreadable:
+		args = append(args, keySeq, l.Cursor.Seq, keyErr, l.Detail)
+	case durable.LossCursorUnreadable:
 		msg = "hook cursor unreadable: it starts at the head, records since its last run are lost"
+		args = append(args, keyErr, l.Detail)
 	}
-	args := []any{keyReason, reason}
-	for _, a := range attrs {
-		args = append(args, a)
-	}
-	w.log.Error(msg, args...)
+	w.log.Error(msg, append([]any{keyReason, string(l.Reason)}, args...)...)
 	data, err := json.Marshal(ev)
 	if err != nil {
 		return // cannot happen: plain strings and numbers
@@ -316,41 +218,9 @@ func (w *worker) loss(reason string, skipped *uint64, attrs ...slog.Attr) {
 	w.r.bus.Publish(w.r.cfg.Nodename, events.KindEvent, data)
 }
 
-// advance records that the hook is done with seq. A run's cursor is
-// written at once; others are batched.
-func (w *worker) advance(seq uint64, ran bool) {
-	w.cur.Seq = seq
-	w.curOK = true
-	w.stats.setCursor(w.cur)
-	w.dirty++
-	if ran || w.dirty >= cursorBatch {
-		w.persist()
-	}
-}
-
-func (w *worker) setCursor(c cursor) {
+func (w *worker) setCursor(c durable.Cursor) {
 	w.cur, w.curOK = c, true
 	w.stats.setCursor(c)
-}
-
-// persist writes the cursor file. A failure is logged once until a write
-// works again: the hook goes on, and a restart would run some records
-// again (never skip them).
-func (w *worker) persist() {
-	w.dirty = 0
-	if w.path == "" || !w.curOK {
-		return
-	}
-	err := writeCursor(w.path, w.cur)
-	switch {
-	case err != nil && !w.writeErr:
-		w.writeErr = true
-		w.log.Error("cannot write hook cursor: after a restart, records already done may run again",
-			keyFile, w.path, keyErr, err)
-	case err == nil && w.writeErr:
-		w.writeErr = false
-		w.log.Info("hook cursor written again", keyFile, w.path)
-	}
 }
 
 // execute runs the command for rec and logs the outcome. It returns false
@@ -359,12 +229,12 @@ func (w *worker) execute(rec *events.Record, id string) bool {
 	w.stats.setRunning(true)
 	res := w.r.runCommand(w.spec, rec, id)
 	w.stats.setRunning(false)
-	if res.interrupted {
+	if res.Canceled {
 		w.log.Warn("hook run interrupted by shutdown: it runs again after a restart",
 			keySeq, rec.Seq, keyEventID, id)
 		return false
 	}
-	w.stats.addRun(res.duration, res.failed(), res.timedOut, res.started)
+	w.stats.addRun(res.Duration, res.Failed(), res.TimedOut, res.Started)
 	w.logRun(rec, id, res)
 	return true
 }

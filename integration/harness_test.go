@@ -31,9 +31,12 @@ const (
 	pollEvery       = 100 * time.Millisecond
 )
 
-// stateDirEnv names the environment variable that gives each agent process
-// (and so its service and hook commands) its node's root directory.
-const stateDirEnv = "NODE_STATE_DIR"
+// stateDirEnv names the environment variable that gives each agent's
+// service and hook commands their node's root directory. Commands get a
+// clean environment (PATH, HOME, LANG, TZ and their own variables), so
+// the harness starts each agent with HOME set to its root: with --root
+// the agent itself does not use HOME.
+const stateDirEnv = "HOME"
 
 // clusterOpts shape a test cluster.
 type clusterOpts struct {
@@ -53,6 +56,9 @@ type clusterOpts struct {
 	// Extra, when set, returns more sections appended to node n's
 	// node.conf ([hook#NAME] ...).
 	Extra func(n *node) string
+	// Env are more variables, KEY=VALUE, of every agent process's
+	// environment.
+	Env []string
 }
 
 // cluster is a set of agent processes of one test.
@@ -243,9 +249,9 @@ func (n *node) start() {
 	fmt.Fprintf(logf, "---- harness: start %s at %s ----\n", n.name, time.Now().Format(time.RFC3339Nano))
 	cmd := n.command(context.Background(), "daemon", "run", "--root", n.root)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Service commands inherit it: one service config, identical on every
+	// Service commands get it: one service config, identical on every
 	// node, keeps its state in a directory of each node's own.
-	cmd.Env = append(os.Environ(), stateDirEnv+"="+n.root)
+	cmd.Env = append(append(os.Environ(), n.c.opts.Env...), stateDirEnv+"="+n.root)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		n.c.t.Fatalf("start %s: %v", n.name, err)

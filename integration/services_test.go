@@ -18,11 +18,11 @@ import (
 const svcTimeout = 60 * time.Second
 
 // upFile is where the test services keep their state on node n: the
-// commands find it through the NODE_STATE_DIR the harness gives each agent.
+// commands find it through the stateDirEnv the harness gives each agent.
 func upFile(n *node, svc string) string { return filepath.Join(n.root, svc+".up") }
 
 // failoverConf is a failover service over nodes whose commands keep the
-// per-node state file $NODE_STATE_DIR/NAME.up (and log their starts and
+// per-node state file $HOME/NAME.up (and log their starts and
 // stops to NAME.log beside it). The text is the same for every node.
 func failoverConf(name, nodes string) string {
 	// Single quotes: SplitCommand keeps them literal and sh expands the

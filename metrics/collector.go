@@ -33,6 +33,8 @@ type agentCollector struct {
 
 	published, journalBytes, journalSegments, journalErrors *prometheus.Desc
 	busSubscribers, busSlow, busSkipped                     *prometheus.Desc
+	journalWaiting, journalLost, ringBytes, ringRecords     *prometheus.Desc
+	peerDataRefused                                         *prometheus.Desc
 	events                                                  *prometheus.Desc
 	heartbeat                                               []hbCounter
 	streamSubscribers, streamSlow                           *prometheus.Desc
@@ -53,7 +55,12 @@ func newAgentCollector(m *Metrics) *agentCollector {
 		journalErrors:   desc("journal_write_errors_total", "Failed journal writes, rotations and fsyncs."),
 		busSubscribers:  desc("bus_subscribers", "Open subscriptions of the record bus (websocket streams, hooks, internal consumers)."),
 		busSlow:         desc("bus_slow_disconnects_total", "Bus subscriptions ended because they fell behind their lag limit."),
-		busSkipped:      desc("bus_skipped_records_total", "Records durable subscriptions (hooks) lost to journal retention."),
+		busSkipped:      desc("bus_skipped_records_total", "Records durable subscriptions (hooks) lost to journal retention or write errors."),
+		journalWaiting:  desc("journal_waiting_records", "Records published but not yet written to the journal (its writes fail): in memory only."),
+		journalLost:     desc("journal_lost_records_total", "Records that left the in-memory ring before the journal could write them."),
+		ringBytes:       desc("ring_bytes", "Memory held by the in-memory ring of the newest records ([journal] ring_bytes bounds it)."),
+		ringRecords:     desc("ring_records", "Records in the in-memory ring."),
+		peerDataRefused: desc("peer_data_refused_total", "Peers' data refused on receipt for being over [node] max_data."),
 		events:          desc("events_total", "Event records published, by event id (data.id).", "id"),
 		heartbeat: []hbCounter{
 			hb("deltas_sent", "JSON-patch deltas of this node's data sent to peers.", func(s *heartbeat.Stats) uint64 { return s.DeltasSent }),
@@ -87,6 +94,7 @@ func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.published, c.journalBytes, c.journalSegments, c.journalErrors,
 		c.busSubscribers, c.busSlow, c.busSkipped, c.events,
+		c.journalWaiting, c.journalLost, c.ringBytes, c.ringRecords, c.peerDataRefused,
 		c.streamSubscribers, c.streamSlow, c.members,
 		c.hookRuns, c.hookFailures, c.hookTimeouts, c.hookSkipped, c.hookDuration,
 	} {
@@ -119,6 +127,13 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- gauge(c.busSubscribers, float64(st.Subscribers))
 		ch <- counter(c.busSlow, st.SlowDisconnects)
 		ch <- counter(c.busSkipped, st.Skipped)
+		ch <- gauge(c.journalWaiting, float64(st.JournalWaiting))
+		ch <- counter(c.journalLost, st.JournalLost)
+		ch <- gauge(c.ringBytes, float64(st.RingBytes))
+		ch <- gauge(c.ringRecords, float64(st.RingRecords))
+	}
+	if src.PeerDataRefused != nil {
+		ch <- counter(c.peerDataRefused, src.PeerDataRefused())
 	}
 	c.collectEvents(ch)
 	if src.Heartbeat != nil {

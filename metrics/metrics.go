@@ -42,6 +42,9 @@ type Sources struct {
 	Hooks func() []HookStats
 	// Orchestrator returns the orchestrator's counters and gauges.
 	Orchestrator func() OrchStats
+	// PeerDataRefused counts peers' data refused on receipt for being
+	// over [node] max_data ((*monitor.Store).RefusedTooLarge).
+	PeerDataRefused func() uint64
 }
 
 // HookStats are one hook's figures. The agent converts the hooks package's

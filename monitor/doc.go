@@ -18,8 +18,16 @@
 //     document and a subscription that starts exactly after it.
 //   - Node data is kept in canonical JSON (keys sorted, numbers as written),
 //     so two agents holding the same data hold the same bytes.
+//   - One node's data is at most Config.MaxData bytes of canonical JSON: a
+//     local change past it is refused (ErrDataTooLarge), so nothing over
+//     it is published or replicated; a peer's data over it is refused on
+//     receipt, counted (RefusedTooLarge) and logged at most once a minute
+//     per peer, and that peer's deltas are ignored for a while rather than
+//     answered with requests for its whole data.
+//   - The persistent state (freeze, reserved generations) is saved before
+//     a change that needs it is published, without the store lock.
 //
-// Lock order: Store.mu, then the bus's own lock (inside Publish/Subscribe).
-// Observers are called with Store.mu held and must not call back into the
-// store.
+// Lock order: Store.localMu (UpdateLocal only), Store.mu, then the bus's
+// own lock (inside Publish/Subscribe). Observers are called with Store.mu
+// held and must not call back into the store.
 package monitor

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
@@ -21,6 +22,21 @@ const (
 	KindPatch = "patch"
 	KindEvent = "event"
 )
+
+// DefaultMaxData is the default bound of one node's monitor data: the
+// same on every node.
+const DefaultMaxData = 1 << 20
+
+// refuseLogEvery bounds the log lines about one peer's data refused for
+// its size; refuseBackoff is how long the store then ignores that peer's
+// deltas rather than ask for its whole data again and again.
+const (
+	refuseLogEvery = time.Minute
+	refuseBackoff  = 30 * time.Second
+)
+
+// ErrDataTooLarge is returned for a node's data over Config.MaxData.
+var ErrDataTooLarge = errors.New("node data over the max_data limit")
 
 // PublishFunc publishes one record on the event bus: nodename is the node
 // whose change it is (patch) or this node (event); data is the record's data.
@@ -54,9 +70,15 @@ type Config struct {
 	Restored PersistentState
 	// GenBlock is how many generations are reserved at a time; default 10000.
 	GenBlock uint64
-	// Persist saves the state; called with the store lock held, when the
-	// freeze changes or a new block of generations is reserved. May be nil.
+	// Persist saves the state durably; called when the freeze changes or a
+	// new block of generations is reserved, before the change is published,
+	// without the store lock (readers and peers' updates go on) and one
+	// call at a time. May be nil.
 	Persist func(PersistentState) error
+	// MaxData bounds one node's data, in bytes of its canonical JSON; 0
+	// means DefaultMaxData. A local change that would pass it is refused
+	// with ErrDataTooLarge; a peer's data over it is refused on receipt.
+	MaxData int
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Logger; default slog.Default().
@@ -93,6 +115,11 @@ type Store struct {
 	boot   string
 	localC chan struct{}
 
+	// localMu serializes UpdateLocal, so that it can save the persistent
+	// state without mu: nothing else changes the local node's data. Lock
+	// order: localMu, then mu.
+	localMu sync.Mutex
+
 	mu       sync.Mutex
 	nodes    map[string]*nodeEntry
 	members  map[string]Member
@@ -100,6 +127,9 @@ type Store struct {
 	reserved uint64
 	qmembers []string // PersistentState.QuorumMembers
 	observer func(node string, old, new *NodeData)
+	refused  map[string]time.Time // peer -> until when its deltas are ignored (data over MaxData)
+	refuseN  atomic.Uint64
+	refuseLg map[string]time.Time // peer -> last log line about it
 }
 
 // New makes a store whose local node data starts in status init, with the
@@ -120,6 +150,9 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.MaxData <= 0 {
+		cfg.MaxData = DefaultMaxData
+	}
 	s := &Store{
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "monitor"),
@@ -129,6 +162,8 @@ func New(cfg Config) (*Store, error) {
 		nodes:    map[string]*nodeEntry{},
 		members:  map[string]Member{},
 		services: map[string]json.RawMessage{},
+		refused:  map[string]time.Time{},
+		refuseLg: map[string]time.Time{},
 	}
 	labels := map[string]string{}
 	for k, v := range cfg.Labels {
@@ -148,8 +183,12 @@ func New(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(raw) > cfg.MaxData {
+		return nil, fmt.Errorf("node %s: its data at start (labels) is %d bytes, over max_data %d: %w",
+			cfg.Name, len(raw), cfg.MaxData, ErrDataTooLarge)
+	}
 	s.reserved = d.Gen + cfg.GenBlock
-	if err := s.persist(d); err != nil {
+	if err := s.persist(PersistentState{Frozen: d.Frozen, GenReserved: s.reserved, QuorumMembers: s.qmembers}); err != nil {
 		return nil, err
 	}
 	s.nodes[cfg.Name] = &nodeEntry{raw: raw, data: d, boot: s.boot}
@@ -198,7 +237,12 @@ func (s *Store) Local() (gen uint64, raw []byte, data NodeData) {
 // anything, the generation increments, a patch record is published, node
 // events are emitted (with reason for freeze/thaw), and LocalChanged is
 // signalled. It reports the new generation and whether anything changed.
+// A change that would make the data bigger than MaxData is refused with
+// an error wrapping ErrDataTooLarge; one whose state cannot be saved is
+// refused too: nothing is published.
 func (s *Store) UpdateLocal(reason string, fn func(d *NodeData)) (uint64, bool, error) {
+	s.localMu.Lock()
+	defer s.localMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.nodes[s.cfg.Name]
@@ -220,21 +264,29 @@ func (s *Store) UpdateLocal(reason string, fn func(d *NodeData)) (uint64, bool, 
 	if raw, err = marshalCanonical(d); err != nil {
 		return old.Gen, false, fmt.Errorf("encode local data: %w", err)
 	}
+	if len(raw) > s.cfg.MaxData && len(raw) > len(e.raw) {
+		return old.Gen, false, fmt.Errorf("node %s: this change makes its data %d bytes, over max_data %d: %w",
+			s.cfg.Name, len(raw), s.cfg.MaxData, ErrDataTooLarge)
+	}
 	ops, err := Diff(e.raw, raw, Pointer("monitor", "nodes", s.cfg.Name))
 	if err != nil {
 		return old.Gen, false, fmt.Errorf("diff local data: %w", err)
 	}
 	if d.Gen >= s.reserved || d.Frozen != old.Frozen {
-		prev := s.reserved
+		st := PersistentState{Frozen: d.Frozen, GenReserved: s.reserved, QuorumMembers: s.qmembers}
 		if d.Gen >= s.reserved {
-			s.reserved = d.Gen + s.cfg.GenBlock
+			st.GenReserved = d.Gen + s.cfg.GenBlock
 		}
-		if err := s.persist(d); err != nil {
-			// Not saved: later changes must try again before their gen
-			// passes the block on disk.
-			s.reserved = prev
+		// Saved before the change is published, but without the store
+		// lock: an fsync must not hold up readers and peers' updates.
+		// localMu keeps the local data as it is meanwhile.
+		s.mu.Unlock()
+		err := s.persist(st)
+		s.mu.Lock()
+		if err != nil {
 			return old.Gen, false, err
 		}
+		s.reserved = st.GenReserved
 	}
 	e.raw, e.data = raw, d
 	s.publishPatch(s.cfg.Name, ops)
@@ -246,11 +298,11 @@ func (s *Store) UpdateLocal(reason string, fn func(d *NodeData)) (uint64, bool, 
 	return d.Gen, true, nil
 }
 
-func (s *Store) persist(d NodeData) error {
+func (s *Store) persist(st PersistentState) error {
 	if s.cfg.Persist == nil {
 		return nil
 	}
-	if err := s.cfg.Persist(PersistentState{Frozen: d.Frozen, GenReserved: s.reserved, QuorumMembers: s.qmembers}); err != nil {
+	if err := s.cfg.Persist(st); err != nil {
 		return fmt.Errorf("save node state: %w", err)
 	}
 	return nil
@@ -268,19 +320,48 @@ func (s *Store) QuorumMembers() []string {
 // counted in the quorum high-water mark: it persists them at once when
 // they changed. On an error nothing changes, so the caller tries again.
 func (s *Store) SaveQuorumMembers(names []string) error {
+	s.localMu.Lock()
+	defer s.localMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if slices.Equal(names, s.qmembers) {
+		s.mu.Unlock()
 		return nil
 	}
-	prev := s.qmembers
-	s.qmembers = slices.Clone(names)
-	if err := s.persist(s.nodes[s.cfg.Name].data); err != nil {
-		s.qmembers = prev
+	st := PersistentState{Frozen: s.nodes[s.cfg.Name].data.Frozen, GenReserved: s.reserved, QuorumMembers: slices.Clone(names)}
+	s.mu.Unlock()
+	// Saved without the store lock, as UpdateLocal does; localMu keeps
+	// the local data and the reserved block as they are meanwhile.
+	if err := s.persist(st); err != nil {
 		return err
 	}
+	s.mu.Lock()
+	s.qmembers = st.QuorumMembers
+	s.mu.Unlock()
 	return nil
 }
+
+// refuse records that node's data was refused for its size: counted,
+// logged at most once a minute per node, and the node's deltas ignored for
+// refuseBackoff (so that a peer over the limit costs one whole-data
+// transfer per period, not one per change). s.mu is held.
+func (s *Store) refuse(node string, size int, gen uint64) {
+	s.refuseN.Add(1)
+	now := s.now()
+	s.refused[node] = now.Add(refuseBackoff)
+	if last, ok := s.refuseLg[node]; ok && now.Sub(last) < refuseLogEvery {
+		return
+	}
+	s.refuseLg[node] = now
+	s.log.Error("peer data over max_data refused; the copy held here stays at its last accepted generation",
+		"node", node, "bytes", size, "max_data", s.cfg.MaxData, "gen", gen)
+}
+
+// RefusedTooLarge counts peers' data refused on receipt for being over
+// MaxData.
+func (s *Store) RefusedTooLarge() uint64 { return s.refuseN.Load() }
+
+// MaxData is the bound of one node's data in bytes.
+func (s *Store) MaxData() int { return s.cfg.MaxData }
 
 // Held returns the generation and boot of the copy held for node.
 func (s *Store) Held(node string) (gen uint64, boot string, ok bool) {
@@ -324,6 +405,12 @@ func (s *Store) ApplyDelta(node, boot string, base, gen uint64, ops json.RawMess
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if until, ok := s.refused[node]; ok {
+		if s.now().Before(until) {
+			return Stale, ""
+		}
+		delete(s.refused, node)
+	}
 	e, ok := s.nodes[node]
 	switch {
 	case !ok:
@@ -347,6 +434,10 @@ func (s *Store) ApplyDelta(node, boot string, base, gen uint64, ops json.RawMess
 	if err != nil || d.Gen != gen {
 		return NeedFull, "apply_failed"
 	}
+	if len(raw) > s.cfg.MaxData {
+		s.refuse(node, len(raw), gen)
+		return Stale, ""
+	}
 	prefixed, err := Prefix(ops, Pointer("monitor", "nodes", node))
 	if err != nil {
 		return NeedFull, "apply_failed"
@@ -366,6 +457,14 @@ func (s *Store) ApplyFull(node, boot string, gen uint64, data []byte, why string
 	if node == s.cfg.Name {
 		return false, nil
 	}
+	if len(data) > s.cfg.MaxData {
+		// Not even decoded: an oversized copy costs no more than its
+		// receipt.
+		s.mu.Lock()
+		s.refuse(node, len(data), gen)
+		s.mu.Unlock()
+		return false, fmt.Errorf("full data of %s: %d bytes, over max_data %d: %w", node, len(data), s.cfg.MaxData, ErrDataTooLarge)
+	}
 	raw, d, err := decodeNode(data)
 	if err != nil {
 		return false, fmt.Errorf("full data of %s: %w", node, err)
@@ -379,6 +478,7 @@ func (s *Store) ApplyFull(node, boot string, gen uint64, data []byte, why string
 	if ok && e.boot == boot && gen <= e.data.Gen {
 		return false, nil
 	}
+	delete(s.refused, node)
 	path := Pointer("monitor", "nodes", node)
 	if !ok {
 		e = &nodeEntry{raw: raw, data: d, boot: boot}
@@ -419,6 +519,8 @@ func (s *Store) Forget(node, reason string) bool {
 	if !ok && !member {
 		return false
 	}
+	delete(s.refused, node)
+	delete(s.refuseLg, node)
 	if ok {
 		delete(s.nodes, node)
 		s.publishPatch(node, removeOp(Pointer("monitor", "nodes", node)))

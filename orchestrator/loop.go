@@ -37,7 +37,7 @@ func (o *Orchestrator) evaluate(ctx context.Context) time.Duration {
 	v := o.readView()
 	for name := range services {
 		if _, ok := v.instance(o.cfg.Nodename, name); !ok {
-			o.ensureInstance(v, name)
+			_ = o.ensureInstance(v, name) // logged; tried again at the next evaluation
 			v = o.readView()
 		}
 	}
@@ -76,7 +76,7 @@ func (o *Orchestrator) evaluate(ctx context.Context) time.Duration {
 
 // ensureInstance adds this node's instance of svc to its data, not yet
 // checked.
-func (o *Orchestrator) ensureInstance(_ *view, svc string) {
+func (o *Orchestrator) ensureInstance(_ *view, svc string) error {
 	_, _, err := o.store.UpdateLocal("orchestrator", func(d *monitor.NodeData) {
 		if d.Services == nil {
 			d.Services = map[string]monitor.Instance{}
@@ -88,11 +88,22 @@ func (o *Orchestrator) ensureInstance(_ *view, svc string) {
 	if err != nil {
 		o.log.Error("add instance", logKeyService, svc, logKeyErr, err)
 	}
+	return err
 }
 
 // updateInstance changes this node's instance of svc with fn, if it
 // exists, and reports whether anything changed.
 func (o *Orchestrator) updateInstance(svc string, fn func(i *monitor.Instance)) bool {
+	changed, err := o.tryUpdateInstance(svc, fn)
+	if err != nil {
+		o.log.Error("update instance", logKeyService, svc, logKeyErr, err)
+	}
+	return changed
+}
+
+// tryUpdateInstance is updateInstance returning the error: a change the
+// store refuses (over max_data, state not saved) is not made.
+func (o *Orchestrator) tryUpdateInstance(svc string, fn func(i *monitor.Instance)) (bool, error) {
 	_, changed, err := o.store.UpdateLocal("orchestrator", func(d *monitor.NodeData) {
 		i, ok := d.Services[svc]
 		if !ok {
@@ -101,10 +112,7 @@ func (o *Orchestrator) updateInstance(svc string, fn func(i *monitor.Instance)) 
 		fn(&i)
 		d.Services[svc] = i
 	})
-	if err != nil {
-		o.log.Error("update instance", logKeyService, svc, logKeyErr, err)
-	}
-	return changed
+	return changed, err
 }
 
 // adopt makes (ge, at) the global expect of this node's instance of s if
@@ -113,10 +121,10 @@ func (o *Orchestrator) updateInstance(svc string, fn func(i *monitor.Instance)) 
 // order clears a failed status. Called from Order and from the Run loop:
 // the check of "later" happens inside UpdateLocal, so the two never undo
 // each other.
-func (o *Orchestrator) adopt(_ *view, s *config.Service, ge string, at time.Time, reason string) {
+func (o *Orchestrator) adopt(_ *view, s *config.Service, ge string, at time.Time, reason string) error {
 	var froze, thawed, adopted bool
 	now := o.cfg.Now()
-	o.updateInstance(s.Name, func(i *monitor.Instance) {
+	_, err := o.tryUpdateInstance(s.Name, func(i *monitor.Instance) {
 		if !at.After(i.Monitor.GlobalExpectUpdated) {
 			return
 		}
@@ -134,8 +142,12 @@ func (o *Orchestrator) adopt(_ *view, s *config.Service, ge string, at time.Time
 			thawed = true
 		}
 	})
+	if err != nil {
+		o.log.Error("order not adopted", logKeyService, s.Name, "global_expect", ge, logKeyErr, err)
+		return err
+	}
 	if !adopted {
-		return
+		return nil
 	}
 	o.emit(EventGlobalExpectChange, reason, s.Name, map[string]any{"global_expect": ge})
 	if froze {
@@ -144,6 +156,7 @@ func (o *Orchestrator) adopt(_ *view, s *config.Service, ge string, at time.Time
 	if thawed {
 		o.emit(EventInstanceThaw, reason, s.Name, nil)
 	}
+	return nil
 }
 
 // service evaluates one declared service. It returns how long until it
@@ -160,7 +173,7 @@ func (o *Orchestrator) service(ctx context.Context, v *view, s *config.Service, 
 		return o.cfg.Tick
 	}
 	if ge, at := v.latestExpect(s.Name); at.After(inst.Monitor.GlobalExpectUpdated) {
-		o.adopt(v, s, ge, at, ReasonPeer)
+		_ = o.adopt(v, s, ge, at, ReasonPeer) // logged; tried again at the next evaluation
 		v = o.readView()
 		inst, _ = v.instance(self, s.Name)
 	}
@@ -448,15 +461,15 @@ func (o *Orchestrator) launch(ctx context.Context, s *config.Service, st *local,
 		answers, own = st.checkFor, st.checkOwn
 		st.checkFor, st.checkNow = nil, false
 	}
-	name, check, timeout := s.Name, s.Check, s.Timeout
+	name, check, env, timeout := s.Name, s.Check, s.Env, s.Timeout
 	o.cmds.Add(1)
 	go func() {
 		defer o.cmds.Done()
 		r := result{svc: name, action: action, reason: reason, answers: answers, own: own}
-		r.code, r.err = o.cfg.Runner.Run(ctx, Command{Service: name, Action: action, Argv: argv, Timeout: timeout})
+		r.code, r.err = o.cfg.Runner.Run(ctx, Command{Service: name, Action: action, Argv: argv, Env: env, Timeout: timeout})
 		if action != ActionCheck && ctx.Err() == nil {
 			o.stats.checks.Add(1)
-			r.checkCode, r.checkErr = o.cfg.Runner.Run(ctx, Command{Service: name, Action: ActionCheck, Argv: check, Timeout: timeout})
+			r.checkCode, r.checkErr = o.cfg.Runner.Run(ctx, Command{Service: name, Action: ActionCheck, Argv: check, Env: env, Timeout: timeout})
 		}
 		if action == ActionCheck {
 			o.stats.checks.Add(1)

@@ -35,6 +35,8 @@ const (
 	logKeyReason    = "reason"
 	logKeyExit      = "exit"
 	logKeyOutput    = "output"
+	logKeyStderr    = "stderr"
+	logKeySignal    = "signal"
 	logKeyTimeout   = "timeout"
 	logKeyErr       = "err"
 	logKeyPath      = "path"
@@ -356,8 +358,10 @@ func (o *Orchestrator) Services() []string {
 // latest). It replicates with this node's data and every node adopts the
 // latest order seen across all instances. A new order clears the start
 // failed and stop failed statuses. Errors: ErrNoService when the service
-// is not declared here, ErrBadAction, or an error for a start or stop of an
-// orchestrate = no service that lacks the command.
+// is not declared here, ErrBadAction, an error for a start or stop of an
+// orchestrate = no service that lacks the command, or the store's refusal
+// of the change (wrapping monitor.ErrDataTooLarge when this node's data
+// would exceed max_data): then nothing changed.
 func (o *Orchestrator) Order(svc, action string) error {
 	ge, ok := expectOf[action]
 	if !ok {
@@ -376,7 +380,9 @@ func (o *Orchestrator) Order(svc, action string) error {
 	if _, ok := v.instance(o.cfg.Nodename, svc); !ok {
 		// Declared but not yet in the data: make the instance now so the
 		// order has a place to live.
-		o.ensureInstance(v, svc)
+		if err := o.ensureInstance(v, svc); err != nil {
+			return fmt.Errorf("order %s for %s: %w", action, svc, err)
+		}
 		v = o.readView()
 	}
 	_, latest := v.latestExpect(svc)
@@ -384,7 +390,9 @@ func (o *Orchestrator) Order(svc, action string) error {
 	if !at.After(latest) {
 		at = latest.Add(time.Microsecond)
 	}
-	o.adopt(v, s, ge, at, ReasonCLI)
+	if err := o.adopt(v, s, ge, at, ReasonCLI); err != nil {
+		return fmt.Errorf("order %s for %s: %w", action, svc, err)
+	}
 	o.Notify()
 	return nil
 }

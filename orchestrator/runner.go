@@ -1,13 +1,13 @@
 package orchestrator
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os/exec"
 	"time"
+
+	"agent/proc"
 )
 
 // Command actions, as given to a CommandRunner.
@@ -25,7 +25,10 @@ type Command struct {
 	Action string
 	// Argv is the command and its arguments, run without a shell.
 	Argv []string
-	// Timeout bounds the run; at its end the command is killed.
+	// Env are the service's own variables (its env key), KEY=VALUE, added
+	// to the clean environment every command gets.
+	Env []string
+	// Timeout bounds the run; at its end the command is stopped.
 	Timeout time.Duration
 }
 
@@ -40,15 +43,21 @@ type CommandRunner interface {
 // ErrTimeout is returned by ExecRunner when a command ran past its timeout.
 var ErrTimeout = errors.New("command timed out")
 
-// maxLoggedOutput bounds how much of a command's output is logged.
+// maxLoggedOutput bounds how much of a command's stdout and of its stderr
+// is logged.
 const maxLoggedOutput = 4096
 
-// ExecRunner runs commands as processes: no shell, its own process group
-// (killed whole at the timeout or when the context ends), stdout and stderr
-// logged at debug level, or at warn level when the command fails.
+// ExecRunner runs commands as processes with package proc: no shell, its
+// own process group (sent SIGTERM, then SIGKILL after KillGrace, at the
+// timeout or when the context ends), a clean environment plus the
+// service's Env, stdout and stderr logged at debug level, or at warn level
+// when the command fails.
 type ExecRunner struct {
 	// Logger receives the output; default slog.Default().
 	Logger *slog.Logger
+	// KillGrace is the time between SIGTERM and SIGKILL; 0 means
+	// proc.DefaultKillGrace.
+	KillGrace time.Duration
 }
 
 var _ CommandRunner = (*ExecRunner)(nil)
@@ -56,61 +65,45 @@ var _ CommandRunner = (*ExecRunner)(nil)
 // Run runs c.Argv and waits for it.
 func (r *ExecRunner) Run(ctx context.Context, c Command) (int, error) {
 	if len(c.Argv) == 0 || c.Argv[0] == "" {
-		return -1, fmt.Errorf("%s %s: no command", c.Service, c.Action)
+		return -1, fmt.Errorf("%s %s: %w", c.Service, c.Action, proc.ErrNoCommand)
 	}
 	log := r.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	if c.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
-		defer cancel()
+	res := proc.Run(ctx, proc.Command{
+		Argv:        c.Argv,
+		Env:         c.Env,
+		Timeout:     c.Timeout,
+		KillGrace:   r.KillGrace,
+		OutputLimit: maxLoggedOutput,
+	})
+	attrs := []any{logKeyService, c.Service, logKeyAction, c.Action, logKeyExit, res.ExitCode,
+		logKeyOutput, string(res.Stdout.Data), logKeyStderr, string(res.Stderr.Data)}
+	if res.PipesHeld {
+		log.Warn("command left a background process holding its stdout or stderr; closed after "+proc.PipeWait.String(),
+			logKeyService, c.Service, logKeyAction, c.Action)
 	}
-	cmd := exec.CommandContext(ctx, c.Argv[0], c.Argv[1:]...)
-	var out limitedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	setProcessGroup(cmd)
-	// Wait no longer than this for the pipes once the group is killed: a
-	// grandchild that escaped the group must not hold the orchestrator.
-	cmd.WaitDelay = time.Second
-	err := cmd.Run()
-	code := -1
-	if cmd.ProcessState != nil {
-		code = cmd.ProcessState.ExitCode()
-	}
-	attrs := []any{logKeyService, c.Service, logKeyAction, c.Action, logKeyExit, code, logKeyOutput, out.String()}
 	switch {
-	case ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+	case res.TimedOut:
 		log.Warn("command timed out", append(attrs, logKeyTimeout, c.Timeout)...)
 		return -1, fmt.Errorf("%s %s: %w after %s", c.Service, c.Action, ErrTimeout, c.Timeout)
-	case ctx.Err() != nil:
+	case res.Canceled:
 		return -1, fmt.Errorf("%s %s: %w", c.Service, c.Action, ctx.Err())
-	case code >= 0:
-		if code != 0 && c.Action != ActionCheck {
-			log.Warn("command failed", attrs...)
-		} else {
-			log.Debug("command done", attrs...)
-		}
-		return code, nil
-	default:
-		log.Warn("command could not run", append(attrs, logKeyErr, err)...)
-		return -1, fmt.Errorf("%s %s: %w", c.Service, c.Action, err)
+	case !res.Started:
+		log.Warn("command could not run", append(attrs, logKeyErr, res.Err)...)
+		return -1, fmt.Errorf("%s %s: %w", c.Service, c.Action, res.Err)
+	case res.Signal != "":
+		log.Warn("command killed by a signal", append(attrs, logKeySignal, res.Signal)...)
+		return -1, fmt.Errorf("%s %s: killed by signal %s", c.Service, c.Action, res.Signal)
+	case res.Err != nil:
+		log.Warn("command could not be waited for", append(attrs, logKeyErr, res.Err)...)
+		return -1, fmt.Errorf("%s %s: %w", c.Service, c.Action, res.Err)
 	}
-}
-
-// limitedBuffer keeps the first maxLoggedOutput bytes written to it.
-type limitedBuffer struct{ b bytes.Buffer }
-
-func (l *limitedBuffer) Write(p []byte) (int, error) {
-	if room := maxLoggedOutput - l.b.Len(); room > 0 {
-		if len(p) > room {
-			l.b.Write(p[:room])
-		} else {
-			l.b.Write(p)
-		}
+	if res.ExitCode != 0 && c.Action != ActionCheck {
+		log.Warn("command failed", attrs...)
+	} else {
+		log.Debug("command done", attrs...)
 	}
-	return len(p), nil
+	return res.ExitCode, nil
 }
-
-func (l *limitedBuffer) String() string { return l.b.String() }

@@ -111,3 +111,18 @@ func TestShellScriptService(t *testing.T) {
 	}()
 	leak()
 }
+
+// TestExecRunnerEnvironment: a service's commands get its env values and
+// the clean environment, never the agent's secrets.
+func TestExecRunnerEnvironment(t *testing.T) {
+	t.Setenv("AGENT_TOKEN", "secret")
+	t.Setenv("NOTIFY_SOCKET", "/run/systemd/notify")
+	t.Setenv("LISTEN_PID", "1")
+	r := &ExecRunner{Logger: quietLogger()}
+	check := `test "$DB" = "db 1" && test -z "$AGENT_TOKEN$NOTIFY_SOCKET$LISTEN_PID" && test -n "$PATH"`
+	code, err := r.Run(context.Background(), Command{Service: "s", Action: ActionCheck,
+		Argv: []string{"sh", "-c", check}, Env: []string{"DB=db 1"}, Timeout: time.Minute})
+	if err != nil || code != 0 {
+		t.Fatalf("code %d err %v: the command's environment is not the clean one plus the service's", code, err)
+	}
+}

@@ -21,7 +21,8 @@ type Subscription interface {
 	// Start is the sequence number after which delivery starts.
 	Start() uint64
 	// Reset is non-empty when a resume or start point could not be honoured
-	// and the subscription starts at the head instead; it says why.
+	// and the subscription starts at the head instead, or when records were
+	// lost just before a start at a time; it says why.
 	Reset() string
 }
 

@@ -152,7 +152,7 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags, w io.Writer) error {
 		go func() {
 			defer wg.Done()
 			ef := &eventsFlags{output: "text", kinds: []string{"event"}}
-			if err := runEvents(ctx, tail, ef, w); err != nil && !errors.Is(err, context.Canceled) {
+			if err := runEvents(ctx, tail, ef, w, os.Stderr); err != nil && !errors.Is(err, context.Canceled) {
 				fmt.Fprintln(os.Stderr, "agent: demo tail:", err)
 			}
 		}()

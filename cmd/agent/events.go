@@ -46,7 +46,7 @@ gone), a reset line says so: never a silent gap.
   agent events --snapshot --duration 5s -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runEvents(cmd.Context(), g, f, cmd.OutOrStdout())
+			return runEvents(cmd.Context(), g, f, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringSliceVar(&f.kinds, "kind", nil, "record `KINDS` to show: event, patch, or event,patch")
@@ -59,7 +59,11 @@ gone), a reset line says so: never a silent gap.
 	return cmd
 }
 
-func runEvents(ctx context.Context, g *globals, f *eventsFlags, w io.Writer) error {
+// runEvents tails the stream to w. A reset (history lost, or records lost
+// before where the tail starts) is printed as a record and also noted on
+// errw, so that a script reading w as JSON lines cannot miss it silently
+// and a person sees it even with -o json.
+func runEvents(ctx context.Context, g *globals, f *eventsFlags, w, errw io.Writer) error {
 	if f.output != "text" && f.output != "json" {
 		return failf("-o %q: want text or json", f.output)
 	}
@@ -109,6 +113,9 @@ func runEvents(ctx context.Context, g *globals, f *eventsFlags, w io.Writer) err
 		}
 		if rec.Kind == events.KindProgress {
 			continue
+		}
+		if rec.Kind == events.KindReset {
+			fmt.Fprintf(errw, "agent: note: %s\n", resetReason(rec))
 		}
 		if err := printRecord(w, rec, f.output); err != nil {
 			return err
@@ -223,6 +230,17 @@ func textRecord(rec *events.Record) string {
 		return head + " cluster data " + string(rec.Data)
 	}
 	return head + " " + string(rec.Data)
+}
+
+// resetReason is the reason a reset record gives.
+func resetReason(rec *events.Record) string {
+	var d struct {
+		Reason string `json:"reason"`
+	}
+	if json.Unmarshal(rec.Data, &d) != nil || d.Reason == "" {
+		return "history lost: " + string(rec.Data)
+	}
+	return d.Reason
 }
 
 func compact(v any) string {

@@ -3,7 +3,10 @@
 package testutil
 
 import (
+	"os"
+	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -98,4 +101,41 @@ func FirstDiff[T comparable](a, b []T) int {
 		}
 	}
 	return min(len(a), len(b))
+}
+
+// ImportsOnly fails the test when pkg depends, directly or not, on a
+// package of this module outside allowed (itself aside): the layering
+// rule that a package never imports upward. It skips when the go command
+// is not at hand.
+func ImportsOnly(t testing.TB, pkg string, allowed ...string) {
+	t.Helper()
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("no go command to list the imports of %s: %v", pkg, err)
+	}
+	out, err := exec.Command(goCmd, "list", "-deps", pkg).Output()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v", pkg, err)
+	}
+	ok := map[string]bool{pkg: true}
+	for _, a := range allowed {
+		ok[a] = true
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if (dep == "agent" || strings.HasPrefix(dep, "agent/")) && !ok[dep] {
+			t.Errorf("%s depends on %s; it may depend only on %v", pkg, dep, allowed)
+		}
+	}
+}
+
+// ProcessGone reports whether process pid no longer runs: absent, or a
+// zombie waiting for a reaper (Linux /proc).
+func ProcessGone(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && (s[i+2] == 'Z' || s[i+2] == 'X')
 }

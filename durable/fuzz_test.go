@@ -1,4 +1,4 @@
-package hooks
+package durable
 
 import (
 	"os"
@@ -8,7 +8,7 @@ import (
 )
 
 // FuzzReadCursor: a cursor file of any content is read back or refused,
-// never a panic, and what writeCursor writes reads back the same.
+// never a panic, and what WriteCursor writes reads back the same.
 func FuzzReadCursor(f *testing.F) {
 	f.Add([]byte(`{"epoch":"9f2c","seq":1201}`), "9f2c", uint64(1201))
 	f.Add([]byte(`{"epo`), "", uint64(0))
@@ -17,20 +17,23 @@ func FuzzReadCursor(f *testing.F) {
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, content []byte, epoch string, seq uint64) {
 		path := filepath.Join(dir, "h.cursor")
+		if err := RemoveCursor(path); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(path, content, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if c, err := readCursor(path); err == nil && c.Epoch == "" {
+		if c, err := ReadCursor(path); err == nil && c.Epoch == "" {
 			t.Fatalf("cursor without an epoch accepted: %q", content)
 		}
 		if !utf8.ValidString(epoch) {
 			return // epochs are hex ids; JSON cannot carry invalid UTF-8
 		}
-		want := cursor{Epoch: epoch, Seq: seq}
-		if err := writeCursor(path, want); err != nil {
+		want := Cursor{Epoch: epoch, Seq: seq}
+		if err := WriteCursor(path, want); err != nil {
 			t.Fatal(err)
 		}
-		got, err := readCursor(path)
+		got, err := ReadCursor(path)
 		if epoch == "" {
 			if err == nil {
 				t.Fatal("empty epoch read back")

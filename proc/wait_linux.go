@@ -1,4 +1,4 @@
-package hooks
+package proc
 
 import (
 	"os/exec"

@@ -1,0 +1,14 @@
+package durable
+
+import (
+	"testing"
+
+	"agent/internal/testutil"
+)
+
+// TestImports: the consumer sits on the floor of events' consumers: it
+// knows the bus (and the bus's own file helper), never the consumers
+// built on it.
+func TestImports(t *testing.T) {
+	testutil.ImportsOnly(t, "agent/durable", "agent/events", "agent/internal/sectorfile")
+}
