@@ -429,7 +429,7 @@ func TestContactsSurvivePause(t *testing.T) {
 func TestGracefulLeaveBlocksFailover(t *testing.T) {
 	c := newCluster(t, three, clusterOpts{})
 	c.addService(testService("web", config.Failover, three...))
-	c.waitUp("web", "n1")
+	c.waitSeenUp("web", "n1")
 	c.leave("n1")
 	for _, n := range []string{"n2", "n3"} {
 		testutil.Eventually(t, 5*time.Second, func() bool {
@@ -457,7 +457,7 @@ func TestGracefulLeaveBlocksFailover(t *testing.T) {
 func TestGracefulLeaveThenForget(t *testing.T) {
 	c := newCluster(t, three, clusterOpts{})
 	c.addService(testService("web", config.Failover, three...))
-	c.waitUp("web", "n1")
+	c.waitSeenUp("web", "n1")
 	c.leave("n1")
 	c.w.setUp("n1", "web", false) // the operator stopped it by hand
 	testutil.Eventually(t, 5*time.Second, func() bool {
@@ -481,7 +481,7 @@ func TestGracefulLeaveThenForget(t *testing.T) {
 func TestGracefulLeaveThenOrder(t *testing.T) {
 	c := newCluster(t, three, clusterOpts{})
 	c.addService(testService("web", config.Failover, three...))
-	c.waitUp("web", "n1")
+	c.waitSeenUp("web", "n1")
 	c.leave("n1")
 	c.w.setUp("n1", "web", false)
 	testutil.Eventually(t, 5*time.Second, func() bool {
@@ -491,4 +491,17 @@ func TestGracefulLeaveThenOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.waitUp("web", "n2")
+}
+
+// waitSeenUp waits until svc runs on node only and every node's summary
+// says so.
+func (c *cluster) waitSeenUp(svc, node string) {
+	c.t.Helper()
+	c.waitUp(svc, node)
+	for _, n := range c.all() {
+		testutil.Eventually(c.t, 10*time.Second, func() bool {
+			s := c.summary(n.name, svc)
+			return len(s.Up) == 1 && s.Up[0] == node
+		}, "%s never saw %s up on %s only", n.name, svc, node)
+	}
 }
