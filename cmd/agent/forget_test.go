@@ -41,7 +41,7 @@ func TestNodeForget(t *testing.T) {
 		t.Fatalf("forget n3: %d %q %q", code, out, errs)
 	}
 	for _, n := range nodes[:2] {
-		if code, _, errs := cli(n.Root, "wait", "--filter", "not monitor.nodes.n3 and monitor.nodes."+n.Name()+".quorum.hwm=2", "--duration", "30s"); code != 0 {
+		if code, _, errs := cli(n.Root, "wait", "--filter", "not monitor.nodes.n3 and monitor.nodes."+n.Name()+".quorum.hwm=2", "--duration", "60s"); code != 0 {
 			_, doc, _ := cli(n.Root, "daemon", "status", "-o", "json")
 			t.Fatalf("%s still holds n3 or counts it: %q\n%s", n.Name(), errs, doc)
 		}
