@@ -39,6 +39,10 @@ type Options struct {
 	// ConfigDebounce is the delay that merges bursts of config file events;
 	// default 200ms.
 	ConfigDebounce time.Duration
+	// ConfigRecheck is the period of a full re-read of the config files,
+	// with the permission checks of the directories above them and of the
+	// programs they name; default config.DefaultRecheck (a minute).
+	ConfigRecheck time.Duration
 	// OrderTimeout bounds how long a forwarded order waits for the target
 	// node's data to show it; default 10s.
 	OrderTimeout time.Duration
@@ -81,8 +85,15 @@ type Agent struct {
 	hb      *heartbeat.Heartbeat
 	watcher *config.Watcher
 	stream  *stream.Handler
-	token   string
-	ext     extensions
+
+	// cfgApplied counts the config changes configLoop applied; cfgTick
+	// wakes the Reload waiting for them (one at a time: reloadMu).
+	cfgApplied atomic.Uint64
+	cfgTick    chan struct{}
+	reloadMu   sync.Mutex
+
+	token string
+	ext   extensions
 
 	unixLn  net.Listener
 	tcpLn   net.Listener
@@ -126,7 +137,7 @@ func New(opts Options) (a *Agent, err error) {
 	if opts.LeaveTimeout == 0 {
 		opts.LeaveTimeout = 2 * time.Second
 	}
-	a = &Agent{opts: opts, paths: opts.Paths, log: opts.Logger, ready: make(chan struct{})}
+	a = &Agent{opts: opts, paths: opts.Paths, log: opts.Logger, cfgTick: make(chan struct{}, 1), ready: make(chan struct{})}
 	a.ext.metrics = a.newMetrics()
 	built := a
 	defer func() {
@@ -144,7 +155,8 @@ func New(opts Options) (a *Agent, err error) {
 	if a.lock, err = lockVar(a.paths.VarDir, root); err != nil {
 		return nil, err
 	}
-	a.watcher, err = config.NewWatcher(a.paths, opts.Hostname, opts.ConfigDebounce, a.log)
+	a.watcher, err = config.NewWatcher(config.WatchConfig{Paths: a.paths, Hostname: opts.Hostname,
+		Debounce: opts.ConfigDebounce, Recheck: opts.ConfigRecheck, Logger: a.log})
 	if err != nil {
 		return nil, err
 	}

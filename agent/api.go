@@ -18,6 +18,7 @@ import (
 	"agent/config"
 	"agent/events"
 	"agent/filter"
+	"agent/internal/clip"
 	"agent/stream"
 	"agent/web"
 )
@@ -32,13 +33,15 @@ type served struct {
 // [listener] addr is set) and builds the API handler.
 func (a *Agent) listen() error {
 	cfg := a.Config()
+	l := cfg.Listener
 	a.stream = stream.NewHandler(stream.HandlerConfig{
-		Bus:         stream.BusAdapter{Bus: a.bus},
-		Snapshot:    a.snapshot,
-		ParseFilter: parseRecordFilter,
-		Nodename:    cfg.Node.Name,
-		Progress:    a.opts.ProgressInterval,
-		Logger:      a.log,
+		Bus:            stream.BusAdapter{Bus: a.bus},
+		Snapshot:       a.snapshot,
+		ParseFilter:    parseRecordFilter,
+		Nodename:       cfg.Node.Name,
+		Progress:       a.opts.ProgressInterval,
+		MaxSubscribers: l.MaxSubscribers,
+		Logger:         a.log,
 	})
 	api := a.handler()
 
@@ -57,9 +60,8 @@ func (a *Agent) listen() error {
 		return fmt.Errorf("restrict %s: %w", a.paths.Socket, err)
 	}
 	a.unixLn = ln
-	a.servers = append(a.servers, served{srv: newServer(api), ln: ln})
+	a.servers = append(a.servers, served{srv: newServer(api, l.IdleTimeout), ln: ln})
 
-	l := cfg.Listener
 	if l.Addr == "" {
 		return nil
 	}
@@ -73,8 +75,9 @@ func (a *Agent) listen() error {
 	if err != nil {
 		return fmt.Errorf("[listener] addr %s: %w", l.Addr, err)
 	}
+	tcp = limitListener(tcp, a.connCap(l.MaxConns))
 	a.tcpLn = tcp
-	srv := newServer(a.authenticate(api))
+	srv := newServer(guard(a.authenticate(api), l.Hosts), l.IdleTimeout)
 	if l.TLSCert != "" {
 		cert, err := loadTLS(l.TLSCert, l.TLSKey)
 		if err != nil {
@@ -87,8 +90,9 @@ func (a *Agent) listen() error {
 	return nil
 }
 
-func newServer(h http.Handler) *http.Server {
-	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+// newServer serves h; an idle keep-alive connection is closed after idle.
+func newServer(h http.Handler, idle time.Duration) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idle}
 }
 
 // removeStaleSocket removes a socket file left by an agent that is gone,
@@ -109,10 +113,14 @@ func removeStaleSocket(path string) error {
 }
 
 // loadOrCreateToken reads the listener token, creating a random one (mode
-// 0600) on first start.
+// 0600) on first start. A token file that others could read or change is
+// refused: the error names it and the fix.
 func loadOrCreateToken(path string) (string, error) {
 	data, err := os.ReadFile(path)
 	if err == nil {
+		if err := config.CheckSecretFile(path); err != nil {
+			return "", fmt.Errorf("[listener] token_file: %w", err)
+		}
 		tok := strings.TrimSpace(string(data))
 		if tok == "" {
 			return "", fmt.Errorf("%s: empty token", path)
@@ -132,6 +140,9 @@ func loadOrCreateToken(path string) (string, error) {
 	}
 	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("write token: %w", err)
+	}
+	if err := config.CheckSecretFile(path); err != nil {
+		return "", fmt.Errorf("[listener] token_file: %w", err)
 	}
 	return tok, nil
 }
@@ -259,7 +270,7 @@ func (a *Agent) getStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	raw, ok := filter.Get(doc, path)
 	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no value at %s", path))
+		writeError(w, http.StatusNotFound, "no value at "+clip.String(path))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -272,8 +283,14 @@ func (a *Agent) getWhoami(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, map[string]string{"node": cfg.Node.Name, "cluster": cfg.Cluster.Name, "heartbeat": a.hb.Addr()})
 }
 
+// maxErrorBody bounds an error message: the inputs it repeats are clipped
+// where they are named (clip.MaxEcho bytes each), and this is the last
+// guard.
+const maxErrorBody = 1024
+
 // writeError answers {"error": msg} with status code.
 func writeError(w http.ResponseWriter, code int, msg string) {
+	msg = clip.N(msg, maxErrorBody)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})

@@ -21,25 +21,24 @@ func (a *Agent) newHooks() error {
 		return err
 	}
 	a.ext.hooks = r
-	a.reloadHooks(a.Config().Hooks)
+	_ = a.reloadHooks(a.Config().Hooks) // logged
 	return nil
 }
 
-// reloadHooks applies a hook set. Hooks are refused while node.conf is
-// writable by group or others (as sshd refuses loose key files): the
-// running set stays, and the log says why.
-func (a *Agent) reloadHooks(list []config.Hook) {
+// reloadHooks applies a hook set. The config watcher has refused a
+// node.conf that fails the permission rules before it gets here. A hook
+// whose filter does not compile keeps its running version; the error says
+// which.
+func (a *Agent) reloadHooks(list []config.Hook) error {
 	if len(list) == 0 && a.ext.hooksApplied == 0 {
-		return // nothing declared, nothing running
+		return nil // nothing declared, nothing running
 	}
-	if err := hooks.CheckPerms(a.paths.NodeConf); err != nil {
-		a.log.Error("hooks not applied", "err", err)
-		return
-	}
-	if err := a.ext.hooks.Update(list); err != nil {
+	err := a.ext.hooks.Update(list)
+	if err != nil {
 		a.log.Error("some hooks refused", "err", err)
 	}
 	a.ext.hooksApplied++
+	return err
 }
 
 // hookStats converts the runner's figures for /metrics.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"agent/heartbeat"
+	"agent/internal/clip"
 	"agent/monitor"
 )
 
@@ -24,7 +25,7 @@ const (
 func (a *Agent) postNodeOrder(w http.ResponseWriter, r *http.Request) {
 	name, action := r.PathValue("name"), r.PathValue("action")
 	if action != actionFreeze && action != actionThaw {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown node action %q: want freeze or thaw", action))
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown node action %s: want freeze or thaw", clip.Quote(action)))
 		return
 	}
 	if name == a.Name() {
@@ -41,7 +42,7 @@ func (a *Agent) postNodeOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, ok := a.store.Node(name); !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("node %s is not in the cluster data", name))
+		writeError(w, http.StatusNotFound, fmt.Sprintf("node %s is not in the cluster data", clip.String(name)))
 		return
 	}
 	if err := a.hb.SendOrder(heartbeat.Order{Target: name, Action: action}); err != nil {

@@ -24,20 +24,44 @@ func (a *Agent) configLoop(ctx context.Context) {
 			}
 			if ch.Service != "" {
 				a.serviceChange(ch)
-				continue
+			} else {
+				a.nodeConfigChange(ch)
 			}
-			a.nodeConfigChange(ch)
+			a.cfgApplied.Add(1)
+			select {
+			case a.cfgTick <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
 
+// waitConfigApplied waits until configLoop has applied every change the
+// watcher has delivered so far.
+func (a *Agent) waitConfigApplied(ctx context.Context) error {
+	target := a.watcher.Delivered()
+	for a.cfgApplied.Load() < target {
+		select {
+		case <-a.cfgTick:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
 // nodeConfigChange applies a new node.conf: labels and hooks take effect
 // at once; settings that need a restart are named in the event and the
-// log. A refused edit keeps the running config.
+// log. A refused file (unparsable, empty, removed, or failing the
+// permission rules) keeps the running config, all of it: its hooks keep
+// running from their cursors. "applied" lists what differs from the
+// config in force, so a file accepted again after a refusal, unchanged,
+// applies nothing.
 func (a *Agent) nodeConfigChange(ch config.Change) {
 	if ch.Err != nil {
-		a.log.Error("node.conf edit refused, running config kept", "err", ch.Err)
-		a.store.Event(map[string]any{"id": "node_config_change", "reason": "invalid", "node": a.Name(), "error": ch.Err.Error()})
+		a.log.Error("node.conf refused, running config kept", "err", ch.Err)
+		a.store.Event(map[string]any{"id": "node_config_change", "reason": "invalid", "node": a.Name(),
+			"path": ch.Path, "error": ch.Err.Error()})
 		return
 	}
 	old := a.Config()
@@ -51,7 +75,8 @@ func (a *Agent) nodeConfigChange(ch config.Change) {
 		case errors.Is(err, monitor.ErrDataTooLarge):
 			err = fmt.Errorf("%s: [node] labels: %w", ch.Path, err)
 			a.log.Error("node.conf edit refused, running config kept", "err", err)
-			a.store.Event(map[string]any{"id": "node_config_change", "reason": "invalid", "node": a.Name(), "error": err.Error()})
+			a.store.Event(map[string]any{"id": "node_config_change", "reason": "invalid", "node": a.Name(),
+				"path": ch.Path, "error": err.Error()})
 			return
 		case err != nil:
 			a.log.Error("apply labels", "err", err)
@@ -65,9 +90,10 @@ func (a *Agent) nodeConfigChange(ch config.Change) {
 	a.cfg.Source = ch.Node.Source
 	a.cfgMu.Unlock()
 
+	var hookErr error
 	if !reflect.DeepEqual(old.Hooks, ch.Node.Hooks) {
 		changed = append(changed, "hooks")
-		a.reloadHooks(ch.Node.Hooks)
+		hookErr = a.reloadHooks(ch.Node.Hooks)
 	}
 	for _, c := range []struct {
 		name     string
@@ -89,8 +115,34 @@ func (a *Agent) nodeConfigChange(ch config.Change) {
 	}
 	slices.Sort(changed)
 	a.log.Info("node.conf reloaded", "applied", changed, "restart_required", restart)
-	a.store.Event(map[string]any{"id": "node_config_change", "reason": "reload", "node": a.Name(),
-		"applied": nonNil(changed), "restart_required": nonNil(restart)})
+	ev := map[string]any{"id": "node_config_change", "reason": "reload", "node": a.Name(),
+		"applied": nonNil(changed), "restart_required": nonNil(restart)}
+	if hookErr != nil {
+		ev["error"] = hookErr.Error() // the hooks it names keep their running version
+	}
+	a.store.Event(ev)
+}
+
+// Reload reads node.conf and the service files again, with the
+// permission checks of the directories above them and of the programs
+// they name, applies what changed (as an edit would) and logs that it did:
+// SIGHUP. It returns once the changes are applied or ctx ends.
+func (a *Agent) Reload(ctx context.Context) error {
+	a.reloadMu.Lock() // one waiter on cfgTick at a time
+	defer a.reloadMu.Unlock()
+	a.log.Info("reloading node.conf and service files (SIGHUP)")
+	n, err := a.watcher.Rescan(ctx)
+	if err != nil {
+		a.log.Error("reload failed", "err", err)
+		return err
+	}
+	// The changes are on their way to configLoop; wait until it took them
+	// all, so that the line below follows their own log lines.
+	if err := a.waitConfigApplied(ctx); err != nil {
+		return err
+	}
+	a.log.Info("reloaded node.conf and service files", "changed_files", n)
+	return nil
 }
 
 func nonNil(s []string) []string {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"agent/config"
+	"agent/internal/clip"
 	"agent/monitor"
 	"agent/orchestrator"
 )
@@ -67,6 +68,7 @@ func (a *Agent) postServiceOrder(w http.ResponseWriter, r *http.Request) {
 	err := a.ext.orch.Order(name, action)
 	switch {
 	case errors.Is(err, orchestrator.ErrNoService):
+		name = clip.String(name)
 		writeError(w, http.StatusNotFound, "no service "+name+" on "+a.Name()+" (no svc/"+name+".conf)")
 	case errors.Is(err, orchestrator.ErrBadAction):
 		writeError(w, http.StatusBadRequest, err.Error())

@@ -60,14 +60,39 @@
 //     a letter or digit and hold only letters, digits, "-", "_" and ".".
 //     LoadServices and the Watcher ignore hidden files and files not ending
 //     in ".conf" (editor swap and backup files).
-//   - Removing node.conf while the agent runs is reported by the Watcher as
-//     a removal carrying DefaultNode: the same as starting without it.
+//   - A config file that vanishes or empties is not a config. While the
+//     agent runs, a removed node.conf (ErrRemoved) and an empty node.conf
+//     or service file (nothing but whitespace: ErrEmpty) are refused edits:
+//     the running config stays. Removing a service file removes the
+//     service. At start, a missing node.conf means the defaults, and so
+//     does an empty one.
+//   - A symlinked config file is read through its link and watched through
+//     its target: edits of the target apply.
+//
+// # Permissions
+//
+// Files that name commands (node.conf, service files, and a program a
+// command names by absolute path) are used only when root or the agent's
+// own user owns them and neither group nor others can write them or any
+// directory above them; a directory writable by others passes when it is
+// root's and sticky, like /tmp. Files that hold secrets (the token file, a
+// dsn_file, node.conf when it sets secret or dsn) must also not be
+// readable by group or others. CheckCommandFile, CheckSecretFile and
+// CheckProgram apply the rules; a refusal is a *PermError that names the
+// file, what is wrong and the fix, as sshd refuses loose key files.
+//
+// The Watcher applies them to every file it reads: a refused file is a
+// refused edit (the running config stays), and since a chmod or chown is
+// an event of the watched directory, fixing the mode applies the file
+// without restart. Directories above and programs are not watched: they
+// are checked again on Rescan (SIGHUP) and every Recheck (a minute).
 //
 // # Watcher guarantees
 //
 // A Watcher delivers Change values on one channel, in the order it saw
-// them, only when a file's content differs from what it last delivered (or
-// from the Initial snapshot). Bursts of events are coalesced by a debounce
+// them, only when a file's content, or the verdict of the permission rules
+// on it, differs from what it last delivered (or from the Initial
+// snapshot). Bursts of events are coalesced by a debounce
 // timer owned by the watcher's single goroutine. Close stops that goroutine,
 // waits for it and then closes the channel.
 package config

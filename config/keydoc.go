@@ -61,9 +61,13 @@ func Reference() []SectionDoc {
 		{File: "node.conf", Section: "listener", Doc: "The optional TCP listener: the HTTP API, the event streams, the web page and `/metrics`. The unix socket is always on; this section adds network access.", Keys: []KeyDoc{
 			{Key: "addr", Doc: "`host:port` to listen on (`127.0.0.1:1215`, `0.0.0.0:1215`). Empty: no TCP listener."},
 			{Key: "auth", Default: "token", Doc: "`token`: every request carries `Authorization: Bearer TOKEN`; `none`: no authentication, accepted only when `addr` is a loopback address."},
-			{Key: "token_file", Doc: "File holding the bearer token; required with `auth = token`. Created with a random token (mode 0600) when missing."},
+			{Key: "token_file", Doc: "File holding the bearer token; required with `auth = token`. Created with a random token (mode 0600) when missing; an existing one others can read or write stops the agent (see security.md)."},
 			{Key: "tls_cert", Doc: "PEM certificate file; with `tls_key`, the listener speaks HTTPS. The two go together."},
 			{Key: "tls_key", Doc: "PEM private key file of `tls_cert`."},
+			{Key: "hosts", Doc: "Host names a request's `Host` header may give besides an IP address and `localhost` (blanks or commas): the names clients use for this node. Any other is refused (HTTP 421), so that a web page cannot reach the listener by DNS rebinding. The CLI also sends the local token to these names."},
+			{Key: "max_conns", Default: "16384", Doc: "Most open connections of the TCP listener, at least 1; the next ones wait in the kernel's backlog. Lowered at start, with a log line, to what the open-file limit leaves."},
+			{Key: "max_subscribers", Default: "12000", Doc: "Most event-stream subscribers, socket and listener together, at least 1; one more gets HTTP 503."},
+			{Key: "idle_timeout", Default: "2m", Doc: "An idle keep-alive connection (socket or listener) is closed after this long: a positive duration of at most `2m`."},
 		}},
 		{File: "node.conf", Section: "journal", Doc: "The local record journal under the var directory (the history behind `agent events --since`, hooks' catch-up). Records past either bound are pruned, oldest segment first.", Keys: []KeyDoc{
 			{Key: "max_bytes", Default: "256MiB", Doc: "Size bound: a positive size (`4096`, `64MB`, `256MiB`, `1GiB`)."},

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -29,6 +30,13 @@ const (
 	MaxMaxData int64 = 8 << 20
 	// DefaultHookTimeout bounds one hook run.
 	DefaultHookTimeout = 30 * time.Second
+	// DefaultMaxConns caps the connections of the TCP listener.
+	DefaultMaxConns = 16384
+	// DefaultMaxSubscribers caps the stream subscribers.
+	DefaultMaxSubscribers = 12000
+	// MaxIdleTimeout is the longest, and default, time an idle keep-alive
+	// connection of the API stays open.
+	MaxIdleTimeout = 2 * time.Minute
 )
 
 // SplitAction is what a node that sees no majority does (quorum = true).
@@ -99,6 +107,8 @@ type Node struct {
 
 	// pos locates keys for Validate's errors; nil for values built in code.
 	pos *positions
+	// secrets says the file sets a secret (HoldsSecrets).
+	secrets bool
 }
 
 // NodeSection is [node]: this node's identity.
@@ -161,6 +171,21 @@ type ListenerSection struct {
 	TLSCert string
 	// TLSKey is the PEM private key file (key tls_key).
 	TLSKey string
+	// Hosts are the host names a request's Host header may give besides
+	// an IP address and localhost (key hosts, space or comma separated):
+	// the names clients use for this node. Any other is refused, so that
+	// a web page cannot reach the listener through DNS rebinding.
+	Hosts []string
+	// MaxConns caps the open connections of the TCP listener (key
+	// max_conns), default DefaultMaxConns; lowered at start to what the
+	// open-file limit leaves.
+	MaxConns int
+	// MaxSubscribers caps the stream subscribers, socket and listener
+	// together (key max_subscribers), default DefaultMaxSubscribers.
+	MaxSubscribers int
+	// IdleTimeout closes an idle keep-alive connection (key
+	// idle_timeout), default and at most MaxIdleTimeout.
+	IdleTimeout time.Duration
 }
 
 // JournalSection is [journal], an extension of the SPEC: the local record
@@ -201,7 +226,10 @@ func DefaultNode(hostname string) Node {
 		Cluster: ClusterSection{Name: name, SplitAction: SplitStop},
 		HB:      HeartbeatSection{Addr: "127.0.0.1", Port: DefaultHeartbeatPort, Profile: ProfileLAN},
 		Listener: ListenerSection{
-			Auth: AuthToken,
+			Auth:           AuthToken,
+			MaxConns:       DefaultMaxConns,
+			MaxSubscribers: DefaultMaxSubscribers,
+			IdleTimeout:    MaxIdleTimeout,
 		},
 		Journal: JournalSection{MaxBytes: DefaultJournalMaxBytes, MaxAge: DefaultJournalMaxAge, RingBytes: DefaultJournalRingBytes},
 	}
@@ -283,6 +311,9 @@ func ParseNode(path string, data []byte, hostname string) (Node, error) {
 		}
 		for _, e := range s.entries {
 			n.pos.add(s.name, e.key, e.line)
+			if (e.key == "secret" || e.key == "dsn") && unquote(e.value) != "" {
+				n.secrets = true
+			}
 			if err := set(e.key, e.value); err != nil {
 				return Node{}, &Error{File: path, Line: e.line, Section: s.name, Key: e.key, Msg: err.Error(), Err: err}
 			}
@@ -429,6 +460,30 @@ func (n *Node) setListener(key, v string) error {
 		n.Listener.TLSCert = v
 	case "tls_key":
 		n.Listener.TLSKey = v
+	case "hosts":
+		n.Listener.Hosts = splitList(v)
+	case "max_conns", "max_subscribers":
+		if v == "" {
+			return nil
+		}
+		i, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("%q is not a number", v)
+		}
+		if key == "max_conns" {
+			n.Listener.MaxConns = i
+		} else {
+			n.Listener.MaxSubscribers = i
+		}
+	case "idle_timeout":
+		if v == "" {
+			return nil
+		}
+		d, err := parseDuration(v)
+		if err != nil {
+			return err
+		}
+		n.Listener.IdleTimeout = d
 	default:
 		return errUnknownKey
 	}

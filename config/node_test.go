@@ -31,13 +31,15 @@ func TestParseNodeSpecExample(t *testing.T) {
 			Nodes:       []string{"n1", "n2", "n3"},
 			SplitAction: SplitStop,
 		},
-		HB:       HeartbeatSection{Addr: "0.0.0.0", Port: 10000, Profile: ProfileLAN},
-		Listener: ListenerSection{Addr: "127.0.0.1:1215", Auth: AuthToken, TokenFile: "/etc/agent/token", TLSCert: "...", TLSKey: "..."},
-		Journal:  JournalSection{MaxBytes: 256 << 20, MaxAge: 7 * 24 * time.Hour, RingBytes: 64 << 20},
+		HB: HeartbeatSection{Addr: "0.0.0.0", Port: 10000, Profile: ProfileLAN},
+		Listener: ListenerSection{Addr: "127.0.0.1:1215", Auth: AuthToken, TokenFile: "/etc/agent/token", TLSCert: "...", TLSKey: "...",
+			MaxConns: DefaultMaxConns, MaxSubscribers: DefaultMaxSubscribers, IdleTimeout: MaxIdleTimeout},
+		Journal: JournalSection{MaxBytes: 256 << 20, MaxAge: 7 * 24 * time.Hour, RingBytes: 64 << 20},
 		Hooks: []Hook{{
 			Name: "notify", Events: []string{"all"}, Filter: "data.svcname=web",
 			Command: []string{"/usr/local/bin/on_event", "--verbose"}, Timeout: 30 * time.Second,
 		}},
+		secrets: true, // HoldsSecrets: it sets [cluster] secret
 	}
 	if got := clearPos(n); !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %+v\nwant %+v", got, want)
@@ -69,7 +71,7 @@ func TestDefaultNode(t *testing.T) {
 		Node:     NodeSection{Name: "db1", MaxData: 1 << 20},
 		Cluster:  ClusterSection{Name: "db1", SplitAction: SplitStop},
 		HB:       HeartbeatSection{Addr: "127.0.0.1", Port: 10000, Profile: ProfileLAN},
-		Listener: ListenerSection{Auth: AuthToken},
+		Listener: ListenerSection{Auth: AuthToken, MaxConns: DefaultMaxConns, MaxSubscribers: DefaultMaxSubscribers, IdleTimeout: MaxIdleTimeout},
 		Journal:  JournalSection{MaxBytes: 256 << 20, MaxAge: 7 * 24 * time.Hour, RingBytes: 64 << 20},
 	}
 	if !reflect.DeepEqual(n, want) {
@@ -122,6 +124,10 @@ func TestParseNodeKeys(t *testing.T) {
 		{"listener none loopback", "[listener]\naddr = 127.0.0.1:80\nauth = none", func(n Node) bool { return n.Listener.Auth == AuthNone }},
 		{"listener none localhost", "[listener]\naddr = localhost:80\nauth = none", func(n Node) bool { return n.Listener.Auth == AuthNone }},
 		{"listener none ::1", "[listener]\naddr = [::1]:80\nauth = none", func(n Node) bool { return n.Listener.Auth == AuthNone }},
+		{"listener limits", "[listener]\nhosts = agent.example.com, n1\nmax_conns = 100\nmax_subscribers = 10\nidle_timeout = 30s", func(n Node) bool {
+			l := n.Listener
+			return reflect.DeepEqual(l.Hosts, []string{"agent.example.com", "n1"}) && l.MaxConns == 100 && l.MaxSubscribers == 10 && l.IdleTimeout == 30*time.Second
+		}},
 		{"journal", "[journal]\nmax_bytes = 1GB\nmax_age = 1d12h", func(n Node) bool {
 			return n.Journal == JournalSection{MaxBytes: 1e9, MaxAge: 36 * time.Hour, RingBytes: 64 << 20}
 		}},
@@ -197,6 +203,10 @@ func TestParseNodeErrors(t *testing.T) {
 		{"[cluster]\nquorum = maybe", `node.conf:2: [cluster] quorum: "maybe" is not a boolean (true or false)`},
 		{"[cluster]\n\nsplit_action = halt", `node.conf:3: [cluster] split_action: "halt" is not one of stop, freeze, none`},
 		{"[hb]\nport = abc", `node.conf:2: [hb] port: "abc" is not a port number`},
+		{"[listener]\nmax_conns = 0", `node.conf:2: [listener] max_conns: 0: must be at least 1`},
+		{"[listener]\nmax_subscribers = x", `node.conf:2: [listener] max_subscribers: "x" is not a number`},
+		{"[listener]\nidle_timeout = 5m", `node.conf:2: [listener] idle_timeout: 5m0s: must be positive and at most 2m0s`},
+		{"[listener]\nhosts = a_b", `node.conf:2: [listener] hosts: "a_b" is not a host name (letters, digits, - and .)`},
 		{"[hb]\nport = 70000", `node.conf:2: [hb] port: "70000" is not a port number`},
 		{"[hb]\naddr = myhost", `node.conf:2: [hb] addr: "myhost" is not an IP address`},
 		{"[hb]\nadvertise = myhost", `node.conf:2: [hb] advertise: "myhost" is not an IP address`},

@@ -102,6 +102,20 @@ func (l ListenerSection) validate(bad func(section, key, format string, args ...
 	if l.Auth != AuthToken && l.Auth != AuthNone {
 		return bad("listener", "auth", "%q is not one of token, none", l.Auth)
 	}
+	if l.MaxConns < 1 {
+		return bad("listener", "max_conns", "%d: must be at least 1", l.MaxConns)
+	}
+	if l.MaxSubscribers < 1 {
+		return bad("listener", "max_subscribers", "%d: must be at least 1", l.MaxSubscribers)
+	}
+	if l.IdleTimeout <= 0 || l.IdleTimeout > MaxIdleTimeout {
+		return bad("listener", "idle_timeout", "%s: must be positive and at most %s", l.IdleTimeout, MaxIdleTimeout)
+	}
+	for _, h := range l.Hosts {
+		if !validHostName(h) {
+			return bad("listener", "hosts", "%q is not a host name (letters, digits, - and .)", h)
+		}
+	}
 	if l.Addr == "" {
 		return nil
 	}

@@ -65,7 +65,15 @@ At start, a refused node.conf stops the agent (exit 2). While the agent runs, ev
 is watched: an edit is applied without a restart, except the keys marked "restart" below,
 which are named in the ` + "`node_config_change`" + ` event's ` + "`restart_required`" + ` and in the log. An
 edit that does not parse is refused (` + "`node_config_change`" + ` or ` + "`service_config_change`" + ` with
-reason ` + "`invalid`" + `) and the running config stays.
+reason ` + "`invalid`" + `) and the running config stays; so is, while the agent runs, a file emptied
+and a node.conf removed (removing a service file removes the service). A symlinked file is
+followed to its target, and edits of the target apply.
+
+Every file must pass the permission rules of [security.md](security.md): owned by root or
+the agent's user, not writable by group or others, nor any directory above it (but a
+sticky one of root's, like /tmp); not readable by them either when it holds ` + "`secret`" + `.
+A refused file is refused whole, like an edit that does not parse, and fixing its mode
+applies it without a restart.
 `
 
 // WriteReference writes the configuration reference, in Markdown, from

@@ -104,6 +104,25 @@ func checkHostPort(v string) error {
 	return nil
 }
 
+// validHostName reports whether h is a DNS host name: labels of letters,
+// digits and "-", separated by dots.
+func validHostName(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // isLoopback reports whether host names only the local machine.
 func isLoopback(host string) bool {
 	if strings.EqualFold(host, "localhost") {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -22,6 +24,22 @@ import (
 // event before it reads the files.
 const DefaultDebounce = 200 * time.Millisecond
 
+// DefaultRecheck is how often the Watcher reads every file again, whatever
+// the events: a directory above a config file may have changed owner or
+// mode where no watch sees it, and a program a command names is not
+// watched at all.
+const DefaultRecheck = time.Minute
+
+// Sentinel errors of the Watcher, matched with errors.Is; the *Error that
+// wraps them names the file and matches ErrInvalid too.
+var (
+	// ErrRemoved: node.conf vanished while the agent runs.
+	ErrRemoved = errors.New("node.conf was removed; the running config stays (restore it, or restart the agent to run on defaults)")
+	// ErrEmpty: a config file holds nothing but whitespace while the agent
+	// runs.
+	ErrEmpty = errors.New("the file is empty; the running config stays")
+)
+
 // Log attribute keys.
 const (
 	logKeyComponent = "component"
@@ -30,27 +48,49 @@ const (
 	logKeyErr       = "err"
 )
 
-// Change is one config file whose content changed.
+// Change is one config file whose content, or whose verdict under the
+// permission rules, changed.
 type Change struct {
 	// Path is the file.
 	Path string
 	// Service is the service name, or empty when Path is node.conf.
 	Service string
-	// Removed reports that the file is gone. For node.conf, Node then
-	// holds DefaultNode: the config of an agent without node.conf.
+	// Removed reports that a service file is gone: the service goes with
+	// it. A vanished node.conf is not a removal but an error (ErrRemoved):
+	// the running config stays.
 	Removed bool
 	// Node is the new node config, when Service is empty and Err is nil.
 	Node Node
 	// Svc is the new service config, when Service is set, Err is nil and
 	// Removed is false.
 	Svc Service
-	// Err is why the new content was refused (a *Error for a parse error):
-	// the running config should stay.
+	// Err is why the file was refused: a *Error for a parse error, an
+	// empty file (ErrEmpty) or a vanished node.conf (ErrRemoved), a
+	// *PermError (or a *Error wrapping one, for a program) when the file
+	// or a program it names fails the permission rules. The running
+	// config should stay.
 	Err error
 }
 
+// WatchConfig configures a Watcher.
+type WatchConfig struct {
+	// Paths locate node.conf and the service directory.
+	Paths Paths
+	// Hostname gives node.conf defaults.
+	Hostname string
+	// Debounce is the quiet time after the last event before the files
+	// are read; <= 0 means DefaultDebounce.
+	Debounce time.Duration
+	// Recheck is the period of a full re-read, permission checks
+	// included; 0 means DefaultRecheck, < 0 none.
+	Recheck time.Duration
+	// Logger receives one line per change; nil discards.
+	Logger *slog.Logger
+}
+
 // Snapshot is the configuration the Watcher started from; changes are
-// relative to it.
+// relative to it. A missing node.conf gives DefaultNode; an empty one
+// parses as defaults too: only while the agent runs is it refused.
 type Snapshot struct {
 	// Node is node.conf, or DefaultNode when missing or invalid.
 	Node Node
@@ -63,51 +103,71 @@ type Snapshot struct {
 }
 
 // Watcher watches node.conf and the service directory and delivers a
-// Change for every file whose content changed. It watches directories,
-// not files, so that editors that write a new file and rename it over the
-// old one are seen, and it watches the nearest existing parent of a
-// directory that does not exist yet.
+// Change for every file whose content, or verdict under the permission
+// rules, changed. It watches directories, not files, so that editors that
+// write a new file and rename it over the old one are seen, and a chmod
+// or chown of a file or of its directory is seen too; it watches the
+// nearest existing parent of a directory that does not exist yet, and the
+// directory of the target of a symlinked config file. Every Recheck, and
+// on Rescan, it reads everything again.
 type Watcher struct {
 	paths    Paths
 	hostname string
 	debounce time.Duration
+	recheck  time.Duration
 	logger   *slog.Logger
 	fsw      *fsnotify.Watcher
 	changes  chan Change
+	rescan   chan chan int
 	initial  Snapshot
 	cancel   context.CancelFunc
 	done     chan struct{}
 	close    sync.Once
 	closeErr error
 
-	// seen maps each known file to the hash of the content last reported;
-	// owned by the run goroutine after NewWatcher returns.
-	seen map[string]string
+	// Owned by the run goroutine after NewWatcher returns:
+	// seen maps each known file to the state last reported (content hash
+	// and verdict); running says the initial snapshot is taken; links maps
+	// the target of each symlinked config file to the link; extra are the
+	// directories watched for those targets.
+	seen    map[string]string
+	running bool
+	links   map[string]string
+	extra   map[string]bool
+
+	// delivered counts the changes sent on the channel.
+	delivered atomic.Uint64
 }
 
-// NewWatcher starts watching paths.NodeConf and paths.SvcDir. hostname
-// gives node.conf defaults; debounce <= 0 means DefaultDebounce; a nil
-// logger discards. Call Close to stop it.
-func NewWatcher(paths Paths, hostname string, debounce time.Duration, logger *slog.Logger) (*Watcher, error) {
-	if debounce <= 0 {
-		debounce = DefaultDebounce
+// NewWatcher starts watching cfg.Paths.NodeConf and cfg.Paths.SvcDir and
+// reads them once (Initial). Call Close to stop it.
+func NewWatcher(cfg WatchConfig) (*Watcher, error) {
+	if cfg.Debounce <= 0 {
+		cfg.Debounce = DefaultDebounce
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+	if cfg.Recheck == 0 {
+		cfg.Recheck = DefaultRecheck
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	fsw, err := fsnotify.NewWatcher()
 	if err != nil {
 		return nil, fmt.Errorf("config watcher: %w", err)
 	}
 	w := &Watcher{
-		paths:    paths,
-		hostname: hostname,
-		debounce: debounce,
-		logger:   logger.With(logKeyComponent, "config"),
+		paths:    cfg.Paths,
+		hostname: cfg.Hostname,
+		debounce: cfg.Debounce,
+		recheck:  cfg.Recheck,
+		logger:   cfg.Logger.With(logKeyComponent, "config"),
 		fsw:      fsw,
 		changes:  make(chan Change, 16),
+		rescan:   make(chan chan int),
 		done:     make(chan struct{}),
 		seen:     map[string]string{},
+		links:    map[string]string{},
+		extra:    map[string]bool{},
 	}
 	// Watch first, then read: an edit made in between is seen twice at
 	// worst, never missed.
@@ -116,6 +176,7 @@ func NewWatcher(paths Paths, hostname string, debounce time.Duration, logger *sl
 		return nil, err
 	}
 	w.initial = w.snapshot()
+	w.running = true
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
 	go w.run(ctx)
@@ -127,6 +188,34 @@ func (w *Watcher) Initial() Snapshot { return w.initial }
 
 // Changes returns the channel of changes. It is closed by Close.
 func (w *Watcher) Changes() <-chan Change { return w.changes }
+
+// Delivered counts the changes sent on the Changes channel so far: a
+// reader that counts those it took knows when it has caught up.
+func (w *Watcher) Delivered() uint64 { return w.delivered.Load() }
+
+// Rescan reads every file again now, permission checks of the
+// directories above and of the programs included (SIGHUP), and returns
+// once the changes it found are on the Changes channel, with their number.
+// It fails when ctx ends or the watcher is closed first. It must not be
+// called by the goroutine that reads Changes.
+func (w *Watcher) Rescan(ctx context.Context) (int, error) {
+	reply := make(chan int, 1)
+	select {
+	case w.rescan <- reply:
+	case <-w.done:
+		return 0, errors.New("config watcher closed")
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	select {
+	case n := <-reply:
+		return n, nil
+	case <-w.done:
+		return 0, errors.New("config watcher closed")
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
 
 // Close stops the watcher, waits for its goroutine and closes Changes.
 // It is safe to call more than once.
@@ -146,10 +235,42 @@ func (w *Watcher) run(ctx context.Context) {
 	timer := time.NewTimer(w.debounce)
 	timer.Stop()
 	defer timer.Stop()
+	var tick <-chan time.Time
+	if w.recheck > 0 {
+		t := time.NewTicker(w.recheck)
+		defer t.Stop()
+		tick = t.C
+	}
+	// deliver scans and sends the changes; false when ctx ended.
+	deliver := func() (int, bool) {
+		if err := w.syncWatches(); err != nil {
+			w.logger.Warn("watch", logKeyErr, err)
+		}
+		changes := w.scan()
+		for _, c := range changes {
+			select {
+			case w.changes <- c:
+				w.delivered.Add(1)
+			case <-ctx.Done():
+				return 0, false
+			}
+		}
+		return len(changes), true
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case reply := <-w.rescan:
+			n, ok := deliver()
+			if !ok {
+				return
+			}
+			reply <- n
+		case <-tick:
+			if _, ok := deliver(); !ok {
+				return
+			}
 		case ev, ok := <-w.fsw.Events:
 			if !ok {
 				return
@@ -166,15 +287,8 @@ func (w *Watcher) run(ctx context.Context) {
 				timer.Reset(w.debounce) // events were lost: read everything
 			}
 		case <-timer.C:
-			if err := w.syncWatches(); err != nil {
-				w.logger.Warn("watch", logKeyErr, err)
-			}
-			for _, c := range w.scan() {
-				select {
-				case w.changes <- c:
-				case <-ctx.Done():
-					return
-				}
+			if _, ok := deliver(); !ok {
+				return
 			}
 		}
 	}
@@ -185,10 +299,12 @@ func (w *Watcher) targets() []string {
 	return []string{filepath.Dir(w.paths.NodeConf), w.paths.SvcDir}
 }
 
-// syncWatches watches each target, or its nearest existing ancestor.
-// fsnotify's Add is idempotent, and it drops the watch of a removed
-// directory by itself.
+// syncWatches watches each target, or its nearest existing ancestor, and
+// the directory of the target of each symlinked config file. fsnotify's
+// Add is idempotent, and it drops the watch of a removed directory by
+// itself.
 func (w *Watcher) syncWatches() error {
+	base := map[string]bool{}
 	for _, dir := range w.targets() {
 		d := filepath.Clean(dir)
 		for {
@@ -204,16 +320,64 @@ func (w *Watcher) syncWatches() error {
 		if err := w.fsw.Add(d); err != nil {
 			return fmt.Errorf("config watcher: watch %s: %w", d, err)
 		}
+		base[d] = true
 	}
+	return w.syncLinks(base)
+}
+
+// syncLinks finds the config files that are symlinks, resolves them, and
+// watches the directories of their targets (and stops watching those no
+// longer needed), so that an edit of a target is seen like an edit of the
+// file.
+// base are the directories watched anyway.
+func (w *Watcher) syncLinks(base map[string]bool) error {
+	files := []string{w.paths.NodeConf}
+	if ents, err := os.ReadDir(w.paths.SvcDir); err == nil {
+		for _, ent := range ents {
+			if _, ok := ServiceName(ent.Name()); ok && ent.Type()&fs.ModeSymlink != 0 {
+				files = append(files, filepath.Join(w.paths.SvcDir, ent.Name()))
+			}
+		}
+	}
+	links := map[string]string{}
+	dirs := map[string]bool{}
+	for _, f := range files {
+		if fi, err := os.Lstat(f); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+			continue
+		}
+		target, err := filepath.EvalSymlinks(f)
+		if err != nil {
+			continue // dangling: reads as missing until it resolves
+		}
+		target, _ = filepath.Abs(target)
+		links[target] = f
+		dirs[filepath.Dir(target)] = true
+	}
+	for d := range dirs {
+		if !w.extra[d] {
+			if err := w.fsw.Add(d); err != nil {
+				return fmt.Errorf("config watcher: watch %s: %w", d, err)
+			}
+		}
+	}
+	for d := range w.extra {
+		if !dirs[d] && !base[d] {
+			_ = w.fsw.Remove(d)
+		}
+	}
+	w.links, w.extra = links, dirs
 	return nil
 }
 
 // relevant reports whether an event on name may change what we read:
-// node.conf, a service file, or a target directory or one of its
-// ancestors appearing or vanishing.
+// node.conf, a service file, the target of either, or a target directory
+// or one of its ancestors appearing, vanishing or changing mode.
 func (w *Watcher) relevant(name string) bool {
 	name = filepath.Clean(name)
 	if name == filepath.Clean(w.paths.NodeConf) {
+		return true
+	}
+	if _, ok := w.links[name]; ok {
 		return true
 	}
 	if filepath.Dir(name) == filepath.Clean(w.paths.SvcDir) {
@@ -229,16 +393,21 @@ func (w *Watcher) relevant(name string) bool {
 	return false
 }
 
-// hashState returns the hash of a read result: "" for a missing file.
-func hashState(data []byte, err error) string {
+// state is what the watcher compares between two reads of a file: the
+// hash of its content and the verdict on it. "" is a missing file.
+func state(data []byte, readErr, verdict error) string {
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(readErr, fs.ErrNotExist):
 		return ""
-	case err != nil:
-		return "error: " + err.Error()
+	case readErr != nil:
+		return "error: " + readErr.Error()
 	}
 	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:])
+	st := hex.EncodeToString(sum[:])
+	if verdict != nil {
+		st += " refused: " + verdict.Error()
+	}
+	return st
 }
 
 // snapshot reads everything and records it in w.seen.
@@ -260,15 +429,17 @@ func (w *Watcher) snapshot() Snapshot {
 }
 
 // scan reads node.conf and the service files and returns a Change for
-// each whose content differs from w.seen, node.conf first, then services
-// by name; it updates w.seen.
+// each whose state differs from w.seen, node.conf first, then services by
+// name; it updates w.seen.
 func (w *Watcher) scan() []Change {
 	var out []Change
 	path := w.paths.NodeConf
 	data, err := os.ReadFile(path)
-	if h := hashState(data, err); h != w.seen[path] {
-		out = append(out, w.nodeChange(path, data, err))
-		w.record(path, h)
+	c := w.nodeChange(path, data, err)
+	if st := state(data, err, c.Err); st != w.seen[path] {
+		w.logNode(c)
+		out = append(out, c)
+		w.record(path, st)
 	}
 
 	ents, err := os.ReadDir(w.paths.SvcDir)
@@ -295,24 +466,18 @@ func (w *Watcher) scan() []Change {
 	for _, name := range names {
 		p := w.paths.ServiceFile(name)
 		data, err := os.ReadFile(p)
-		h := hashState(data, err)
-		if h == w.seen[p] {
+		c := w.serviceChange(p, name, data, err)
+		st := state(data, err, c.Err)
+		if st == w.seen[p] {
 			continue
 		}
-		w.record(p, h)
-		c := Change{Path: p, Service: name}
+		w.record(p, st)
 		switch {
-		case h == "":
-			c.Removed = true
+		case c.Removed:
 			w.logger.Info("service config removed", logKeyService, name)
-		case err != nil:
-			c.Err = fmt.Errorf("read service config: %w", err)
-		default:
-			c.Svc, c.Err = ParseService(p, data)
-		}
-		if c.Err != nil {
+		case c.Err != nil:
 			w.logger.Warn("service config refused", logKeyService, name, logKeyErr, c.Err)
-		} else if !c.Removed {
+		default:
 			w.logger.Info("service config read", logKeyService, name)
 		}
 		out = append(out, c)
@@ -320,31 +485,69 @@ func (w *Watcher) scan() []Change {
 	return out
 }
 
+// nodeChange reads node.conf's content (or read error) into a Change. A
+// missing file gives the defaults at start and ErrRemoved while running;
+// an empty one gives ErrEmpty while running.
 func (w *Watcher) nodeChange(path string, data []byte, err error) Change {
 	c := Change{Path: path}
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		c.Removed = true
+	case errors.Is(err, fs.ErrNotExist) && !w.running:
 		c.Node = DefaultNode(w.hostname)
-		w.logger.Info("node config removed: defaults apply", logKeyPath, path)
-		return c
+	case errors.Is(err, fs.ErrNotExist):
+		c.Err = withFile(ErrRemoved, path)
 	case err != nil:
 		c.Err = fmt.Errorf("read node config: %w", err)
+	case w.running && len(bytes.TrimSpace(data)) == 0:
+		c.Err = withFile(ErrEmpty, path)
 	default:
 		c.Node, c.Err = ParseNode(path, data, w.hostname)
-	}
-	if c.Err != nil {
-		w.logger.Warn("node config refused", logKeyPath, path, logKeyErr, c.Err)
-	} else {
-		w.logger.Info("node config read", logKeyPath, path)
+		if c.Err == nil {
+			c.Err = c.Node.checkFiles()
+		}
 	}
 	return c
 }
 
-func (w *Watcher) record(path, hash string) {
-	if hash == "" {
+func (w *Watcher) logNode(c Change) {
+	switch {
+	case c.Err != nil:
+		w.logger.Warn("node config refused", logKeyPath, c.Path, logKeyErr, c.Err)
+	case c.Node.Source == "":
+		w.logger.Info("no node config: defaults apply", logKeyPath, c.Path)
+	default:
+		w.logger.Info("node config read", logKeyPath, c.Path)
+	}
+}
+
+// serviceChange reads a service file's content (or read error) into a
+// Change: a missing file is a removal.
+func (w *Watcher) serviceChange(path, name string, data []byte, err error) Change {
+	c := Change{Path: path, Service: name}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		c.Removed = true
+	case err != nil:
+		c.Err = fmt.Errorf("read service config: %w", err)
+	case len(bytes.TrimSpace(data)) == 0:
+		c.Err = withFile(ErrEmpty, path)
+	default:
+		c.Svc, c.Err = ParseService(path, data)
+		if c.Err == nil {
+			c.Err = c.Svc.checkFiles()
+		}
+	}
+	return c
+}
+
+// withFile wraps a sentinel error into a *Error naming path.
+func withFile(sentinel error, path string) error {
+	return &Error{File: path, Msg: sentinel.Error(), Err: sentinel}
+}
+
+func (w *Watcher) record(path, st string) {
+	if st == "" {
 		delete(w.seen, path)
 		return
 	}
-	w.seen[path] = hash
+	w.seen[path] = st
 }

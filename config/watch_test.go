@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -21,7 +22,7 @@ func startWatcher(t *testing.T, debounce time.Duration, mkEtc bool) (Paths, *Wat
 			t.Fatal(err)
 		}
 	}
-	w, err := NewWatcher(p, "host1", debounce, nil)
+	w, err := NewWatcher(WatchConfig{Paths: p, Hostname: "host1", Debounce: debounce})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,12 +98,24 @@ func TestWatcherNodeConf(t *testing.T) {
 		t.Fatalf("after touch: %+v", c)
 	}
 
+	// A vanished node.conf is not a config: an error, the running one
+	// stays. So is an emptied one.
 	if err := os.Remove(p.NodeConf); err != nil {
 		t.Fatal(err)
 	}
 	c = next(t, w)
-	if !c.Removed || c.Err != nil || c.Node.Source != "" || c.Node.Node.Name != "host1" || c.Node.HB.Addr != "127.0.0.1" {
+	if c.Removed || !errors.Is(c.Err, ErrRemoved) || !errors.Is(c.Err, ErrInvalid) || !strings.Contains(c.Err.Error(), p.NodeConf) {
 		t.Fatalf("remove: %+v", c)
+	}
+	renameOver(t, p.NodeConf, "[node]\nname = c\n")
+	if c := next(t, w); c.Err != nil || c.Node.Node.Name != "c" {
+		t.Fatalf("restored: %+v", c)
+	}
+	for _, empty := range []string{"", "\n \n"} {
+		writeFile(t, p.NodeConf, empty)
+		if c := next(t, w); !errors.Is(c.Err, ErrEmpty) || !strings.HasPrefix(c.Err.Error(), p.NodeConf+": ") {
+			t.Fatalf("emptied (%q): %+v", empty, c)
+		}
 	}
 }
 
@@ -169,7 +182,7 @@ func TestWatcherInitial(t *testing.T) {
 	writeFile(t, p.NodeConf, "[node]\nname = n9\n")
 	writeFile(t, p.ServiceFile("web"), minimalSvc)
 	writeFile(t, p.ServiceFile("bad"), "[service]\n")
-	w, err := NewWatcher(p, "h", time.Millisecond, nil)
+	w, err := NewWatcher(WatchConfig{Paths: p, Hostname: "h", Debounce: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +217,7 @@ func TestWatcherDebounce(t *testing.T) {
 func TestWatcherCloseStopsGoroutines(t *testing.T) {
 	base := runtime.NumGoroutine()
 	p := ResolvePaths(t.TempDir(), 0, "")
-	w, err := NewWatcher(p, "h", time.Millisecond, nil)
+	w, err := NewWatcher(WatchConfig{Paths: p, Hostname: "h", Debounce: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

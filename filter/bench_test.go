@@ -1,6 +1,9 @@
 package filter
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func benchmarkMatch(b *testing.B, filter string, doc []byte, want bool) {
 	e, err := Parse(filter)
@@ -45,4 +48,42 @@ func BenchmarkParse(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkParseRefused is what a hostile subscriber costs: a filter at the size limit
+// that holds more terms than allowed, and one past the size limit.
+func BenchmarkParseRefused(b *testing.B) {
+	for _, tc := range []struct{ name, expr string }{
+		{"13000 terms in 64 KiB", strings.Repeat("a or ", MaxBytes/5-1) + "a"},
+		{"600 KB", strings.Repeat("x", 600<<10)},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := Parse(tc.expr); err == nil {
+					b.Fatal("parsed")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkParseMaxTerms parses a filter of MaxTerms conditions: the most a subscriber can
+// make the agent evaluate per record.
+func BenchmarkParseMaxTerms(b *testing.B) {
+	expr := strings.Repeat("data.id=x or ", MaxTerms-1) + "data.id=y"
+	e, err := Parse(expr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	record := []byte(`{"kind":"event","data":{"id":"y"}}`)
+	b.Run("parse", func(b *testing.B) {
+		for b.Loop() {
+			_, _ = Parse(expr)
+		}
+	})
+	b.Run("match", func(b *testing.B) {
+		for b.Loop() {
+			e.Match(record)
+		}
+	})
 }

@@ -10,11 +10,23 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"agent/internal/clip"
 )
 
 // maxNest bounds the nesting of parentheses and "not": the parser, String and Match recurse
 // once per level, and a filter from a user must not be able to exhaust the stack.
 const maxNest = 100
+
+// Limits on a filter: anyone who can subscribe to a stream hands the agent a filter that it
+// then evaluates on every record, so its size and its work per record are bounded.
+const (
+	// MaxBytes is the longest filter Parse accepts.
+	MaxBytes = 64 << 10
+	// MaxTerms is the most terms a filter may hold: conditions, plus the elements of the
+	// arrays after "in".
+	MaxTerms = 1000
+)
 
 // SyntaxError is the error Parse returns for a filter that does not parse.
 type SyntaxError struct {
@@ -28,15 +40,19 @@ type SyntaxError struct {
 }
 
 // Error returns one line naming the filter, the column and the problem, for example
-// `filter "a=" column 3: expected a value after "="`.
+// `filter "a=" column 3: expected a value after "="`. A filter longer than 200 bytes is cut
+// there, with its size.
 func (e *SyntaxError) Error() string {
-	return fmt.Sprintf("filter %q column %d: %s", e.Expr, e.Col, e.Msg)
+	return fmt.Sprintf("filter %s column %d: %s", clip.Quote(e.Expr), e.Col, e.Msg)
 }
 
 // Parse parses a filter expression (see the package documentation). Its errors are
 // [*SyntaxError].
 func Parse(s string) (*Expr, error) {
 	p := &parser{s: s}
+	if len(s) > MaxBytes {
+		return nil, p.errAt(MaxBytes, "the filter is %d bytes, more than the %d accepted", len(s), MaxBytes)
+	}
 	p.skipSpace()
 	if p.pos == len(s) {
 		return nil, p.errAt(0, "empty filter")
@@ -63,6 +79,7 @@ type parser struct {
 	pos   int      // byte offset of the next unread character
 	open  int      // parentheses open at pos, which a bare regular expression may not eat
 	nest  int      // parentheses and "not"s being parsed, bounded by maxNest
+	terms int      // terms read so far, bounded by MaxTerms
 	paths []string // paths read so far, each once, in order of appearance
 }
 
@@ -87,7 +104,7 @@ func (p *parser) found() string {
 		}
 		end += size
 	}
-	return strconv.Quote(p.s[p.pos:end])
+	return clip.Quote(p.s[p.pos:end])
 }
 
 func (p *parser) skipSpace() {
@@ -203,6 +220,9 @@ const opChars = "=!<>~"
 
 func (p *parser) parseCond() (node, *SyntaxError) {
 	start := p.pos
+	if p.terms++; p.terms > MaxTerms {
+		return nil, p.errAt(start, "more than %d terms (conditions and elements of \"in\" arrays)", MaxTerms)
+	}
 	path, err := p.lexPath()
 	if err != nil {
 		return nil, err
@@ -213,7 +233,7 @@ func (p *parser) parseCond() (node, *SyntaxError) {
 	}
 	switch path {
 	case "and", "or", "not", "in":
-		return nil, p.errAt(start, `%q is a keyword, not a path (write \%s for a key named %q)`, path, path, path)
+		return nil, p.errAt(start, `%q is a keyword, not a path (write \%s for a key named %q)`, path, path, path) // a keyword: short
 	}
 	p.addPath(path)
 	c := &cond{path: path}
@@ -258,7 +278,7 @@ func (p *parser) parseCond() (node, *SyntaxError) {
 			msg := cerr.Error()
 			var se *syntax.Error
 			if errors.As(cerr, &se) {
-				msg = fmt.Sprintf("%s in %q", se.Code, se.Expr)
+				msg = fmt.Sprintf("%s in %s", se.Code, clip.Quote(se.Expr))
 			}
 			return nil, p.errAt(valStart, "bad regular expression: %s", msg)
 		}
@@ -527,6 +547,9 @@ func (p *parser) lexArray() ([]value, *SyntaxError) {
 	var elems []any
 	if err := dec.Decode(&elems); err != nil {
 		return nil, p.errAt(start, "bad JSON array: %v", err)
+	}
+	if p.terms += len(elems); p.terms > MaxTerms {
+		return nil, p.errAt(start, "more than %d terms (conditions and elements of \"in\" arrays)", MaxTerms)
 	}
 	set := make([]value, 0, len(elems))
 	for _, e := range elems {

@@ -101,7 +101,7 @@ func (h *Heartbeat) memberlistConfig() (*memberlist.Config, error) {
 	mc.Delegate = (*delegate)(h)
 	mc.Events = (*eventDelegate)(h)
 	mc.Merge = (*mergeDelegate)(h)
-	mc.Logger = log.New(&slogWriter{log: h.log}, "", 0)
+	mc.Logger = log.New(&slogWriter{log: h.log, limit: newBadPacketLimiter(h.cfg.Now), bad: func() { h.c.badMessages.Add(1) }}, "", 0)
 	if h.cfg.Tune != nil {
 		h.cfg.Tune(mc)
 	}

@@ -3,6 +3,7 @@ package hooks
 import (
 	"strconv"
 
+	"agent/config"
 	"agent/events"
 	"agent/proc"
 )
@@ -24,6 +25,12 @@ func (r *Runner) runCommand(s *spec, rec *events.Record, id string) *proc.Result
 	line := make([]byte, len(raw)+1)
 	copy(line, raw)
 	line[len(raw)] = '\n'
+	// The program passes the permission rules at each run: the config
+	// watcher checked it when it read node.conf, but it may have been
+	// loosened or replaced since. A refused one does not start.
+	if err := config.CheckProgram(s.command[0]); err != nil {
+		return &proc.Result{ExitCode: -1, Err: err}
+	}
 	start := r.cfg.Now()
 	res := proc.Run(r.closing, proc.Command{
 		Argv: s.command,

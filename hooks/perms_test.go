@@ -1,51 +1,31 @@
 package hooks
 
 import (
-	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"agent/events"
 )
 
-func TestCheckPerms(t *testing.T) {
+// TestLooseProgramRefusedAtRun: a hook program loosened after node.conf
+// was read does not run; the run counts as a failure.
+func TestLooseProgramRefusedAtRun(t *testing.T) {
 	dir := t.TempDir()
-	for _, tc := range []struct {
-		mode os.FileMode
-		ok   bool
-	}{
-		{0o600, true},
-		{0o644, true},
-		{0o400, true},
-		{0o664, false},
-		{0o602, false},
-		{0o666, false},
-		{0o620, false},
-	} {
-		path := filepath.Join(dir, "node.conf."+tc.mode.String())
-		if err := os.WriteFile(path, []byte("[node]\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(path, tc.mode); err != nil {
-			t.Fatal(err)
-		}
-		err := CheckPerms(path)
-		if tc.ok {
-			if err != nil {
-				t.Errorf("mode %04o: %v", tc.mode, err)
-			}
-			continue
-		}
-		if err == nil || !errors.Is(err, ErrInsecureConfig) {
-			t.Errorf("mode %04o: err = %v, want ErrInsecureConfig", tc.mode, err)
-			continue
-		}
-		if msg := err.Error(); !strings.Contains(msg, path) || !strings.Contains(msg, fmt.Sprintf("mode %04o", tc.mode.Perm())) {
-			t.Errorf("mode %04o: error %q does not name the file and mode", tc.mode, msg)
-		}
+	bus := openBus(t, events.Config{})
+	r := newRunner(t, Config{Bus: bus, Dir: filepath.Join(dir, "hooks"), Nodename: "n1"})
+	marker := filepath.Join(dir, "ran")
+	cmd := script(t, dir, "h.sh", `touch "`+marker+`"`)
+	if err := os.Chmod(cmd, 0o757); err != nil {
+		t.Fatal(err)
 	}
-	if err := CheckPerms(filepath.Join(dir, "missing")); err == nil || !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("missing file: %v", err)
+	update(t, r, hook("loose", cmd))
+	rec := publishEvent(bus, "node_freeze", map[string]any{"node": "n1"})
+	waitDone(t, r, "loose", rec.Seq)
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("a program others can write ran")
+	}
+	if h, _ := statsOf(r, "loose"); h.Failures != 1 {
+		t.Fatalf("stats = %+v, want one failure", h)
 	}
 }

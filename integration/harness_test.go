@@ -56,6 +56,9 @@ type clusterOpts struct {
 	// Extra, when set, returns more sections appended to node n's
 	// node.conf ([hook#NAME] ...).
 	Extra func(n *node) string
+	// Listener, when set, returns the lines that replace "auth = none" in
+	// the [listener] section of node n (auth, token_file, max_conns, ...).
+	Listener func(n *node) string
 	// Env are more variables, KEY=VALUE, of every agent process's
 	// environment.
 	Env []string
@@ -199,8 +202,12 @@ func (n *node) conf(secret string) string {
 	if cc := n.c.opts.ClusterConf; cc != "" {
 		fmt.Fprintf(&b, "%s\n", strings.TrimRight(cc, "\n"))
 	}
-	fmt.Fprintf(&b, "\n[hb]\naddr = %s\nport = %d\nprofile = local\n\n[listener]\naddr = %s\nauth = none\n",
-		n.ip, n.hbPort, net.JoinHostPort(n.ip, strconv.Itoa(n.apiPort)))
+	listener := "auth = none"
+	if n.c.opts.Listener != nil {
+		listener = strings.TrimRight(n.c.opts.Listener(n), "\n")
+	}
+	fmt.Fprintf(&b, "\n[hb]\naddr = %s\nport = %d\nprofile = local\n\n[listener]\naddr = %s\n%s\n",
+		n.ip, n.hbPort, net.JoinHostPort(n.ip, strconv.Itoa(n.apiPort)), listener)
 	if n.c.opts.Extra != nil {
 		fmt.Fprintf(&b, "\n%s\n", n.c.opts.Extra(n))
 	}

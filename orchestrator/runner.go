@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"agent/config"
 	"agent/proc"
 )
 
@@ -70,6 +71,13 @@ func (r *ExecRunner) Run(ctx context.Context, c Command) (int, error) {
 	log := r.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	// The program passes the permission rules at each run: the config
+	// watcher checked it when it read the service file, but it may have
+	// been loosened or replaced since.
+	if err := config.CheckProgram(c.Argv[0]); err != nil {
+		log.Warn("command refused", logKeyService, c.Service, logKeyAction, c.Action, logKeyErr, err)
+		return -1, fmt.Errorf("%s %s: %w", c.Service, c.Action, err)
 	}
 	res := proc.Run(ctx, proc.Command{
 		Argv:        c.Argv,

@@ -40,6 +40,23 @@ func TestExecRunner(t *testing.T) {
 	if _, err := r.Run(ctx, Command{Service: "s", Action: ActionStart}); err == nil {
 		t.Error("empty argv: no error")
 	}
+	// A program others can write is refused at run time too: it may have
+	// been loosened after the service file was read.
+	marker := filepath.Join(t.TempDir(), "ran")
+	prog := filepath.Join(t.TempDir(), "check")
+	if err := os.WriteFile(prog, []byte("#!/bin/sh\ntouch "+marker+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(prog, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	code, err := r.Run(ctx, Command{Service: "s", Action: ActionCheck, Argv: []string{prog}, Timeout: 5 * time.Second})
+	if err == nil || code != -1 || !strings.Contains(err.Error(), "writable by group and others") {
+		t.Errorf("loose program: code %d err %v", code, err)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("a loose program ran")
+	}
 }
 
 func TestExecRunnerTimeoutKillsGroup(t *testing.T) {

@@ -73,6 +73,9 @@ type HandlerConfig struct {
 	// OriginPatterns lists the browser origins allowed besides the agent's
 	// own host (see websocket.AcceptOptions).
 	OriginPatterns []string
+	// MaxSubscribers caps the open streams; one more gets HTTP 503. 0
+	// means no cap.
+	MaxSubscribers int
 	// Now gives the time written in records. Default time.Now.
 	Now func() time.Time
 	// Logger receives one line per abnormal disconnect. Default slog.Default().
@@ -89,8 +92,8 @@ func (c *HandlerConfig) Validate() error {
 			return fmt.Errorf("stream handler: %s is negative (%s)", name, d)
 		}
 	}
-	if c.MaxLag < 0 || c.ReadLimit < 0 {
-		return errors.New("stream handler: MaxLag and ReadLimit must not be negative")
+	if c.MaxLag < 0 || c.ReadLimit < 0 || c.MaxSubscribers < 0 {
+		return errors.New("stream handler: MaxLag, ReadLimit and MaxSubscribers must not be negative")
 	}
 	return nil
 }
@@ -136,8 +139,9 @@ type Handler struct {
 
 	fr *framer // shared batch frames
 
-	subscribers     atomic.Int64
+	subscribers     atomic.Int64 // streams open or opening
 	slowDisconnects atomic.Uint64
+	refused         atomic.Uint64 // past MaxSubscribers
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -163,11 +167,13 @@ type Stats struct {
 	Subscribers int64
 	// SlowDisconnects counts streams closed because they could not keep up.
 	SlowDisconnects uint64
+	// Refused counts subscriptions refused past MaxSubscribers.
+	Refused uint64
 }
 
 // Stats returns the handler's current figures.
 func (h *Handler) Stats() Stats {
-	return Stats{Subscribers: h.subscribers.Load(), SlowDisconnects: h.slowDisconnects.Load()}
+	return Stats{Subscribers: h.subscribers.Load(), SlowDisconnects: h.slowDisconnects.Load(), Refused: h.refused.Load()}
 }
 
 // Close closes every stream with status 1001 (going away), refuses new
@@ -231,6 +237,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// The slot is taken before the subscription and the upgrade, so that
+	// a burst of clients cannot all pass the check.
+	if n := h.subscribers.Add(1); h.cfg.MaxSubscribers > 0 && n > int64(h.cfg.MaxSubscribers) {
+		h.subscribers.Add(-1)
+		h.refused.Add(1)
+		httpError(w, http.StatusServiceUnavailable, fmt.Sprintf("events: %d subscribers already, the most this agent serves ([listener] max_subscribers)", h.cfg.MaxSubscribers))
+		return
+	}
+	defer h.subscribers.Add(-1)
+
 	s := &session{h: h, req: req}
 	if err := s.open(); err != nil {
 		code := http.StatusInternalServerError
@@ -257,8 +273,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.conn = conn
 	s.log = h.log.With(logKeyRemote, r.RemoteAddr)
-	h.subscribers.Add(1)
-	defer h.subscribers.Add(-1)
 	s.run(r.Context())
 }
 

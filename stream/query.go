@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"agent/events"
+	"agent/internal/clip"
 )
 
 // Query parameters of GET /v1/events.
@@ -21,6 +22,11 @@ const (
 	paramLimit     = "limit"
 	paramBatch     = "batch"
 )
+
+// maxFilterBytes bounds the filters of one subscription together: each
+// filter is bounded by the filter language (64 KiB, 1000 terms), and so is
+// their sum, so that repeating filter= buys no more work per record.
+const maxFilterBytes = 64 << 10
 
 // paramError is a bad query parameter; it becomes an HTTP 400.
 type paramError struct {
@@ -96,19 +102,26 @@ func parseRequest(q url.Values, parseFilter func(string) (func([]byte) bool, err
 				case events.KindEvent:
 					req.event = true
 				default:
-					return nil, &paramError{paramKind, fmt.Errorf("unknown kind %q (want event, patch)", k)}
+					return nil, &paramError{paramKind, fmt.Errorf("unknown kind %s (want event, patch)", clip.Quote(k))}
 				}
 			}
 		}
 	}
 
+	total := 0
+	for _, expr := range q[paramFilter] {
+		total += len(expr)
+	}
+	if total > maxFilterBytes {
+		return nil, &paramError{paramFilter, fmt.Errorf("the filters total %d bytes, more than the %d accepted", total, maxFilterBytes)}
+	}
 	for i, expr := range q[paramFilter] {
 		if parseFilter == nil {
 			return nil, &paramError{paramFilter, fmt.Errorf("filters are not supported by this agent")}
 		}
 		f, err := parseFilter(expr)
 		if err != nil {
-			return nil, &paramError{paramFilter, fmt.Errorf("filter #%d %q: %w", i+1, expr, err)}
+			return nil, &paramError{paramFilter, fmt.Errorf("filter #%d %s: %w", i+1, clip.Quote(expr), err)}
 		}
 		req.filters = append(req.filters, f)
 	}
@@ -128,7 +141,7 @@ func parseRequest(q url.Values, parseFilter func(string) (func([]byte) bool, err
 	if ok {
 		req.since, err = strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			return nil, &paramError{paramSince, fmt.Errorf("%q is not a sequence number", v)}
+			return nil, &paramError{paramSince, fmt.Errorf("%s is not a sequence number", clip.Quote(v))}
 		}
 		req.resume = true
 	}
@@ -141,7 +154,7 @@ func parseRequest(q url.Values, parseFilter func(string) (func([]byte) bool, err
 			return nil, &paramError{paramEpoch, fmt.Errorf("epoch without since")}
 		}
 		if v == "" || len(v) > 64 {
-			return nil, &paramError{paramEpoch, fmt.Errorf("%q is not an epoch", v)}
+			return nil, &paramError{paramEpoch, fmt.Errorf("%s is not an epoch", clip.Quote(v))}
 		}
 		req.epoch = v
 	}
@@ -159,7 +172,7 @@ func parseRequest(q url.Values, parseFilter func(string) (func([]byte) bool, err
 		}
 		req.sinceTime, err = time.Parse(time.RFC3339Nano, v)
 		if err != nil {
-			return nil, &paramError{paramSinceTime, fmt.Errorf("%q is not an RFC 3339 time", v)}
+			return nil, &paramError{paramSinceTime, fmt.Errorf("%s is not an RFC 3339 time", clip.Quote(v))}
 		}
 	}
 
@@ -170,7 +183,7 @@ func parseRequest(q url.Values, parseFilter func(string) (func([]byte) bool, err
 	if ok {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
-			return nil, &paramError{paramLimit, fmt.Errorf("%q is not a positive number", v)}
+			return nil, &paramError{paramLimit, fmt.Errorf("%s is not a positive number", clip.Quote(v))}
 		}
 		req.limit = n
 	}
@@ -193,5 +206,5 @@ func boolParam(q url.Values, name string) (bool, error) {
 	case "0", "false":
 		return false, nil
 	}
-	return false, &paramError{name, fmt.Errorf("%q is not 0 or 1", v[0])}
+	return false, &paramError{name, fmt.Errorf("%s is not 0 or 1", clip.Quote(v[0]))}
 }

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -59,20 +62,24 @@ func (g *globals) client() (*client, error) {
 	case "http", "https":
 		tok := g.token
 		if tok == "" {
-			tok = g.localToken()
+			tok = g.localToken(u)
 		}
-		return &client{http: &http.Client{}, base: strings.TrimRight(server, "/"), token: tok, where: server}, nil
+		// A redirect must not carry the token elsewhere.
+		hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		return &client{http: hc, base: strings.TrimRight(server, "/"), token: tok, where: server}, nil
 	default:
 		return nil, failf("--server %q: want unix:///path, http://host:port or https://host:port", server)
 	}
 }
 
 // localToken reads the token file named by the local node.conf, so that a
-// user of this node needs no --token for its own listener.
-func (g *globals) localToken() string {
+// user of this node needs no --token for its own listener, but only when
+// server is that listener (ownListener): the local token never goes to
+// another host or port. --token (AGENT_TOKEN) is the token of --server.
+func (g *globals) localToken(server *url.URL) string {
 	host, _ := os.Hostname()
 	n, err := config.LoadNode(g.paths().NodeConf, host)
-	if err != nil || n.Listener.TokenFile == "" {
+	if err != nil || n.Listener.TokenFile == "" || !ownListener(server, n.Listener) {
 		return ""
 	}
 	data, err := os.ReadFile(n.Listener.TokenFile)
@@ -80,6 +87,45 @@ func (g *globals) localToken() string {
 		return ""
 	}
 	return strings.TrimSpace(string(data))
+}
+
+// ownListener reports whether server names the listener l of this node:
+// its port, on its configured address, or, when that is a bound-all
+// address (0.0.0.0, ::), on a loopback address, localhost or a name of
+// [listener] hosts.
+func ownListener(server *url.URL, l config.ListenerSection) bool {
+	if l.Addr == "" {
+		return false
+	}
+	lhost, lport, err := net.SplitHostPort(l.Addr)
+	if err != nil {
+		return false
+	}
+	port := server.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[server.Scheme]
+	}
+	if port != lport {
+		return false
+	}
+	host := strings.TrimSuffix(server.Hostname(), ".")
+	local := strings.EqualFold(host, "localhost")
+	ip, ipErr := netip.ParseAddr(host)
+	if ipErr == nil {
+		ip = ip.Unmap()
+		local = ip.IsLoopback()
+	}
+	if la, err := netip.ParseAddr(lhost); err == nil {
+		la = la.Unmap()
+		if la.IsUnspecified() {
+			return local || slices.ContainsFunc(l.Hosts, func(h string) bool { return strings.EqualFold(strings.TrimSuffix(h, "."), host) })
+		}
+		// A loopback listener is also reached as localhost.
+		return (ipErr == nil && ip == la) || (la.IsLoopback() && strings.EqualFold(host, "localhost"))
+	}
+	// The listener is configured by name (localhost, or a name of this
+	// host): the same name only.
+	return strings.EqualFold(host, strings.TrimSuffix(lhost, "."))
 }
 
 // do sends a request and decodes a JSON answer into out (when not nil).
