@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 
+	"agent/internal/clip"
 	"agent/orchestrator"
 )
 
@@ -59,13 +60,14 @@ func (a *Agent) postForget(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	force := r.URL.Query().Get("force") == "1" || r.URL.Query().Get("force") == "true"
 	err := a.ext.orch.Forget(name, force)
+	echo := clip.String(name) // error bodies echo a bounded part of the input
 	switch {
 	case errors.Is(err, orchestrator.ErrForgetUnknown):
-		writeError(w, http.StatusNotFound, err.Error())
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown node: %s (not a member, no data, not counted in the quorum)", echo))
 	case errors.Is(err, orchestrator.ErrForgetSelf):
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s is this node: stop its agent and forget it from another node", name))
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s is this node: stop its agent and forget it from another node", echo))
 	case errors.Is(err, orchestrator.ErrForgetAlive):
-		writeError(w, http.StatusConflict, fmt.Sprintf("cannot forget %s: %v; only a dead node can be forgotten: stop its agent and wait until the cluster sees it dead", name, err))
+		writeError(w, http.StatusConflict, fmt.Sprintf("cannot forget %s: %v; only a dead node can be forgotten: stop its agent and wait until the cluster sees it dead", echo, err))
 	case errors.Is(err, orchestrator.ErrNoQuorum):
 		writeError(w, http.StatusConflict, err.Error())
 	case err != nil:
