@@ -15,6 +15,7 @@ import (
 	"agent/monitor"
 	"agent/orchestrator"
 	"agent/stream"
+	"agent/triggers"
 	"agent/web"
 )
 
@@ -27,6 +28,7 @@ type extensions struct {
 	hooks   *hooks.Runner
 	// hooksApplied counts the hook sets given to the runner.
 	hooksApplied int
+	triggers     *triggers.Runner
 }
 
 // newMetrics builds the Prometheus exposition; its sources are read at
@@ -43,6 +45,7 @@ func (a *Agent) newMetrics() *metrics.Metrics {
 			return metrics.OrchStats{Counters: c, Gauges: g}
 		},
 		PeerDataRefused: func() uint64 { return a.store.RefusedTooLarge() },
+		Triggers:        a.triggerSources(),
 	})
 }
 
@@ -64,6 +67,9 @@ func (a *Agent) initExtensions(snap config.Snapshot) error {
 	if err := a.newHooks(); err != nil {
 		return err
 	}
+	if err := a.newTriggers(); err != nil {
+		return err
+	}
 	return a.newOrchestrator(snap)
 }
 
@@ -83,6 +89,9 @@ func (a *Agent) stopExtensions() {
 	if a.ext.hooks != nil {
 		_ = a.ext.hooks.Close()
 	}
+	if a.ext.triggers != nil {
+		_ = a.ext.triggers.Close()
+	}
 	if a.ext.orch != nil {
 		_ = a.ext.orch.Close()
 	}
@@ -99,6 +108,7 @@ func (a *Agent) closeExtensions() { a.stopExtensions() }
 func (a *Agent) routeExtensions(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/services/{name}/{action}", a.postServiceOrder)
 	mux.HandleFunc("POST /v1/nodes/{name}/forget", a.postForget)
+	mux.HandleFunc("GET /v1/triggers", a.getTriggers)
 	mux.Handle("GET /metrics", a.ext.metrics.Handler())
 	mux.Handle("GET /", web.Handler())
 }

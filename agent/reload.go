@@ -87,6 +87,7 @@ func (a *Agent) nodeConfigChange(ch config.Change) {
 	a.cfgMu.Lock()
 	a.cfg.Node.Labels = ch.Node.Node.Labels
 	a.cfg.Hooks = ch.Node.Hooks
+	a.cfg.Triggers = ch.Node.Triggers
 	a.cfg.Source = ch.Node.Source
 	a.cfgMu.Unlock()
 
@@ -94,6 +95,10 @@ func (a *Agent) nodeConfigChange(ch config.Change) {
 	if !reflect.DeepEqual(old.Hooks, ch.Node.Hooks) {
 		changed = append(changed, "hooks")
 		hookErr = a.reloadHooks(ch.Node.Hooks)
+	}
+	if !reflect.DeepEqual(old.Triggers, ch.Node.Triggers) {
+		changed = append(changed, "triggers")
+		a.reloadTriggers(ch.Node.Triggers)
 	}
 	for _, c := range []struct {
 		name     string

@@ -192,8 +192,12 @@ func TestReferenceDefaultsMatchCode(t *testing.T) {
 		"svc/NAME.conf [service] check_interval": s.CheckInterval.String(),
 		"svc/NAME.conf [service] timeout":        s.Timeout.String(),
 		"node.conf [hook#NAME] timeout":          DefaultHookTimeout.String(),
+		"node.conf [trigger#NAME] timeout":       DefaultTriggerTimeout.String(),
+		"node.conf [trigger#NAME] window":        DefaultTriggerWindow.String(),
+		"node.conf [trigger#NAME] count":         strconv.Itoa(DefaultTriggerCount),
+		"node.conf [trigger#NAME] retries":       strconv.Itoa(DefaultTriggerRetries),
 	}
-	durations := map[string]string{"10s": "10s", "1m0s": "60s", "30s": "30s"}
+	durations := map[string]string{"10s": "10s", "1m0s": "60s", "30s": "30s", "10m0s": "10m"}
 	for _, sd := range Reference() {
 		for _, k := range sd.Keys {
 			id := sd.File + " [" + sd.Section + "] " + k.Key

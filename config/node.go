@@ -104,6 +104,8 @@ type Node struct {
 	Journal JournalSection
 	// Hooks are the [hook#NAME] sections, in file order.
 	Hooks []Hook
+	// Triggers are the [trigger#NAME] sections, in file order.
+	Triggers []Trigger
 
 	// pos locates keys for Validate's errors; nil for values built in code.
 	pos *positions
@@ -306,6 +308,15 @@ func ParseNode(path string, data []byte, hostname string) (Node, error) {
 			set = h.set
 		case s.name == "hook":
 			return Node{}, &Error{File: path, Line: s.line, Section: s.name, Msg: "unknown section (a hook is [hook#NAME])"}
+		case strings.HasPrefix(s.name, "trigger#"):
+			name := strings.TrimPrefix(s.name, "trigger#")
+			if !ValidName(name) {
+				return Node{}, &Error{File: path, Line: s.line, Section: s.name, Msg: fmt.Sprintf("%q is not a valid trigger name (letters, digits, - _ .)", name)}
+			}
+			n.Triggers = append(n.Triggers, DefaultTrigger(name))
+			set = n.Triggers[len(n.Triggers)-1].set
+		case s.name == "trigger":
+			return Node{}, &Error{File: path, Line: s.line, Section: s.name, Msg: "unknown section (a trigger is [trigger#NAME])"}
 		default:
 			return Node{}, &Error{File: path, Line: s.line, Section: s.name, Msg: "unknown section"}
 		}

@@ -95,6 +95,16 @@ func (n Node) Validate() error {
 			return bad(sec, "timeout", "must be positive")
 		}
 	}
+	seen = map[string]bool{}
+	for _, t := range n.Triggers {
+		if seen[t.Name] {
+			return bad("trigger#"+t.Name, "", "duplicate trigger name")
+		}
+		seen[t.Name] = true
+		if err := t.validate(bad); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

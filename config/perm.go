@@ -174,6 +174,14 @@ func (n Node) checkFiles() error {
 			return n.pos.wrap(n.Source, "hook#"+h.Name, "command", err)
 		}
 	}
+	for _, t := range n.Triggers {
+		if err := checkArgv(t.FireCommand); err != nil {
+			return n.pos.wrap(n.Source, "trigger#"+t.Name, "fire_command", err)
+		}
+		if err := checkArgv(t.ExpireCommand); err != nil {
+			return n.pos.wrap(n.Source, "trigger#"+t.Name, "expire_command", err)
+		}
+	}
 	return nil
 }
 

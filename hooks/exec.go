@@ -53,22 +53,7 @@ func (r *Runner) runCommand(s *spec, rec *events.Record, id string) *proc.Result
 
 // logRun logs the outcome of a run with its output.
 func (w *worker) logRun(rec *events.Record, id string, res *proc.Result) {
-	args := []any{keySeq, rec.Seq, keyEventID, id, keyDuration, res.Duration}
-	if res.Started {
-		args = append(args, keyExit, res.ExitCode)
-	}
-	if res.Signal != "" {
-		args = append(args, keySignal, res.Signal)
-	}
-	if len(res.Stdout.Data) > 0 {
-		args = append(args, keyStdout, string(res.Stdout.Data))
-	}
-	if len(res.Stderr.Data) > 0 {
-		args = append(args, keyStderr, string(res.Stderr.Data))
-	}
-	if d := res.Stdout.Dropped + res.Stderr.Dropped; d > 0 {
-		args = append(args, keyDropped, d)
-	}
+	args := append([]any{keySeq, rec.Seq, keyEventID, id, keyDuration, res.Duration}, res.LogArgs()...)
 	switch {
 	case !res.Started:
 		args = append(args, keyCommand, w.spec.command[0], keyErr, res.Err)

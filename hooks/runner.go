@@ -338,11 +338,6 @@ const (
 	keyDetail    = "detail"
 	keyEpoch     = "epoch"
 	keyOldEpoch  = "old_epoch"
-	keyExit      = "exit"
-	keySignal    = "signal"
 	keyDuration  = "duration"
-	keyStdout    = "stdout"
-	keyStderr    = "stderr"
-	keyDropped   = "output_dropped"
 	keyCommand   = "command"
 )

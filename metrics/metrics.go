@@ -45,6 +45,8 @@ type Sources struct {
 	// PeerDataRefused counts peers' data refused on receipt for being
 	// over [node] max_data ((*monitor.Store).RefusedTooLarge).
 	PeerDataRefused func() uint64
+	// Triggers are the triggers' figures.
+	Triggers TriggerSources
 }
 
 // HookStats are one hook's figures. The agent converts the hooks package's
@@ -99,6 +101,7 @@ func New(src Sources) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newAgentCollector(m),
 		&orchCollector{src: src.Orchestrator},
+		newTriggerCollector(src.Triggers),
 	)
 	return m
 }

@@ -308,3 +308,36 @@ func terminate(pid int, grace time.Duration, exited <-chan error) error {
 func signalGroup(pid int, sig syscall.Signal) {
 	_ = syscall.Kill(-pid, sig)
 }
+
+// Log attribute keys of LogArgs.
+const (
+	LogKeyExit    = "exit"
+	LogKeySignal  = "signal"
+	LogKeyStdout  = "stdout"
+	LogKeyStderr  = "stderr"
+	LogKeyDropped = "output_dropped"
+)
+
+// LogArgs returns slog key-value pairs describing how r ended, for a log
+// line of the caller's: the exit status (when the command started), the
+// signal, the captured stdout and stderr, and how many bytes of output were
+// dropped past the limit; each only when there is one.
+func (r *Result) LogArgs() []any {
+	var args []any
+	if r.Started {
+		args = append(args, LogKeyExit, r.ExitCode)
+	}
+	if r.Signal != "" {
+		args = append(args, LogKeySignal, r.Signal)
+	}
+	if len(r.Stdout.Data) > 0 {
+		args = append(args, LogKeyStdout, string(r.Stdout.Data))
+	}
+	if len(r.Stderr.Data) > 0 {
+		args = append(args, LogKeyStderr, string(r.Stderr.Data))
+	}
+	if d := r.Stdout.Dropped + r.Stderr.Dropped; d > 0 {
+		args = append(args, LogKeyDropped, d)
+	}
+	return args
+}

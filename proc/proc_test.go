@@ -222,3 +222,15 @@ func TestPipesHeldByABackgroundProcess(t *testing.T) {
 func TestImports(t *testing.T) {
 	testutil.ImportsOnly(t, "agent/proc")
 }
+
+func TestLogArgs(t *testing.T) {
+	res := Run(context.Background(), Command{Argv: []string{script(t, "echo out; echo err >&2; head -c 100 /dev/zero; exit 3")}, OutputLimit: 50})
+	got := res.LogArgs()
+	want := []any{LogKeyExit, 3, LogKeyStdout, string(res.Stdout.Data), LogKeyStderr, "err\n", LogKeyDropped, res.Stdout.Dropped}
+	if !slices.Equal(got, want) || res.Stdout.Dropped == 0 {
+		t.Fatalf("LogArgs %v, want %v", got, want)
+	}
+	if got := (&Result{ExitCode: -1}).LogArgs(); len(got) != 0 {
+		t.Fatalf("a command that did not start: %v", got)
+	}
+}

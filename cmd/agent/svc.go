@@ -17,6 +17,7 @@ import (
 // addExtraCommands adds the command groups built on the core (services).
 func addExtraCommands(root *cobra.Command, g *globals) {
 	root.AddCommand(newSvcCmd(g))
+	root.AddCommand(newTriggerCmd(g))
 }
 
 func newSvcCmd(g *globals) *cobra.Command {
