@@ -182,7 +182,8 @@ type placement struct {
 // candidate. Flex: the
 // eligible candidates running it are kept first, in order, then the others
 // fill up to flex_target, counting the instances up on present but
-// ineligible nodes (a frozen node's instance) as already placed.
+// ineligible nodes (a frozen node's instance), and those of nodes that left
+// gracefully with them up (leftRunning), as already placed.
 func (v *view) place(s *config.Service) placement {
 	p := placement{targets: map[string]bool{}}
 	var elig []string
@@ -221,6 +222,12 @@ func (v *view) place(s *config.Service) placement {
 	}
 	for _, n := range v.holders(s.Name) {
 		if !isElig[n] && v.running(n, s.Name) {
+			want--
+		}
+	}
+	// A node that left gracefully with its instance up may still run it.
+	for n := range v.leftRunning(s) {
+		if !isElig[n] {
 			want--
 		}
 	}

@@ -51,10 +51,11 @@
 //     Prober, every absent node whose last data shows the instance up has
 //     not answered a probe for two leases; after ReadyPeriod with those
 //     conditions still holding, it starts the instance ("starting").
-//   - A node seen leaving gracefully while its failover instance was up,
-//     starting or stopping may still run it (stopping an agent leaves its
-//     services running): no failover starts until it is back, forgotten,
-//     or the service is ordered after it left (see leftRunning;
+//   - A node seen leaving gracefully while its instance was up, starting
+//     or stopping may still run it (stopping an agent leaves its services
+//     running): until it is back, forgotten, or the service is ordered
+//     after it left, no failover starts, and a flex service counts that
+//     instance towards flex_target (see view.leftRunning;
 //     failover_blocked reason left).
 //   - Candidates that keep publishing different leaders, or holding
 //     different configs, for DisagreeAfter are reported once per episode:
@@ -69,7 +70,7 @@
 //     is not keep stops its instance (reason duplicate).
 //   - Flex: the eligible candidates running it are kept first, then the
 //     other eligible candidates fill up to flex_target; instances up on
-//     present ineligible nodes count as placed. A kept instance that is
+//     present ineligible nodes, or left running, count as placed. A kept instance that is
 //     down starts. A running instance not kept stops (reason
 //     flex_threshold) one at a time: only the last such node in candidate
 //     order, only while no other instance is stopping and the others up

@@ -9,30 +9,25 @@ import (
 	"agent/monitor"
 )
 
-// EventFailoverBlocked is emitted when a failover service cannot fail over
-// because the node that ran it left gracefully with its instance up: the
-// instance may still run there.
+// EventFailoverBlocked is emitted when a service is not placed elsewhere
+// because a node that ran it left gracefully with its instance up: the
+// instance may still run there. A failover service does not fail over; a
+// flex service counts the instance towards flex_target.
 const EventFailoverBlocked = "failover_blocked"
 
 // ReasonLeft: a node left gracefully while running the instance.
 const ReasonLeft = "left"
 
-// leftRunning keeps, in this node's instance of failover service s, the
-// nodes that left gracefully while their instance was up, starting or
-// stopping: stopping an agent (SIGTERM, systemctl restart with
-// KillMode=process) leaves its services running, so a failover would make
-// a duplicate nobody sees. It reads the records of every node's instance
+// leftRunning returns the nodes that left gracefully while their instance
+// of s was up, starting or stopping, with when they left: stopping an agent
+// (SIGTERM, systemctl restart with KillMode=process) leaves its services
+// running, so placing the service elsewhere would make a duplicate (or a
+// flex surplus) nobody sees. It reads the records of every node's instance
 // too, so that a node that missed the leave, or restarted since, knows,
 // and the records outlive the forgetting of the node's data. A record
 // ends when the node is present again, is forgotten (agent node forget),
-// or an order for the service is given after it left. It returns the
-// records in force; while there is one, no failover instance starts, and
-// failover_blocked is emitted once per node and episode. Run goroutine
-// only.
-func (o *Orchestrator) leftRunning(v *view, s *config.Service, inst monitor.Instance) map[string]time.Time {
-	if s.Topology == config.Flex {
-		return nil
-	}
+// or an order for the service is given after it left. nil when none.
+func (v *view) leftRunning(s *config.Service) map[string]time.Time {
 	_, orderAt := v.latestExpect(s.Name)
 	forgotten := map[string]bool{}
 	for _, d := range v.nodes {
@@ -67,8 +62,17 @@ func (o *Orchestrator) leftRunning(v *view, s *config.Service, inst monitor.Inst
 		}
 	}
 	if len(now) == 0 {
-		now = nil
+		return nil
 	}
+	return now
+}
+
+// publishLeftRunning keeps v.leftRunning(s) in this node's instance of s
+// (monitor.left_running), emits failover_blocked once per departed node
+// and episode, and logs why. It returns the records in force; while there
+// is one, no failover instance starts. Run goroutine only.
+func (o *Orchestrator) publishLeftRunning(v *view, s *config.Service, inst monitor.Instance) map[string]time.Time {
+	now := v.leftRunning(s)
 	if !maps.Equal(now, inst.Monitor.LeftRunning) {
 		o.updateInstance(s.Name, func(i *monitor.Instance) { i.Monitor.LeftRunning = now })
 	}
@@ -83,13 +87,13 @@ func (o *Orchestrator) leftRunning(v *view, s *config.Service, inst monitor.Inst
 		}
 		seen[n] = true
 		o.emit(EventFailoverBlocked, ReasonLeft, s.Name, map[string]any{"left": n, "since": now[n]})
-		o.log.Warn("node left with the service running: no failover until it is back, forgotten (agent node forget) or the service ordered again",
+		o.log.Warn("node left with the service running: it is not placed elsewhere until the node is back, forgotten (agent node forget) or the service ordered again",
 			logKeyService, s.Name, "left", n, "since", now[n])
 	}
 	for n := range seen {
 		if _, ok := now[n]; !ok {
 			delete(seen, n)
-			o.log.Info("failover no longer blocked by a departed node", logKeyService, s.Name, "left", n)
+			o.log.Info("service no longer held by a departed node", logKeyService, s.Name, "left", n)
 		}
 	}
 	if len(seen) == 0 {

@@ -210,7 +210,7 @@ func (o *Orchestrator) service(ctx context.Context, v *view, s *config.Service, 
 		inst, _ = v.instance(self, s.Name)
 	}
 	o.watchAgreement(v, s, hash, leader, now)
-	st.leftRunning = o.leftRunning(v, s, inst)
+	st.leftRunning = o.publishLeftRunning(v, s, inst)
 	acted := o.duplicates(ctx, v, s, st, inst, now)
 	if acted {
 		v = o.readView()

@@ -505,3 +505,54 @@ func (c *cluster) waitSeenUp(svc, node string) {
 		}, "%s never saw %s up on %s only", n.name, svc, node)
 	}
 }
+
+// TestGracefulLeaveFlexKeepsCount: flex_target 2 on n1 and n2; n1's agent
+// is stopped gracefully (its instance keeps running). n3 must not start a
+// third instance that a return would make surplus: the departed instance
+// counts towards the target until n1 is back, and nothing starts or stops.
+func TestGracefulLeaveFlexKeepsCount(t *testing.T) {
+	c := newCluster(t, three, clusterOpts{})
+	s := testService("api", config.Flex)
+	s.FlexTarget = 2
+	c.addService(s)
+	c.waitUp("api", "n1", "n2")
+	c.leave("n1")
+	for _, n := range []string{"n2", "n3"} {
+		testutil.Eventually(t, 5*time.Second, func() bool {
+			evs := c.node(n).bus.find(EventFailoverBlocked, ReasonLeft)
+			return len(evs) == 1 && evs[0]["left"] == "n1"
+		}, "%s: no failover_blocked for n1", n)
+	}
+	c.waitChecks(15) // many ready periods
+	c.waitUp("api", "n1", "n2")
+	c.restart("n1")
+	c.waitChecks(10)
+	c.waitUp("api", "n1", "n2")
+	for _, n := range three {
+		if k := c.w.count(c.w.starts, n, "api"); n == "n3" && k != 0 {
+			t.Errorf("n3 started api %d times", k)
+		}
+		if k := c.w.count(c.w.stops, n, "api"); k != 0 {
+			t.Errorf("%s stopped api %d times", n, k)
+		}
+	}
+}
+
+// TestGracefulLeaveFlexThenForget: forgetting the node that left with a
+// flex instance up lets the others meet the target again.
+func TestGracefulLeaveFlexThenForget(t *testing.T) {
+	c := newCluster(t, three, clusterOpts{})
+	s := testService("api", config.Flex)
+	s.FlexTarget = 2
+	c.addService(s)
+	c.waitUp("api", "n1", "n2")
+	c.leave("n1")
+	c.w.setUp("n1", "api", false) // the operator stopped it by hand
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		return len(c.node("n3").bus.find(EventFailoverBlocked, ReasonLeft)) == 1
+	}, "no failover_blocked on n3")
+	if err := c.node("n2").orch.Forget("n1", false); err != nil {
+		t.Fatal(err)
+	}
+	c.waitUp("api", "n2", "n3")
+}
