@@ -52,33 +52,53 @@ func TestAgentCrashDuplicate(t *testing.T) {
 }
 
 // TestGracefulRestartNoFailover: `systemctl restart agent` on the node
-// running web (SIGTERM: a graceful leave; with KillMode=process its
-// services keep running). The others must not start a second instance:
-// they report failover_blocked and wait for it to come back.
+// running web, and a flex instance of api (SIGTERM: a graceful leave;
+// with KillMode=process its services keep running). The others must not
+// start a second web, nor a third api: they report failover_blocked, svc
+// ls says why, and they wait for it to come back.
 func TestGracefulRestartNoFailover(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, clusterOpts{Nodes: 3})
-	n1, n2 := c.node(1), c.node(2)
+	n1, n2, n3 := c.node(1), c.node(2), c.node(3)
 	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
 	writeService(t, c.nodes, "web", failoverConf("web", "n1 n2 n3"))
+	writeService(t, c.nodes, "api", flexConf("api", 2))
 	waitUpOn(t, c.nodes, "web", "n1")
+	waitUpOn(t, c.nodes, "api", "n1", "n2")
 	s := startUpSampler(t, "web", c.nodes)
 	stopped := time.Now()
 	n1.stop()
-	n2.waitEvent(map[string]string{"id": "failover_blocked", "svcname": "web", "left": "n1"})
+	for _, svc := range []string{"web", "api"} {
+		n2.waitEvent(map[string]string{"id": "failover_blocked", "svcname": svc, "left": "n1"})
+	}
+	why := "web: n1 left with it running; not placed elsewhere until n1 is back"
+	deadline := time.Now().Add(svcTimeout)
+	out := ""
+	for !strings.Contains(out, why) {
+		if time.Now().After(deadline) {
+			t.Fatalf("svc ls on n3 does not say why web stays put:\n%s", out)
+		}
+		time.Sleep(pollEvery)
+		out, _, _ = n3.cli("svc", "ls")
+	}
+	t.Logf("svc ls on n3 while n1's agent is away:\n%s", out)
 	// The point is what does not happen: longer than the ready period and
 	// a few checks, with n1 away.
 	time.Sleep(8 * time.Second)
+	if got := upOn(c.nodes, "api"); strings.Join(got, " ") != "n1 n2" {
+		t.Errorf("api up on %v while n1's agent is away, want [n1 n2]", got)
+	}
 	n1.restart()
 	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
 	for _, n := range c.nodes {
 		n.waitFor(upExpr("web", "n1"), svcTimeout)
 	}
 	s.check(t)
+	waitUpOn(t, c.nodes, "api", "n1", "n2")
 	for _, n := range c.nodes {
 		for _, r := range n.journalEvents() {
-			if id := r.Data["id"]; r.Time.After(stopped) && (id == "instance_start" || id == "instance_duplicate") {
-				t.Errorf("%s: %v %v after the restart of n1's agent", n.name, id, r.Data["reason"])
+			if id := r.Data["id"]; r.Time.After(stopped) && (id == "instance_start" || id == "instance_stop" || id == "instance_duplicate") {
+				t.Errorf("%s: %v %v %v after the restart of n1's agent", n.name, id, r.Data["svcname"], r.Data["reason"])
 			}
 		}
 	}

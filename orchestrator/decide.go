@@ -244,6 +244,22 @@ func (v *view) place(s *config.Service) placement {
 	return p
 }
 
+// unchecked returns a present peer whose instance of svc has no check
+// result yet (an agent back from a restart), or "". Its instance may be up:
+// a flex start waits for the answer rather than add one that could be a
+// surplus, as a failover start does (startBlocker).
+func (v *view) unchecked(svc string) string {
+	for _, n := range v.holders(svc) {
+		if n == v.self || !v.present(n) {
+			continue
+		}
+		if i, _ := v.instance(n, svc); i.Avail == "" || i.Avail == availNotChecked {
+			return n
+		}
+	}
+	return ""
+}
+
 // startBlocker returns the node whose instance forbids this node to start
 // a failover instance of svc now, or "": a present node whose instance is
 // up, warn, unchecked, starting, stopping or failed to stop, or ready ahead

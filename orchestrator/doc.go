@@ -76,7 +76,9 @@
 //     order, only while no other instance is stopping and the others up
 //     still meet the target, and after ReadyPeriod of that. A flex start
 //     goes through the ready period too, so that a node that has not yet
-//     seen its peers' instances does not start one too many.
+//     seen its peers' instances does not start one too many, and waits
+//     until every present peer's instance has a check result (an agent
+//     back from a restart may be running one).
 //   - Start reasons: restart when the service last ran here, failover when
 //     it last ran on another node, target otherwise. A start is followed by
 //     a check: a start that fails or leaves the instance not up sets

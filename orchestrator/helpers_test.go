@@ -30,6 +30,7 @@ type world struct {
 	stops      map[string]int             // node/svc -> stops
 	violations []string
 	delay      time.Duration
+	checkDelay map[string]time.Duration // node -> how long its checks take
 	rng        *rand.Rand
 	// flex targets to watch: once reached, a stop below is a violation.
 	flexTarget  map[string]int
@@ -39,7 +40,7 @@ type world struct {
 func newWorld() *world {
 	return &world{
 		up: map[string]map[string]bool{}, failStart: map[string]bool{}, failover: map[string]bool{},
-		starts: map[string]int{}, stops: map[string]int{}, rng: rand.New(rand.NewSource(1)),
+		starts: map[string]int{}, stops: map[string]int{}, checkDelay: map[string]time.Duration{}, rng: rand.New(rand.NewSource(1)),
 	}
 }
 
@@ -138,6 +139,9 @@ func (r *fakeRunner) Run(ctx context.Context, c Command) (int, error) {
 	d := r.w.delay
 	if d > 0 {
 		d = time.Duration(r.w.rng.Int63n(int64(d)) + 1)
+	}
+	if c.Action == ActionCheck {
+		d += r.w.checkDelay[r.node]
 	}
 	r.w.mu.Unlock()
 	if d > 0 {

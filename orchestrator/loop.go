@@ -297,7 +297,7 @@ func (o *Orchestrator) decide(ctx context.Context, v *view, s *config.Service, p
 		return
 	}
 	st.surplusSince = time.Time{}
-	if up || (!flex && !o.mayStartFailover(v, s, hash, p)) {
+	if up || (!flex && !o.mayStartFailover(v, s, hash, p)) || (flex && v.unchecked(s.Name) != "") {
 		o.unready(s.Name, st, inst)
 		return
 	}

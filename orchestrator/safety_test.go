@@ -525,7 +525,15 @@ func TestGracefulLeaveFlexKeepsCount(t *testing.T) {
 	}
 	c.waitChecks(15) // many ready periods
 	c.waitUp("api", "n1", "n2")
+	// n1 comes back slowly: until its first check is in, its instance
+	// is unknown, not down.
+	c.w.mu.Lock()
+	c.w.checkDelay["n1"] = 5 * c.o.ready
+	c.w.mu.Unlock()
 	c.restart("n1")
+	c.w.mu.Lock()
+	c.w.checkDelay["n1"] = 0
+	c.w.mu.Unlock()
 	c.waitChecks(10)
 	c.waitUp("api", "n1", "n2")
 	for _, n := range three {

@@ -169,7 +169,30 @@ func writeServices(w io.Writer, d statusDoc, nodes []string) error {
 		fmt.Fprint(w, "  ~ stale: the node is dead or left, its last report is not current")
 	}
 	fmt.Fprintln(w)
+	for _, s := range list {
+		for _, n := range leftRunning(d, s) {
+			fmt.Fprintf(w, "%s: %s left with it running; not placed elsewhere until %s is back, forgotten (agent node forget %s) or %s is ordered again\n", s, n, n, n, s)
+		}
+	}
 	return nil
+}
+
+// leftRunning lists the nodes that present nodes report as having left
+// gracefully with their instance of svc running (monitor.left_running):
+// the reason the service is not placed elsewhere.
+func leftRunning(d statusDoc, svc string) []string {
+	set := map[string]bool{}
+	for n, nd := range d.Monitor.Nodes {
+		if !present(d, n) {
+			continue
+		}
+		for x := range nd.Services[svc].Monitor.LeftRunning {
+			if !present(d, x) {
+				set[x] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(set))
 }
 
 // present reports whether node n's data describes what runs now: its

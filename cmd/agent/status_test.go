@@ -43,3 +43,26 @@ func TestStaleInstancesNotShownUp(t *testing.T) {
 		t.Errorf("legend or leaders wrong:\n%s", got)
 	}
 }
+
+// TestLeftRunningExplained: a node that left gracefully with web running
+// blocks its failover; svc ls says so, and what ends it.
+func TestLeftRunningExplained(t *testing.T) {
+	doc := `{
+  "cluster": {"name": "c", "nodes": {"n1": {"state": "left"}, "n2": {"state": "alive"}}},
+  "monitor": {
+    "nodes": {
+      "n1": {"status": "shutting down", "services": {"web": {"avail": "up", "monitor": {"status": "idle", "placement": "leader"}}}},
+      "n2": {"status": "idle", "services": {"web": {"avail": "down", "monitor": {"status": "idle", "left_running": {"n1": "2026-12-01T10:00:00Z"}}}}}
+    },
+    "services": {"web": {"avail": "down", "overall": "down", "frozen": "thawed", "placement": "n/a", "up": []}}
+  }
+}`
+	var out bytes.Buffer
+	if err := printServices(&out, []byte(doc)); err != nil {
+		t.Fatal(err)
+	}
+	want := "web: n1 left with it running; not placed elsewhere until n1 is back, forgotten (agent node forget n1) or web is ordered again\n"
+	if got := out.String(); !strings.Contains(got, want) {
+		t.Errorf("no explanation of the block:\n%s", got)
+	}
+}

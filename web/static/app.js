@@ -455,9 +455,17 @@
           // A dead or departed node's instance is history: its last
           // report is not shown as current (monitor.services.NAME.up
           // leaves it out too).
-          body += '<td class="cell stale" data-node="' + esc(n) + '" data-avail="unknown" data-stale="1" title="' +
-            esc(n) + " is " + esc(obj(members[n]).state || "not a member") + ': its last report is not current">unknown' +
-            '<span class="sub">stale · last ' + esc(inst.avail || "?") + "</span></td>";
+          // A node that left with the instance running holds it: the
+          // others do not place it elsewhere (monitor.left_running).
+          const held = names.some((p) => present(members[p]) &&
+            obj(obj(obj(obj(obj(mnodes[p]).services)[s]).monitor).left_running)[n] !== undefined);
+          body += '<td class="cell stale" data-node="' + esc(n) + '" data-avail="unknown" data-stale="1"' +
+            (held ? ' data-left-running="1"' : "") + ' title="' +
+            esc(n) + " is " + esc(obj(members[n]).state || "not a member") + ": its last report is not current" +
+            (held ? "; it left with the service running, so it is not placed elsewhere until " + esc(n) +
+              " is back, forgotten (agent node forget " + esc(n) + ") or the service is ordered again" : "") +
+            '">unknown' +
+            '<span class="sub">stale · last ' + esc(inst.avail || "?") + (held ? " · left running" : "") + "</span></td>";
           continue;
         }
         const leader = im.placement === "leader";
