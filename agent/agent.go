@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"agent/config"
 	"agent/events"
 	"agent/heartbeat"
+	"agent/history"
 	"agent/monitor"
 	"agent/stream"
 )
@@ -34,7 +36,8 @@ type Options struct {
 	// StatsInterval is how often load and memory are sampled; default 10s,
 	// <0 disables sampling (tests).
 	StatsInterval time.Duration
-	// ForgetAfter is how long a dead peer's data is kept; default 5m.
+	// ForgetAfter, when set, overrides node.conf's [hb] forget_after: how
+	// long a dead peer's data is kept.
 	ForgetAfter time.Duration
 	// ConfigDebounce is the delay that merges bursts of config file events;
 	// default 200ms.
@@ -66,6 +69,9 @@ type Options struct {
 	// ProgressInterval is the idle time after which stream subscribers get
 	// a progress record; default stream.DefaultProgress.
 	ProgressInterval time.Duration
+	// TuneSink adjusts each history sink's config last (tests shrink the
+	// backoffs).
+	TuneSink func(*history.SinkConfig)
 }
 
 // Agent is one running node agent: config, record bus, monitor store,
@@ -121,9 +127,6 @@ func New(opts Options) (a *Agent, err error) {
 	}
 	if opts.StatsInterval == 0 {
 		opts.StatsInterval = 10 * time.Second
-	}
-	if opts.ForgetAfter == 0 {
-		opts.ForgetAfter = 5 * time.Minute
 	}
 	if opts.ConfigDebounce == 0 {
 		opts.ConfigDebounce = 200 * time.Millisecond
@@ -205,17 +208,21 @@ func New(opts Options) (a *Agent, err error) {
 		return nil, err
 	}
 	a.hb, err = heartbeat.New(heartbeat.Config{
-		Name:        cfg.Node.Name,
-		ClusterName: cfg.Cluster.Name,
-		Secret:      cfg.Cluster.Secret,
-		BindAddr:    cfg.HB.Addr,
-		BindPort:    cfg.HB.Port,
-		Advertise:   cfg.HB.Advertise,
-		Profile:     string(cfg.HB.Profile),
-		Seeds:       cfg.Cluster.Seeds,
-		ForgetAfter: opts.ForgetAfter,
-		Tune:        opts.TuneHeartbeat,
-		Logger:      a.log,
+		Name:             cfg.Node.Name,
+		ClusterName:      cfg.Cluster.Name,
+		Secret:           cfg.Cluster.Secret,
+		BindAddr:         cfg.HB.Addr,
+		BindPort:         cfg.HB.Port,
+		Advertise:        cfg.HB.Advertise,
+		Profile:          string(cfg.HB.Profile),
+		Seeds:            cfg.Cluster.Seeds,
+		ForgetAfter:      cmp.Or(opts.ForgetAfter, cfg.HB.ForgetAfter),
+		ReconnectTimeout: cfg.HB.ReconnectTimeout,
+		// The peers seen alive, kept so that a restarted node finds its
+		// cluster even when the seeds are down.
+		PeersFile: filepath.Join(a.paths.VarDir, "peers.json"),
+		Tune:      opts.TuneHeartbeat,
+		Logger:    a.log,
 	}, a.store)
 	if err != nil {
 		return nil, err

@@ -19,8 +19,8 @@ import (
 	"agent/web"
 )
 
-// extensions are the parts built on the core: hooks, orchestration,
-// metrics and the web page.
+// extensions are the parts built on the core: hooks, history sinks,
+// orchestration, metrics and the web page.
 type extensions struct {
 	metrics *metrics.Metrics
 	orch    *orchestrator.Orchestrator
@@ -29,6 +29,8 @@ type extensions struct {
 	// hooksApplied counts the hook sets given to the runner.
 	hooksApplied int
 	triggers     *triggers.Runner
+	// history holds the sinks and the readers of their databases.
+	history historyExt
 }
 
 // newMetrics builds the Prometheus exposition; its sources are read at
@@ -40,6 +42,7 @@ func (a *Agent) newMetrics() *metrics.Metrics {
 		Stream:    func() stream.Stats { return a.stream.Stats() },
 		Members:   func() map[string]monitor.Member { return a.store.Members() },
 		Hooks:     func() []metrics.HookStats { return a.hookStats() },
+		Sinks:     func() []metrics.SinkStats { return a.sinkStats() },
 		Orchestrator: func() metrics.OrchStats {
 			c, g := a.ext.orch.Stats().Metrics()
 			return metrics.OrchStats{Counters: c, Gauges: g}
@@ -70,7 +73,12 @@ func (a *Agent) initExtensions(snap config.Snapshot) error {
 	if err := a.newTriggers(); err != nil {
 		return err
 	}
-	return a.newOrchestrator(snap)
+	if err := a.newOrchestrator(snap); err != nil {
+		return err
+	}
+	// Last: a sink publishes (sink_error) from its own goroutine, through
+	// publish, which reads what the lines above set.
+	return a.newSinks()
 }
 
 func (a *Agent) startExtensions(ctx context.Context) {
@@ -92,6 +100,7 @@ func (a *Agent) stopExtensions() {
 	if a.ext.triggers != nil {
 		_ = a.ext.triggers.Close()
 	}
+	a.stopSinks()
 	if a.ext.orch != nil {
 		_ = a.ext.orch.Close()
 	}
@@ -110,5 +119,8 @@ func (a *Agent) routeExtensions(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/nodes/{name}/forget", a.postForget)
 	mux.HandleFunc("GET /v1/triggers", a.getTriggers)
 	mux.Handle("GET /metrics", a.ext.metrics.Handler())
+	mux.Handle("GET /v1/history", a.historyHandler())
+	mux.Handle("GET /v1/history/timeline", a.historyHandler())
+	mux.HandleFunc("GET /v1/journal", a.getJournal)
 	mux.Handle("GET /", web.Handler())
 }

@@ -87,6 +87,7 @@ func (a *Agent) nodeConfigChange(ch config.Change) {
 	a.cfgMu.Lock()
 	a.cfg.Node.Labels = ch.Node.Node.Labels
 	a.cfg.Hooks = ch.Node.Hooks
+	a.cfg.Sinks = ch.Node.Sinks
 	a.cfg.Triggers = ch.Node.Triggers
 	a.cfg.Source = ch.Node.Source
 	a.cfgMu.Unlock()
@@ -99,6 +100,10 @@ func (a *Agent) nodeConfigChange(ch config.Change) {
 	if !reflect.DeepEqual(old.Triggers, ch.Node.Triggers) {
 		changed = append(changed, "triggers")
 		a.reloadTriggers(ch.Node.Triggers)
+	}
+	if !reflect.DeepEqual(old.Sinks, ch.Node.Sinks) {
+		changed = append(changed, "sinks")
+		a.reloadSinks(ch.Node.Sinks)
 	}
 	for _, c := range []struct {
 		name     string

@@ -20,6 +20,11 @@ const (
 	DefaultJournalMaxBytes int64 = 256 << 20
 	// DefaultJournalMaxAge bounds the journal age.
 	DefaultJournalMaxAge = 7 * 24 * time.Hour
+	// DefaultForgetAfter is how long a dead peer's data is kept.
+	DefaultForgetAfter = 5 * time.Minute
+	// DefaultReconnectTimeout is how long a dead peer's address is
+	// retried after it was last seen alive.
+	DefaultReconnectTimeout = 72 * time.Hour
 	// DefaultJournalRingBytes bounds the memory of the record ring.
 	DefaultJournalRingBytes int64 = 64 << 20
 	// DefaultMaxData bounds one node's monitor data.
@@ -104,6 +109,9 @@ type Node struct {
 	Journal JournalSection
 	// Hooks are the [hook#NAME] sections, in file order.
 	Hooks []Hook
+	// Sinks are the [sink#NAME] sections (history databases), in file
+	// order: the first is the default of `agent history`.
+	Sinks []Sink
 	// Triggers are the [trigger#NAME] sections, in file order.
 	Triggers []Trigger
 
@@ -156,6 +164,13 @@ type HeartbeatSection struct {
 	Advertise string
 	// Profile is the timing profile: lan (default), wan or local.
 	Profile Profile
+	// ForgetAfter is how long a dead peer's data is kept (key
+	// forget_after, default 5m). Its address is kept longer: see
+	// ReconnectTimeout.
+	ForgetAfter time.Duration
+	// ReconnectTimeout is how long the address of a dead peer is retried
+	// after it was last seen alive (key reconnect_timeout, default 72h).
+	ReconnectTimeout time.Duration
 }
 
 // ListenerSection is [listener]: the optional TCP listener for the API, the
@@ -226,7 +241,8 @@ func DefaultNode(hostname string) Node {
 	return Node{
 		Node:    NodeSection{Name: name, MaxData: DefaultMaxData},
 		Cluster: ClusterSection{Name: name, SplitAction: SplitStop},
-		HB:      HeartbeatSection{Addr: "127.0.0.1", Port: DefaultHeartbeatPort, Profile: ProfileLAN},
+		HB: HeartbeatSection{Addr: "127.0.0.1", Port: DefaultHeartbeatPort, Profile: ProfileLAN,
+			ForgetAfter: DefaultForgetAfter, ReconnectTimeout: DefaultReconnectTimeout},
 		Listener: ListenerSection{
 			Auth:           AuthToken,
 			MaxConns:       DefaultMaxConns,
@@ -273,6 +289,7 @@ func ParseNode(path string, data []byte, hostname string) (Node, error) {
 	n.pos = newPositions()
 	clusterNamed := false
 	hooks := map[string]int{}
+	sinks := map[string]int{}
 	for _, s := range doc.sections {
 		n.pos.add(s.name, "", s.line)
 		var set func(key, v string) error
@@ -308,6 +325,19 @@ func ParseNode(path string, data []byte, hostname string) (Node, error) {
 			set = h.set
 		case s.name == "hook":
 			return Node{}, &Error{File: path, Line: s.line, Section: s.name, Msg: "unknown section (a hook is [hook#NAME])"}
+		case strings.HasPrefix(s.name, "sink#"):
+			name := strings.TrimPrefix(s.name, "sink#")
+			if !ValidName(name) {
+				return Node{}, &Error{File: path, Line: s.line, Section: s.name, Msg: fmt.Sprintf("%q is not a valid sink name (letters, digits, - _ .)", name)}
+			}
+			if first, ok := sinks[name]; ok {
+				return Node{}, &Error{File: path, Line: s.line, Section: s.name, Msg: fmt.Sprintf("duplicate sink name (first at line %d)", first)}
+			}
+			sinks[name] = s.line
+			n.Sinks = append(n.Sinks, DefaultSink(name))
+			set = n.Sinks[len(n.Sinks)-1].set
+		case s.name == "sink":
+			return Node{}, &Error{File: path, Line: s.line, Section: s.name, Msg: "unknown section (a history sink is [sink#NAME])"}
 		case strings.HasPrefix(s.name, "trigger#"):
 			name := strings.TrimPrefix(s.name, "trigger#")
 			if !ValidName(name) {
@@ -449,6 +479,22 @@ func (n *Node) setHB(key, v string) error {
 	case "profile":
 		if v != "" {
 			n.HB.Profile = Profile(v)
+		}
+	case "forget_after", "reconnect_timeout":
+		d := DefaultForgetAfter
+		if key == "reconnect_timeout" {
+			d = DefaultReconnectTimeout
+		}
+		if v != "" {
+			var err error
+			if d, err = parseDuration(v); err != nil {
+				return err
+			}
+		}
+		if key == "forget_after" {
+			n.HB.ForgetAfter = d
+		} else {
+			n.HB.ReconnectTimeout = d
 		}
 	default:
 		return errUnknownKey

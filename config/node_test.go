@@ -31,7 +31,8 @@ func TestParseNodeSpecExample(t *testing.T) {
 			Nodes:       []string{"n1", "n2", "n3"},
 			SplitAction: SplitStop,
 		},
-		HB: HeartbeatSection{Addr: "0.0.0.0", Port: 10000, Profile: ProfileLAN},
+		HB: HeartbeatSection{Addr: "0.0.0.0", Port: 10000, Profile: ProfileLAN,
+			ForgetAfter: 5 * time.Minute, ReconnectTimeout: 72 * time.Hour},
 		Listener: ListenerSection{Addr: "127.0.0.1:1215", Auth: AuthToken, TokenFile: "/etc/agent/token", TLSCert: "...", TLSKey: "...",
 			MaxConns: DefaultMaxConns, MaxSubscribers: DefaultMaxSubscribers, IdleTimeout: MaxIdleTimeout},
 		Journal: JournalSection{MaxBytes: 256 << 20, MaxAge: 7 * 24 * time.Hour, RingBytes: 64 << 20},
@@ -68,9 +69,10 @@ func TestDefaultNode(t *testing.T) {
 		t.Errorf("Source = %q, want empty for defaults", n.Source)
 	}
 	want := Node{
-		Node:     NodeSection{Name: "db1", MaxData: 1 << 20},
-		Cluster:  ClusterSection{Name: "db1", SplitAction: SplitStop},
-		HB:       HeartbeatSection{Addr: "127.0.0.1", Port: 10000, Profile: ProfileLAN},
+		Node:    NodeSection{Name: "db1", MaxData: 1 << 20},
+		Cluster: ClusterSection{Name: "db1", SplitAction: SplitStop},
+		HB: HeartbeatSection{Addr: "127.0.0.1", Port: 10000, Profile: ProfileLAN,
+			ForgetAfter: DefaultForgetAfter, ReconnectTimeout: DefaultReconnectTimeout},
 		Listener: ListenerSection{Auth: AuthToken, MaxConns: DefaultMaxConns, MaxSubscribers: DefaultMaxSubscribers, IdleTimeout: MaxIdleTimeout},
 		Journal:  JournalSection{MaxBytes: 256 << 20, MaxAge: 7 * 24 * time.Hour, RingBytes: 64 << 20},
 	}
@@ -118,7 +120,14 @@ func TestParseNodeKeys(t *testing.T) {
 		{"split freeze", "[cluster]\nsplit_action = freeze", func(n Node) bool { return n.Cluster.SplitAction == SplitFreeze }},
 		{"split none", "[cluster]\nsplit_action = none", func(n Node) bool { return n.Cluster.SplitAction == SplitNone }},
 		{"hb", "[hb]\naddr = 10.1.2.3\nport = 0\nadvertise = 192.0.2.1\nprofile = wan", func(n Node) bool {
-			return n.HB == HeartbeatSection{Addr: "10.1.2.3", Port: 0, Advertise: "192.0.2.1", Profile: ProfileWAN}
+			return n.HB == HeartbeatSection{Addr: "10.1.2.3", Port: 0, Advertise: "192.0.2.1", Profile: ProfileWAN,
+				ForgetAfter: DefaultForgetAfter, ReconnectTimeout: DefaultReconnectTimeout}
+		}},
+		{"hb timeouts", "[hb]\nforget_after = 20s\nreconnect_timeout = 3d", func(n Node) bool {
+			return n.HB.ForgetAfter == 20*time.Second && n.HB.ReconnectTimeout == 72*time.Hour
+		}},
+		{"hb timeouts empty", "[hb]\nforget_after =\nreconnect_timeout =", func(n Node) bool {
+			return n.HB.ForgetAfter == DefaultForgetAfter && n.HB.ReconnectTimeout == DefaultReconnectTimeout
 		}},
 		{"hb local", "[hb]\nprofile = local", func(n Node) bool { return n.HB.Profile == ProfileLocal }},
 		{"listener none loopback", "[listener]\naddr = 127.0.0.1:80\nauth = none", func(n Node) bool { return n.Listener.Auth == AuthNone }},
@@ -211,6 +220,10 @@ func TestParseNodeErrors(t *testing.T) {
 		{"[hb]\naddr = myhost", `node.conf:2: [hb] addr: "myhost" is not an IP address`},
 		{"[hb]\nadvertise = myhost", `node.conf:2: [hb] advertise: "myhost" is not an IP address`},
 		{"[hb]\nprofile = fast", `node.conf:2: [hb] profile: "fast" is not one of lan, wan, local`},
+		{"[hb]\nforget_after = soon", `node.conf:2: [hb] forget_after: "soon" is not a duration (like 30s, 5m, 7d)`},
+		{"[hb]\nforget_after = 0s", `node.conf:2: [hb] forget_after: "0s": must be positive`},
+		{"[hb]\nforget_after = 10ms", `node.conf:2: [hb] forget_after: 10ms: must be at least 1s`},
+		{"[hb]\n\nreconnect_timeout = 5s", `node.conf:3: [hb] reconnect_timeout: 5s: must be at least 10s (one reconnect period)`},
 		{"[listener]\nauth = basic", `node.conf:2: [listener] auth: "basic" is not one of token, none`},
 		{"[listener]\naddr = 1215", `node.conf:2: [listener] addr: "1215" is not a host:port address`},
 		{"[listener]\naddr = 0.0.0.0:1215\nauth = none", `node.conf:3: [listener] auth: none is accepted on loopback addresses only, not "0.0.0.0"`},

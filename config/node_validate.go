@@ -3,7 +3,13 @@ package config
 import (
 	"fmt"
 	"net"
+	"time"
 )
+
+// MinReconnectTimeout is the shortest [hb] reconnect_timeout: a dead peer
+// is tried at least every 10 s, so anything shorter would not try it
+// twice.
+const MinReconnectTimeout = 10 * time.Second
 
 // Validate checks n as a whole. Errors are *Error and name the file and
 // line when n came from ParseNode.
@@ -55,6 +61,12 @@ func (n Node) Validate() error {
 	default:
 		return bad("hb", "profile", "%q is not one of lan, wan, local", n.HB.Profile)
 	}
+	if n.HB.ForgetAfter < time.Second {
+		return bad("hb", "forget_after", "%v: must be at least 1s", n.HB.ForgetAfter)
+	}
+	if n.HB.ReconnectTimeout < MinReconnectTimeout {
+		return bad("hb", "reconnect_timeout", "%v: must be at least %v (one reconnect period)", n.HB.ReconnectTimeout, MinReconnectTimeout)
+	}
 	if err := n.Listener.validate(bad); err != nil {
 		return err
 	}
@@ -93,6 +105,16 @@ func (n Node) Validate() error {
 		}
 		if h.Timeout <= 0 {
 			return bad(sec, "timeout", "must be positive")
+		}
+	}
+	sinks := map[string]bool{}
+	for _, s := range n.Sinks {
+		if sinks[s.Name] {
+			return bad("sink#"+s.Name, "", "duplicate sink name")
+		}
+		sinks[s.Name] = true
+		if err := s.validate(bad); err != nil {
+			return err
 		}
 	}
 	seen = map[string]bool{}

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"agent/internal/faultnet"
 	"agent/internal/testutil"
 	"agent/monitor"
 )
@@ -146,9 +147,9 @@ func TestClusterConvergesAfterRandomChanges(t *testing.T) {
 	leak := testutil.CheckGoroutines(t)
 	func() {
 		nodes := startCluster(t, 5, nil)
-		rng := rand.New(rand.NewSource(1))
+		rng := rand.New(rand.NewPCG(1, 0))
 		for i := 0; i < 3000; i++ {
-			n := nodes[rng.Intn(len(nodes))]
+			n := nodes[rng.IntN(len(nodes))]
 			randomChange(rng, n.store)
 		}
 		waitConverged(t, nodes)
@@ -166,7 +167,7 @@ func TestClusterConvergesAfterRandomChanges(t *testing.T) {
 
 func randomChange(rng *rand.Rand, s *monitor.Store) {
 	_, _, _ = s.UpdateLocal("cli", func(d *monitor.NodeData) {
-		switch rng.Intn(4) {
+		switch rng.IntN(4) {
 		case 0:
 			if d.Frozen == 0 {
 				d.Frozen = time.Now().Unix()
@@ -174,12 +175,12 @@ func randomChange(rng *rand.Rand, s *monitor.Store) {
 				d.Frozen = 0
 			}
 		case 1:
-			d.Labels[fmt.Sprintf("k%d", rng.Intn(20))] = fmt.Sprintf("v%d", rng.Intn(1000))
+			d.Labels[fmt.Sprintf("k%d", rng.IntN(20))] = fmt.Sprintf("v%d", rng.IntN(1000))
 		case 2:
-			delete(d.Labels, fmt.Sprintf("k%d", rng.Intn(20)))
+			delete(d.Labels, fmt.Sprintf("k%d", rng.IntN(20)))
 		case 3:
-			d.Stats.Load15m = float64(rng.Intn(100)) / 10
-			d.Stats.MemAvailPct = rng.Intn(100)
+			d.Stats.Load15m = float64(rng.IntN(100)) / 10
+			d.Stats.MemAvailPct = rng.IntN(100)
 		}
 	})
 }
@@ -286,35 +287,80 @@ func TestGracefulLeave(t *testing.T) {
 	}, "n1 never saw n3 leave")
 }
 
-func TestNameConflictRefused(t *testing.T) {
-	nodes := startCluster(t, 2, nil)
+// patient makes a cluster that never judges a live node dead within a
+// test, however loaded the machine: the name conflict tests are about
+// names, not failure detection.
+func patient(c *memberlist.Config) {
+	testutil.FastTimings(c)
+	c.SuspicionMult = 1000
+	c.TCPTimeout = 10 * time.Second
+}
+
+// runNewcomer runs a second node named n1 that joins seed, and returns
+// what its Run returned.
+func runNewcomer(t *testing.T, seed string, tune func(*memberlist.Config)) error {
+	t.Helper()
 	bus := &memBus{}
 	st, _ := monitor.New(monitor.Config{Name: "n1", ClusterName: "test", Publish: bus.Publish, Logger: quietLogger()})
-	hb, err := New(Config{Name: "n1", ClusterName: "test", BindAddr: "127.0.0.1", Seeds: []string{nodes[1].hb.Addr()},
-		Profile: "local", Tune: testutil.FastTimings, Logger: quietLogger()}, st)
+	hb, err := New(Config{Name: "n1", ClusterName: "test", BindAddr: "127.0.0.1", Seeds: []string{seed},
+		Profile: "local", Tune: tune, Logger: quietLogger()}, st)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer hb.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Only a hang ends here: a join attempt lasts at most TCPTimeout.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	err = hb.Run(ctx)
-	if err == nil || !isConflict(err) {
+	return hb.Run(ctx)
+}
+
+func TestNameConflictRefused(t *testing.T) {
+	nodes := startCluster(t, 2, func(c *Config) { c.Tune = patient })
+	// The newcomer knows only n2: n2 must refuse it, and keep the genuine
+	// n1's data (the push/pull of a refused merge brings nothing).
+	if err := runNewcomer(t, nodes[1].hb.Addr(), patient); !isConflict(err) {
+		t.Fatalf("Run = %v, want a name conflict", err)
+	}
+	if _, boot, _ := nodes[1].store.Held("n1"); boot != nodes[0].store.Boot() {
+		t.Fatalf("n2 holds n1's data of boot %s, the genuine n1 runs %s: the newcomer's data got in", boot, nodes[0].store.Boot())
+	}
+}
+
+// TestNameOfLiveNodeJudgedDeadRefused: n2 has judged n1 dead, but n1's
+// process lives (here its link to n2 is cut; on a loaded machine it was
+// too slow to answer probes). A newcomer named n1 must not take the name.
+func TestNameOfLiveNodeJudgedDeadRefused(t *testing.T) {
+	fn := faultnet.New(1, faultnet.Options{})
+	defer fn.Close()
+	nodes := startCluster(t, 2, onNetwork(fn, nil))
+	n1, n2 := nodes[0].hb.Addr(), nodes[1].hb.Addr()
+	fn.Cut(n1, n2)
+	fn.Cut(n2, n1)
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		return nodes[1].store.Members()["n1"].State == monitor.StateDead
+	}, "n2 never judged n1 dead")
+	err := runNewcomer(t, n2, func(c *memberlist.Config) {
+		testutil.FastTimings(c)
+		fn.Install(c)
+	})
+	if !isConflict(err) {
 		t.Fatalf("Run = %v, want a name conflict", err)
 	}
 }
 
 func TestMalformedMessagesDropped(t *testing.T) {
 	nodes := startCluster(t, 2, nil)
-	var target *memberlist.Node
-	for _, m := range nodes[1].hb.Memberlist().Members() {
-		if m.Name == "n1" {
-			target = m
-		}
-	}
-	if target == nil {
-		t.Fatal("n2's memberlist does not know n1")
-	}
+	// A copy of n2's view of n1, taken under n2's lock: the nodes
+	// memberlist's Members returns are its own, updated concurrently.
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		nodes[1].hb.mu.Lock()
+		defer nodes[1].hb.mu.Unlock()
+		return nodes[1].hb.peers["n1"] != nil
+	}, "n2 never saw n1 alive")
+	nodes[1].hb.mu.Lock()
+	n1 := *nodes[1].hb.peers["n1"]
+	nodes[1].hb.mu.Unlock()
+	target := &n1
 	for _, msg := range [][]byte{{msgDelta}, []byte("dgarbage"), []byte("f{\"n\":1}"), []byte("zzz"), {msgOrder, '{', '}'}} {
 		if err := nodes[1].hb.ml.SendReliable(target, msg); err != nil {
 			t.Fatal(err)
@@ -394,4 +440,21 @@ func splitHostPort(addr string) (string, int, error) {
 	}
 	p, err := strconv.Atoi(port)
 	return host, p, err
+}
+
+// TestLeaveAfterRunEnded: the agent ends the heartbeat's Run (its context)
+// before it leaves, as on SIGTERM; the change made just before the leave
+// ("shutting down") must still reach the peers.
+func TestLeaveAfterRunEnded(t *testing.T) {
+	nodes := startCluster(t, 2, nil)
+	n2 := nodes[1]
+	n2.cancel()
+	<-n2.done
+	n2.done <- nil // for kill
+	gen, _, _ := n2.store.UpdateLocal("shutdown", func(d *monitor.NodeData) { d.Status = monitor.StatusShuttingDown })
+	if err := n2.hb.Leave(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return holds(nodes[0], "n2", gen) },
+		"n1 never got n2's last change before its leave")
 }

@@ -2,6 +2,8 @@ package heartbeat
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 
@@ -23,24 +25,89 @@ func (d *delegate) NotifyMsg(buf []byte) {
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 
 // LocalState carries this node's whole data in every push/pull: the
-// anti-entropy that repairs any delta loss nobody noticed.
+// anti-entropy that repairs any loss nobody noticed.
 func (d *delegate) LocalState(join bool) []byte {
 	h := (*Heartbeat)(d)
 	gen, raw, _ := h.store.Local()
 	return encode(msgState, fullMsg{Node: h.cfg.Name, Boot: h.store.Boot(), Gen: gen, Data: raw})
 }
 
+// MergeRemoteState takes the peer's data from a push/pull. On a join it
+// is taken as a first copy. Otherwise it is a repair only if the copy
+// held here is behind and stays so past a grace: push/pull often races
+// with a delta in flight, which is no loss.
 func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	h := (*Heartbeat)(d)
-	var m fullMsg
-	if err := decode(buf, &m); err != nil || m.Node == "" {
+	kind, v, err := decodeMessage(buf)
+	if err != nil || kind != msgState {
 		h.bad(err)
 		return
 	}
-	if !join {
-		m.Why = "anti_entropy"
+	m := v.(*fullMsg)
+	if join {
+		h.applyFull(*m)
+		return
 	}
-	h.applyFull(m)
+	dg, err := monitor.DigestOf(m.Boot, m.Gen, m.Data)
+	if err != nil {
+		h.bad(err)
+		return
+	}
+	if h.store.Diverges(m.Node, dg) == "" {
+		return
+	}
+	h.work.push(task{kind: taskCandidate, full: m, digest: dg})
+}
+
+// pingDelegate puts this node's digest on the acks of memberlist's
+// probes: each prober learns, at no extra packet, whether its copy of the
+// probed node's data is current.
+type pingDelegate Heartbeat
+
+var _ memberlist.PingDelegate = (*pingDelegate)(nil)
+
+// ackOthers is how many other nodes' digests an ack carries.
+const ackOthers = 2
+
+// AckPayload returns this node's digest message, with the digests of the
+// copies it holds of ackOthers other nodes, picked at random.
+func (p *pingDelegate) AckPayload() []byte {
+	h := (*Heartbeat)(p)
+	dg, _ := h.store.Digest(h.cfg.Name)
+	m := digestMsg{Node: h.cfg.Name, Digest: dg}
+	names := h.store.NodeNames()
+	for _, i := range rand.Perm(len(names)) {
+		if len(m.More) == ackOthers {
+			break
+		}
+		if names[i] == h.cfg.Name {
+			continue
+		}
+		if d, ok := h.store.Digest(names[i]); ok {
+			m.More = append(m.More, nodeDigest{Node: names[i], Digest: d})
+		}
+	}
+	return encode(msgDigest, m)
+}
+
+// NotifyPingComplete compares the probed node's digest with the copy
+// held.
+func (p *pingDelegate) NotifyPingComplete(other *memberlist.Node, rtt time.Duration, payload []byte) {
+	h := (*Heartbeat)(p)
+	if len(payload) == 0 {
+		return // a peer of an older version
+	}
+	kind, v, err := decodeMessage(payload)
+	if err != nil || kind != msgDigest {
+		h.bad(err)
+		return
+	}
+	m := v.(*digestMsg)
+	if m.Node != other.Name {
+		h.bad(nil)
+		return
+	}
+	h.digest(m)
 }
 
 // eventDelegate turns membership changes into main-loop work.
@@ -78,15 +145,30 @@ func (m *mergeDelegate) NotifyMerge(peers []*memberlist.Node) error {
 		// this address): the check runs again on this node's own join.
 		return nil
 	}
+	joined := h.joined.Load()
 	for _, p := range peers {
-		if p.Name != h.cfg.Name || p.State == memberlist.StateDead || p.State == memberlist.StateLeft {
+		if joined && p.Name != h.cfg.Name {
+			if err := h.claimsLivePeer(p); err != nil {
+				return err
+			}
 			continue
 		}
-		if p.Address() == *me {
+		if p.Name != h.cfg.Name || p.State == memberlist.StateLeft || p.Address() == *me {
 			continue
+		}
+		if p.State == memberlist.StateDead {
+			// The cluster holds this name dead at another address: a
+			// restart elsewhere may take it over, unless the holder in
+			// fact lives and was only judged dead (a process starved of
+			// CPU). Whatever listens there decides it; the kernel
+			// accepts a connection even for a process too slow to
+			// answer a probe.
+			if joined || !h.answers(p.Address()) {
+				continue
+			}
 		}
 		err := fmt.Errorf("%w: %q is used by %s, this node is %s", ErrNameConflict, p.Name, p.Address(), *me)
-		if h.joined.Load() {
+		if joined {
 			// We are the established node: the newcomer is refused.
 			h.log.Error("refused a node that uses this node's name", "node", p.Name, "newcomer", p.Address())
 			return err
@@ -96,4 +178,32 @@ func (m *mergeDelegate) NotifyMerge(peers []*memberlist.Node) error {
 		return err
 	}
 	return nil
+}
+
+// claimsLivePeer returns a name conflict when p, in a state merged from a
+// joining node, claims the name of a peer alive here at another address:
+// memberlist would refuse p itself, but the merge would still hand that
+// node's data to this one under the live peer's name.
+func (h *Heartbeat) claimsLivePeer(p *memberlist.Node) error {
+	if p.State == memberlist.StateDead || p.State == memberlist.StateLeft {
+		return nil
+	}
+	h.mu.Lock()
+	known, ok := h.peers[p.Name]
+	h.mu.Unlock()
+	if !ok || known.Address() == p.Address() {
+		return nil
+	}
+	h.log.Error("refused a node that uses the name of a live peer", "node", p.Name, "peer", known.Address(), "newcomer", p.Address())
+	return fmt.Errorf("%w: %q is alive at %s, not %s", ErrNameConflict, p.Name, known.Address(), p.Address())
+}
+
+// answers says whether something accepts a heartbeat connection at addr.
+func (h *Heartbeat) answers(addr string) bool {
+	c, err := h.dial(addr, h.dialTimeout)
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
+	return true
 }

@@ -25,6 +25,8 @@ func FuzzReceive(f *testing.F) {
 		encode(msgState, fullMsg{Node: "n3", Boot: "b2", Gen: 1, Data: data}),
 		encode(msgOrder, Order{From: "n2", Target: "fz", Action: "freeze"}),
 		encode(msgLeave, leaveMsg{Node: "n2"}),
+		encode(msgDigest, digestMsg{Node: "n2", Digest: monitor.Digest{Boot: "b1", Gen: 9, Hash: 7},
+			More: []nodeDigest{{Node: "n3", Digest: monitor.Digest{Boot: "b2", Gen: 4}}}}),
 		{msgDelta},
 		[]byte("f{\"n\":1}"),
 	} {

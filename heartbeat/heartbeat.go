@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,8 +23,22 @@ var ErrNameConflict = errors.New("node name already in use in the cluster")
 type Stats struct {
 	DeltasSent, DeltasReceived, DeltasApplied, DeltasStale uint64
 	FullSent, FullReceived, FullApplied, FullRequests      uint64
-	Resyncs, BadMessages, BytesSent, OrdersReceived        uint64
-	ReliableSends, SendErrors                              uint64
+	// Resyncs counts the peers' data repaired with a whole copy: after a
+	// gap or a failed delta, a digest that differed, or a push/pull that
+	// found the copy held behind past the grace for a delta in flight.
+	// First copies and new runs of a peer are not repairs.
+	Resyncs, BadMessages, BytesSent, OrdersReceived uint64
+	ReliableSends, SendErrors                       uint64
+	// DigestsSent and DigestsReceived count digests of data (messages and
+	// ack payloads); Divergences, those that showed a copy to repair.
+	DigestsSent, DigestsReceived, Divergences uint64
+	// QueueOverflows counts peer queues that hit their limit; Superseded,
+	// queued deltas and full copies replaced by a newer full copy.
+	QueueOverflows, Superseded uint64
+	// RelayRequests counts requests for a node's data sent to a third
+	// node because the owner did not answer; RelaysSent, the copies of
+	// another node's data this node sent on such a request.
+	RelayRequests, RelaysSent uint64
 }
 
 type counters struct {
@@ -31,6 +46,9 @@ type counters struct {
 	fullSent, fullReceived, fullApplied, fullRequests      atomic.Uint64
 	resyncs, badMessages, bytesSent, ordersReceived        atomic.Uint64
 	reliableSends, sendErrors                              atomic.Uint64
+	digestsSent, digestsReceived, divergences              atomic.Uint64
+	relayRequests, relaysSent                              atomic.Uint64
+	queueOverflows, queueSuperseded                        atomic.Uint64
 }
 
 // Heartbeat runs memberlist for one agent and exchanges monitor data.
@@ -50,28 +68,52 @@ type Heartbeat struct {
 	addr atomic.Pointer[string]
 
 	udpLimit int
-	onOrder  atomic.Pointer[func(Order)]
+	// dial opens a stream to a heartbeat address as memberlist does (its
+	// transport), for liveness checks; dialTimeout bounds it.
+	dial        func(addr string, timeout time.Duration) (net.Conn, error)
+	dialTimeout time.Duration
+	onOrder     atomic.Pointer[func(Order)]
 
-	work     *queue[task] // main-loop work from delegates
-	reliable *queue[task] // TCP sends, one goroutine
-	conflict atomic.Pointer[error]
-	joined   atomic.Bool // set once the initial join is over: later conflicts are the joiner's
+	// closing ends when Close is called: stream dials in flight give up.
+	closing  context.Context
+	shutdown context.CancelFunc
 
-	mu         sync.Mutex
-	peers      map[string]*memberlist.Node // alive or suspect peers, by name
-	gone       map[string]time.Time        // dead or left peers: since when
-	pending    map[string]time.Time        // outstanding full requests: when sent
-	leaving    map[string]time.Time        // peers that announced a graceful leave
-	lastSent   []byte                      // local data as last sent
-	lastGen    uint64
-	lastSendT  time.Time
-	lastRejoin time.Time
+	work        *queue[task] // main-loop work from delegates and senders
+	conflict    atomic.Pointer[error]
+	joined      atomic.Bool   // set once the initial join is over: later conflicts are the joiner's
+	loopDone    chan struct{} // closed when the main loop has returned
+	loopStarted atomic.Bool
 
-	rejoining atomic.Bool // a rejoin of dead peers is under way
+	// mu guards the maps below; it is never held while sending or while
+	// calling into the store.
+	mu      sync.Mutex
+	peers   map[string]*memberlist.Node // alive or suspect peers, by name
+	gone    map[string]time.Time        // dead or left peers: since when
+	pending map[string]pendingRequest   // outstanding full requests
+	leaving map[string]time.Time        // peers that announced a graceful leave
+	queues  map[string]*peerQueue       // reliable sends, one queue per alive peer
+	known   *reconnectSet               // peers seen alive, and seeds: retried when dead
+	closed  bool                        // Close has begun: no new sender or attempt
+
+	// Owned by the main loop.
+	lastSent     []byte // local data as last sent
+	lastGen      uint64
+	lastSendT    time.Time
+	digestRounds int       // trailing digests still to send
+	digestAt     time.Time // when the next one is due
+	checks       map[string]*check
 
 	stop     chan struct{}
 	stopOnce sync.Once
-	wg       sync.WaitGroup
+	wg       sync.WaitGroup // Run's loops
+	sendWG   sync.WaitGroup // peer senders and reconnect attempts
+}
+
+// pendingRequest is a full request sent and not answered yet.
+type pendingRequest struct {
+	at  time.Time
+	why string
+	via string // a node known to hold a newer copy: asked when the owner does not answer
 }
 
 type taskKind int
@@ -80,19 +122,26 @@ const (
 	taskMember taskKind = iota
 	taskSendFull
 	taskRequestFull
-	taskSend
 	taskOrder
+	taskFlush
+	taskDigest
+	taskCandidate
+	taskAttempt
 )
 
 type task struct {
-	kind  taskKind
-	node  memberlist.Node
-	state string
-	name  string
-	why   string
-	msg   []byte
-	order Order
-	done  chan struct{} // taskPing: closed when handled
+	kind   taskKind
+	node   memberlist.Node
+	state  string
+	name   string
+	why    string
+	order  Order
+	done   chan struct{} // taskFlush, taskPing: closed when handled
+	of     string        // taskSendFull: whose data (a relay), "" for this node's
+	via    string        // taskDigest: the node that holds the copy digested
+	digest monitor.Digest
+	full   *fullMsg
+	ok     bool
 }
 
 // New creates the memberlist (binding its ports) and wires it to the store.
@@ -104,6 +153,12 @@ func New(cfg Config, store *monitor.Store) (*Heartbeat, error) {
 	if cfg.ForgetAfter == 0 {
 		cfg.ForgetAfter = 5 * time.Minute
 	}
+	if cfg.ReconnectTimeout == 0 {
+		cfg.ReconnectTimeout = 72 * time.Hour
+	}
+	if cfg.MaxPeers == 0 {
+		cfg.MaxPeers = 4096
+	}
 	if cfg.Coalesce == 0 {
 		cfg.Coalesce = 5 * time.Millisecond
 	}
@@ -112,6 +167,15 @@ func New(cfg Config, store *monitor.Store) (*Heartbeat, error) {
 	}
 	if cfg.Refresh == 0 {
 		cfg.Refresh = time.Second
+	}
+	if cfg.DigestDelay == 0 {
+		cfg.DigestDelay = 200 * time.Millisecond
+	}
+	if cfg.DigestGrace == 0 {
+		cfg.DigestGrace = 100 * time.Millisecond
+	}
+	if cfg.QueueLimit == 0 {
+		cfg.QueueLimit = 64
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -124,25 +188,44 @@ func New(cfg Config, store *monitor.Store) (*Heartbeat, error) {
 		store:    store,
 		log:      cfg.Logger.With("component", "heartbeat"),
 		work:     newQueue[task](),
-		reliable: newQueue[task](),
+		loopDone: make(chan struct{}),
 		peers:    map[string]*memberlist.Node{},
 		gone:     map[string]time.Time{},
-		pending:  map[string]time.Time{},
+		pending:  map[string]pendingRequest{},
 		leaving:  map[string]time.Time{},
+		queues:   map[string]*peerQueue{},
+		checks:   map[string]*check{},
 		stop:     make(chan struct{}),
 	}
+	h.closing, h.shutdown = context.WithCancel(context.Background())
+	known, err := loadReconnectSet(cfg.PeersFile, cfg.MaxPeers, cfg.Now())
+	if err != nil {
+		h.log.Warn("reconnect set not restored, starting from the seeds", "err", err)
+	}
+	h.known = known
 	mc, err := h.memberlistConfig()
 	if err != nil {
+		h.shutdown()
 		return nil, err
 	}
+	if err := installTransport(h.closing, mc, mc.Logger); err != nil {
+		h.shutdown()
+		return nil, fmt.Errorf("start heartbeat on %s:%d: %w", cfg.BindAddr, cfg.BindPort, err)
+	}
 	h.udpLimit = mc.UDPBufferSize - 120 - len(mc.Label)
+	h.dial, h.dialTimeout = mc.Transport.DialTimeout, min(mc.TCPTimeout, 2*time.Second)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		_ = mc.Transport.Shutdown()
+		h.shutdown()
 		return nil, fmt.Errorf("start heartbeat on %s:%d: %w", cfg.BindAddr, cfg.BindPort, err)
 	}
 	h.ml = ml
 	addr := ml.LocalNode().Address()
 	h.addr.Store(&addr)
+	h.mu.Lock()
+	h.known.seeds(cfg.Seeds, addr)
+	h.mu.Unlock()
 	_, raw, _ := store.Local()
 	h.lastGen, _, _ = store.Held(cfg.Name)
 	h.lastSent = raw
@@ -170,6 +253,10 @@ func (h *Heartbeat) Stats() Stats {
 		Resyncs: c.resyncs.Load(), BadMessages: c.badMessages.Load(),
 		BytesSent: c.bytesSent.Load(), OrdersReceived: c.ordersReceived.Load(),
 		ReliableSends: c.reliableSends.Load(), SendErrors: c.sendErrors.Load(),
+		DigestsSent: c.digestsSent.Load(), DigestsReceived: c.digestsReceived.Load(),
+		Divergences: c.divergences.Load(), QueueOverflows: c.queueOverflows.Load(),
+		Superseded:    c.queueSuperseded.Load(),
+		RelayRequests: c.relayRequests.Load(), RelaysSent: c.relaysSent.Load(),
 	}
 }
 
@@ -187,9 +274,9 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}()
-	h.wg.Add(2)
-	go func() { defer h.wg.Done(); h.reliableLoop(ctx) }()
-	go func() { defer h.wg.Done(); h.mainLoop(ctx) }()
+	h.wg.Add(1)
+	h.loopStarted.Store(true)
+	go func() { defer h.wg.Done(); defer close(h.loopDone); h.mainLoop(ctx) }()
 	err := h.join(ctx)
 	h.joined.Store(true)
 	if err != nil {
@@ -202,22 +289,48 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the loops and shuts memberlist down. Safe to call twice.
+// Close stops the loops, the sends in flight and memberlist, and saves
+// the reconnect set. Safe to call twice.
 func (h *Heartbeat) Close() error {
 	h.stopOnce.Do(func() { close(h.stop) })
 	h.work.close()
-	h.reliable.close()
 	h.wg.Wait()
-	return h.ml.Shutdown()
+	h.mu.Lock()
+	h.closed = true
+	for name, q := range h.queues {
+		q.kill()
+		delete(h.queues, name)
+	}
+	h.mu.Unlock()
+	h.shutdown()
+	err := h.ml.Shutdown()
+	h.sendWG.Wait()
+	h.saveKnown(true)
+	return err
 }
 
 func (h *Heartbeat) mainLoop(ctx context.Context) {
 	local := h.store.LocalChanged()
 	var coalesce *time.Timer
 	var coalesceC <-chan time.Time
-	tick := time.NewTicker(h.cfg.Refresh)
-	defer tick.Stop()
+	// The refresh runs every Refresh while there is something to watch
+	// (a dead peer, a request unanswered), else once in idleRefresh: an
+	// idle agent's CPU goes to its wake-ups.
+	refresh := time.NewTimer(h.cfg.Refresh)
+	defer refresh.Stop()
+	refreshAt := time.Now().Add(h.cfg.Refresh)
+	wake := time.NewTimer(time.Hour)
+	defer wake.Stop()
 	for {
+		if d, ok := h.nextWake(); ok {
+			wake.Reset(max(d, 0))
+		} else {
+			wake.Stop()
+		}
+		if soon := time.Now().Add(h.cfg.Refresh); refreshAt.After(soon) && h.watching() {
+			refresh.Reset(h.cfg.Refresh)
+			refreshAt = soon
+		}
 		select {
 		case <-ctx.Done():
 			if coalesce != nil {
@@ -228,7 +341,7 @@ func (h *Heartbeat) mainLoop(ctx context.Context) {
 			if coalesceC != nil {
 				continue // a send is already scheduled
 			}
-			wait := h.cfg.Coalesce - h.cfg.Now().Sub(h.lastSendTime())
+			wait := h.cfg.Coalesce - h.cfg.Now().Sub(h.lastSendT)
 			if wait <= 0 {
 				h.flush()
 				continue
@@ -242,8 +355,71 @@ func (h *Heartbeat) mainLoop(ctx context.Context) {
 			for _, t := range h.work.drain() {
 				h.handle(t)
 			}
-		case <-tick.C:
+		case <-wake.C:
+			h.due()
+		case <-refresh.C:
 			h.refresh()
+			d := idleRefresh
+			if h.watching() {
+				d = h.cfg.Refresh
+			}
+			refresh.Reset(d)
+			refreshAt = time.Now().Add(d)
+		}
+	}
+}
+
+// idleRefresh is the refresh period of an agent with nothing to watch.
+const idleRefresh = time.Minute
+
+// watching says whether the refresh has work every Refresh: dead or left
+// peers whose data awaits forgetting, unanswered full requests, peers of
+// the reconnect set to try or to save.
+func (h *Heartbeat) watching() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.gone) > 0 || len(h.pending) > 0 || (h.known.dirty && h.cfg.PeersFile != "") {
+		return true
+	}
+	for name := range h.known.peers {
+		if _, alive := h.peers[name]; !alive {
+			return true
+		}
+	}
+	return len(h.known.seedsL) > 0 && len(h.peers) == 0
+}
+
+// nextWake is how long until the next digest or divergence check is due.
+// Main loop.
+func (h *Heartbeat) nextWake() (time.Duration, bool) {
+	var at time.Time
+	if h.digestRounds > 0 {
+		at = h.digestAt
+	}
+	for _, c := range h.checks {
+		if at.IsZero() || c.at.Before(at) {
+			at = c.at
+		}
+	}
+	if at.IsZero() {
+		return 0, false
+	}
+	return at.Sub(h.cfg.Now()), true
+}
+
+// due sends the trailing digests and runs the divergence checks that fell
+// due. Main loop.
+func (h *Heartbeat) due() {
+	now := h.cfg.Now()
+	if h.digestRounds > 0 && !now.Before(h.digestAt) {
+		h.digestRounds--
+		h.digestAt = now.Add(4 * h.cfg.DigestDelay)
+		h.sendDigests()
+	}
+	for name, c := range h.checks {
+		if !now.Before(c.at) {
+			delete(h.checks, name)
+			h.recheck(name, c)
 		}
 	}
 }
@@ -254,13 +430,22 @@ func (h *Heartbeat) handle(t task) {
 	case taskMember:
 		h.member(t.node, t.state)
 	case taskSendFull:
-		h.sendFull(t.name, t.why)
+		h.enqueue(t.name, outMsg{kind: msgFull, why: t.why, of: t.of})
 	case taskRequestFull:
-		h.requestFull(t.name, t.why)
+		h.requestFull(t.name, t.why, "")
 	case taskOrder:
 		if fn := h.onOrder.Load(); fn != nil {
 			(*fn)(t.order)
 		}
+	case taskFlush:
+		h.flush()
+		close(t.done)
+	case taskDigest:
+		h.divergence(t.name, t.via, t.digest, nil)
+	case taskCandidate:
+		h.divergence(t.full.Node, "", t.digest, t.full)
+	case taskAttempt:
+		h.attempted(t.name, t.ok)
 	case taskPing:
 		close(t.done)
 	}

@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -56,6 +57,13 @@ type clusterOpts struct {
 	// Extra, when set, returns more sections appended to node n's
 	// node.conf ([hook#NAME] ...).
 	Extra func(n *node) string
+	// Profile is the heartbeat profile; default local.
+	Profile string
+	// HB, when set, is more lines of node.conf's [hb] section
+	// (forget_after = 20s), the same on every node.
+	HB string
+	// Labels, when set, replaces node n's labels line value.
+	Labels func(n *node) string
 	// Listener, when set, returns the lines that replace "auth = none" in
 	// the [listener] section of node n (auth, token_file, max_conns, ...).
 	Listener func(n *node) string
@@ -194,20 +202,27 @@ func (c *cluster) dumpLogs() {
 // the INI sections are written once).
 func (n *node) conf(secret string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "[node]\nname = %s\nlabels = idx=%d\n\n[cluster]\nname = %s\nseeds = %s\n",
-		n.name, n.i, n.c.name, strings.Join(n.c.seeds, " "))
+	labels := fmt.Sprintf("idx=%d", n.i)
+	if n.c.opts.Labels != nil {
+		labels = n.c.opts.Labels(n)
+	}
+	fmt.Fprintf(&b, "[node]\nname = %s\nlabels = %s\n\n[cluster]\nname = %s\nseeds = %s\n",
+		n.name, labels, n.c.name, strings.Join(n.c.seeds, " "))
 	if secret != "" {
 		fmt.Fprintf(&b, "secret = %s\n", secret)
 	}
 	if cc := n.c.opts.ClusterConf; cc != "" {
 		fmt.Fprintf(&b, "%s\n", strings.TrimRight(cc, "\n"))
 	}
+	fmt.Fprintf(&b, "\n[hb]\naddr = %s\nport = %d\nprofile = %s\n", n.ip, n.hbPort, cmp.Or(n.c.opts.Profile, "local"))
+	if hb := n.c.opts.HB; hb != "" {
+		fmt.Fprintf(&b, "%s\n", strings.TrimRight(hb, "\n"))
+	}
 	listener := "auth = none"
 	if n.c.opts.Listener != nil {
 		listener = strings.TrimRight(n.c.opts.Listener(n), "\n")
 	}
-	fmt.Fprintf(&b, "\n[hb]\naddr = %s\nport = %d\nprofile = local\n\n[listener]\naddr = %s\n%s\n",
-		n.ip, n.hbPort, net.JoinHostPort(n.ip, strconv.Itoa(n.apiPort)), listener)
+	fmt.Fprintf(&b, "\n[listener]\naddr = %s\n%s\n", net.JoinHostPort(n.ip, strconv.Itoa(n.apiPort)), listener)
 	if n.c.opts.Extra != nil {
 		fmt.Fprintf(&b, "\n%s\n", n.c.opts.Extra(n))
 	}

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"agent/internal/netfault"
 )
 
 // The nemesis: a seeded random schedule of faults against real agents in a
@@ -71,7 +73,7 @@ func nemesisSeed(t *testing.T) uint64 {
 
 func TestNemesis(t *testing.T) {
 	t.Parallel()
-	requireFaultEnv(t)
+	netfault.Require(t)
 	seed := nemesisSeed(t)
 	d := nemesisDuration(t)
 	t.Logf("nemesis seed %d, %v per cluster (replay: AGENT_NEMESIS_SEED=%d)", seed, d, seed)
@@ -140,7 +142,7 @@ func runNemesis(t *testing.T, size int, seed uint64, d time.Duration) {
 	if size == 5 {
 		cc += "\nnodes = n1 n2 n3 n4 n5"
 	}
-	c := newCluster(t, clusterOpts{Nodes: size, NetNS: ns.name, Gid: func(i int) uint32 { return uint32(gidBase + i) }, ClusterConf: cc})
+	c := newCluster(t, clusterOpts{Nodes: size, NetNS: ns.Name, Gid: netfault.GID, ClusterConf: cc})
 	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
 	target := size/2 + 1 // a majority can always host it
 	nodeList := strings.Join(names(c.nodes), " ")

@@ -1,139 +1,59 @@
 package integration
 
 import (
-	"bytes"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"agent/internal/netfault"
 )
 
 // The fault tests run five agents in a network namespace of their own, on
-// its loopback (127.0.0.1-5), and cut links with nft rules in an output
-// chain of that namespace.
-//
-// Addresses alone do not identify a sender on loopback: a TCP connection
-// to 127.0.0.3 is made from 127.0.0.1 whoever dials it, since the kernel
-// picks the route's source. So node i also runs with group id gidBase+i,
-// and the rules match the sending socket's group (meta skgid) as well as
-// the addresses (for UDP, sent from the bound address).
+// its loopback (127.0.0.1-5), and cut links with nft rules in it (package
+// netfault says how senders are told apart).
 
-const gidBase = 42000
-
-// faultNS is a network namespace with an nft table for the test's rules.
+// faultNS is the test's namespace, with its rule changes failing the test.
 type faultNS struct {
-	t    testing.TB
-	name string
-}
-
-// requireFaultEnv skips (loudly) or, with AGENT_REQUIRE_FAULT_TESTS=1,
-// fails when the fault tests cannot run here.
-func requireFaultEnv(t *testing.T) {
-	t.Helper()
-	why := ""
-	switch {
-	case os.Geteuid() != 0:
-		why = "not root"
-	case !have("ip"):
-		why = "no ip command (iproute2)"
-	case !have("nft"):
-		why = "no nft command (nftables)"
-	}
-	if why != "" {
-		faultUnavailable(t, why)
-	}
-}
-
-func have(cmd string) bool { _, err := exec.LookPath(cmd); return err == nil }
-
-func faultUnavailable(t *testing.T, why string) {
-	t.Helper()
-	msg := "FAULT TESTS NOT RUN: " + why + " (they need root, iproute2 and nftables; set AGENT_REQUIRE_FAULT_TESTS=1 to make this a failure)"
-	if os.Getenv("AGENT_REQUIRE_FAULT_TESTS") == "1" {
-		t.Fatal(msg)
-	}
-	fmt.Fprintln(os.Stderr, "WARNING:", msg)
-	t.Skip(msg)
+	*netfault.NS
+	t testing.TB
 }
 
 // newFaultNS creates the namespace (deleted in t.Cleanup, after the
-// agents registered later are killed) with lo up and an empty output chain.
+// agents registered later are killed).
 func newFaultNS(t *testing.T) *faultNS {
 	t.Helper()
-	requireFaultEnv(t)
-	ns := &faultNS{t: t, name: fmt.Sprintf("agent-itest-%d-%d", os.Getpid(), rand.IntN(1e6))}
-	if out, err := exec.Command("ip", "netns", "add", ns.name).CombinedOutput(); err != nil {
-		faultUnavailable(t, fmt.Sprintf("ip netns add: %v: %s", err, bytes.TrimSpace(out)))
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", ns.name).CombinedOutput(); err != nil {
-			t.Logf("ip netns del %s: %v: %s", ns.name, err, out)
-		}
-	})
-	if out, err := exec.Command("ip", "-n", ns.name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		t.Fatalf("lo up in %s: %v: %s", ns.name, err, out)
-	}
-	ns.nft("add table inet itest")
-	ns.nft("add chain inet itest out { type filter hook output priority 0 ; policy accept ; }")
-	return ns
+	return &faultNS{NS: netfault.NewT(t, "agent-itest"), t: t}
 }
 
-// nft runs one nft command in the namespace.
-func (ns *faultNS) nft(rule string) {
-	ns.t.Helper()
-	args := append([]string{"netns", "exec", ns.name, "nft"}, strings.Fields(rule)...)
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		if os.Getenv("AGENT_REQUIRE_FAULT_TESTS") != "1" && strings.Contains(string(out), "Operation not supported") {
-			faultUnavailable(ns.t.(*testing.T), "nft: "+strings.TrimSpace(string(out)))
-		}
-		ns.t.Fatalf("nft %s: %v: %s", rule, err, out)
-	}
-}
-
-func addrSet(nodes []int) string {
-	var s []string
-	for _, i := range nodes {
-		s = append(s, fmt.Sprintf("127.0.0.%d", i))
-	}
-	return "{ " + strings.Join(s, ", ") + " }"
-}
-
-func gidSet(nodes []int) string {
-	var s []string
-	for _, i := range nodes {
-		s = append(s, fmt.Sprint(gidBase+i))
-	}
-	return "{ " + strings.Join(s, ", ") + " }"
-}
+// have says whether cmd is on PATH.
+func have(cmd string) bool { _, err := exec.LookPath(cmd); return err == nil }
 
 // drop cuts the traffic sent by nodes from to nodes to; with pct < 100 a
 // random pct percent of it.
 func (ns *faultNS) drop(from, to []int, pct int) {
 	ns.t.Helper()
-	loss := ""
-	if pct < 100 {
-		loss = fmt.Sprintf("numgen random mod 100 < %d ", pct)
-	}
-	ns.nft(fmt.Sprintf("add rule inet itest out ip saddr %s ip daddr %s %sdrop", addrSet(from), addrSet(to), loss))
-	ns.nft(fmt.Sprintf("add rule inet itest out meta skgid %s ip daddr %s %sdrop", gidSet(from), addrSet(to), loss))
+	netfault.Must(ns.t, ns.Drop(from, to, pct))
 }
 
 // partition cuts a from b both ways.
 func (ns *faultNS) partition(a, b []int) {
-	ns.drop(a, b, 100)
-	ns.drop(b, a, 100)
+	ns.t.Helper()
+	netfault.Must(ns.t, ns.Partition(a, b))
 }
 
 // heal removes every rule.
-func (ns *faultNS) heal() { ns.nft("flush chain inet itest out") }
+func (ns *faultNS) heal() {
+	ns.t.Helper()
+	netfault.Must(ns.t, ns.Heal())
+}
 
 func newFaultCluster(t *testing.T, nodes int) (*faultNS, *cluster) {
 	ns := newFaultNS(t)
-	c := newCluster(t, clusterOpts{Nodes: nodes, NetNS: ns.name, Gid: func(i int) uint32 { return uint32(gidBase + i) }})
+	c := newCluster(t, clusterOpts{Nodes: nodes, NetNS: ns.Name, Gid: netfault.GID})
 	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
 	return ns, c
 }
@@ -150,15 +70,6 @@ func deadExpr(nodes []int) string {
 func TestFaultPartitionHeals(t *testing.T) {
 	t.Parallel()
 	testPartition(t, 0)
-}
-
-// TestFaultLongPartitionHeals holds the partition past memberlist's
-// GossipToTheDeadTime (15 s in the local profile), after which memberlist
-// itself no longer talks to the other side: only a rejoin of dead peers
-// heals it.
-func TestFaultLongPartitionHeals(t *testing.T) {
-	t.Parallel()
-	testPartition(t, 20*time.Second)
 }
 
 // testPartition splits {n1,n2} from {n3,n4,n5} until each side has the

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"agent/internal/netfault"
 )
 
 // svcTimeout bounds the waits on orchestration: failure detection (about
@@ -274,7 +276,7 @@ func TestFaultServiceQuorumSplit(t *testing.T) {
 	t.Parallel()
 	ns := newFaultNS(t)
 	c := newCluster(t, clusterOpts{
-		Nodes: 5, NetNS: ns.name, Gid: func(i int) uint32 { return uint32(gidBase + i) },
+		Nodes: 5, NetNS: ns.Name, Gid: netfault.GID,
 		ClusterConf: "quorum = true\nnodes = n1 n2 n3 n4 n5",
 	})
 	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))

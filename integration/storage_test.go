@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"agent/internal/netfault"
 )
 
 // fileState is what a test compares to show a file was not touched.
@@ -370,9 +372,9 @@ func requireTmpfs(t *testing.T) {
 	t.Helper()
 	switch {
 	case os.Geteuid() != 0:
-		faultUnavailable(t, "not root (a small tmpfs is mounted to fill the disk)")
+		netfault.Unavailable(t, "not root (a small tmpfs is mounted to fill the disk)")
 	case !have("mount") || !have("umount"):
-		faultUnavailable(t, "no mount command")
+		netfault.Unavailable(t, "no mount command")
 	}
 }
 
@@ -381,7 +383,7 @@ func requireTmpfs(t *testing.T) {
 func mountTmpfs(t *testing.T, dir string, size int) {
 	t.Helper()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tmpfs", dir).CombinedOutput(); err != nil {
-		faultUnavailable(t, fmt.Sprintf("mount tmpfs: %v: %s", err, bytes.TrimSpace(out)))
+		netfault.Unavailable(t, fmt.Sprintf("mount tmpfs: %v: %s", err, bytes.TrimSpace(out)))
 	}
 	t.Cleanup(func() {
 		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {

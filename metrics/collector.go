@@ -41,6 +41,9 @@ type agentCollector struct {
 	members                                                 *prometheus.Desc
 	hookRuns, hookFailures, hookTimeouts, hookSkipped       *prometheus.Desc
 	hookDuration                                            *prometheus.Desc
+	sinkWritten, sinkDuplicates, sinkErrors, sinkSkipped    *prometheus.Desc
+	sinkDeleted, sinkLagRecords, sinkLagSeconds, sinkUp     *prometheus.Desc
+	sinkBatchSize, sinkBatchDuration                        *prometheus.Desc
 }
 
 func newAgentCollector(m *Metrics) *agentCollector {
@@ -71,12 +74,18 @@ func newAgentCollector(m *Metrics) *agentCollector {
 			hb("full_received", "Whole copies of a peer's data received.", func(s *heartbeat.Stats) uint64 { return s.FullReceived }),
 			hb("full_applied", "Whole copies of a peer's data applied.", func(s *heartbeat.Stats) uint64 { return s.FullApplied }),
 			hb("full_requests", "Requests sent to peers for a whole copy of their data.", func(s *heartbeat.Stats) uint64 { return s.FullRequests }),
-			hb("resyncs", "Peers resynchronised with a whole copy after a gap.", func(s *heartbeat.Stats) uint64 { return s.Resyncs }),
+			hb("resyncs", "Peers' data repaired with a whole copy (after a gap, a failed delta, a digest that differed, or push/pull data still newer after a grace).", func(s *heartbeat.Stats) uint64 { return s.Resyncs }),
 			hb("bad_messages", "Heartbeat messages that could not be decoded or applied.", func(s *heartbeat.Stats) uint64 { return s.BadMessages }),
 			hb("sent_bytes", "Bytes of heartbeat messages sent.", func(s *heartbeat.Stats) uint64 { return s.BytesSent }),
 			hb("orders_received", "Orders (freeze, thaw, service orders) received from peers.", func(s *heartbeat.Stats) uint64 { return s.OrdersReceived }),
 			hb("reliable_sends", "Messages sent over the reliable (TCP) channel.", func(s *heartbeat.Stats) uint64 { return s.ReliableSends }),
 			hb("send_errors", "Heartbeat sends that failed.", func(s *heartbeat.Stats) uint64 { return s.SendErrors }),
+			hb("digests_sent", "Digests of this node's data sent to peers after its last change.", func(s *heartbeat.Stats) uint64 { return s.DigestsSent }),
+			hb("digests_received", "Digests of peers' data received (messages and probe acks).", func(s *heartbeat.Stats) uint64 { return s.DigestsReceived }),
+			hb("divergences", "Copies of a peer's data found behind or different by a digest or a push/pull, past the grace for a delta in flight.", func(s *heartbeat.Stats) uint64 { return s.Divergences }),
+			hb("relay_requests", "Requests for a node's data sent to a third node because the owner did not answer (a bridge partition).", func(s *heartbeat.Stats) uint64 { return s.RelayRequests }),
+			hb("relays_sent", "Copies of another node's data sent to a peer that could not reach it.", func(s *heartbeat.Stats) uint64 { return s.RelaysSent }),
+			hb("queue_overflows", "Peer send queues that reached their bound (their deltas were replaced by one full copy).", func(s *heartbeat.Stats) uint64 { return s.QueueOverflows }),
 		},
 		streamSubscribers: desc("stream_subscribers", "Open websocket streams on GET /v1/events."),
 		streamSlow:        desc("stream_slow_disconnects_total", "Websocket streams closed because the subscriber could not keep up."),
@@ -86,6 +95,16 @@ func newAgentCollector(m *Metrics) *agentCollector {
 		hookTimeouts:      desc("hook_timeouts_total", "Hook runs killed at their timeout.", "hook"),
 		hookSkipped:       desc("hook_skipped_total", "Records a hook did not run for (queue full, lost to retention).", "hook"),
 		hookDuration:      desc("hook_duration_seconds", "Run time of finished hook commands.", "hook"),
+		sinkWritten:       desc("sink_written_total", "Rows a history sink added to its database.", "sink"),
+		sinkDuplicates:    desc("sink_duplicates_total", "Records a history sink wrote again that were already in its database (after a crash or an outage); not added twice.", "sink"),
+		sinkErrors:        desc("sink_errors_total", "Failed attempts of a history sink to reach or write its database.", "sink"),
+		sinkSkipped:       desc("sink_skipped_total", "Records a history sink lost to journal retention before it read them.", "sink"),
+		sinkDeleted:       desc("sink_deleted_total", "Rows a history sink's retention deleted.", "sink"),
+		sinkLagRecords:    desc("sink_lag_records", "Records of the stream a history sink has not finished with.", "sink"),
+		sinkLagSeconds:    desc("sink_lag_seconds", "Age of the oldest record a history sink holds unwritten (0 when caught up).", "sink"),
+		sinkUp:            desc("sink_up", "1 when a history sink's last attempt reached its database, else 0.", "sink"),
+		sinkBatchSize:     desc("sink_batch_records", "Records per transaction of a history sink.", "sink"),
+		sinkBatchDuration: desc("sink_batch_duration_seconds", "Time a history sink's transactions took.", "sink"),
 	}
 }
 
@@ -97,6 +116,8 @@ func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.journalWaiting, c.journalLost, c.ringBytes, c.ringRecords, c.peerDataRefused,
 		c.streamSubscribers, c.streamSlow, c.members,
 		c.hookRuns, c.hookFailures, c.hookTimeouts, c.hookSkipped, c.hookDuration,
+		c.sinkWritten, c.sinkDuplicates, c.sinkErrors, c.sinkSkipped, c.sinkDeleted,
+		c.sinkLagRecords, c.sinkLagSeconds, c.sinkUp, c.sinkBatchSize, c.sinkBatchDuration,
 	} {
 		ch <- d
 	}
@@ -172,6 +193,34 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- counter(c.hookSkipped, h.Skipped, h.Name)
 			ch <- prometheus.MustNewConstSummary(c.hookDuration, h.DurationCount, h.DurationSum, nil, h.Name)
 		}
+	}
+	if src.Sinks != nil {
+		c.collectSinks(ch, src.Sinks())
+	}
+}
+
+func (c *agentCollector) collectSinks(ch chan<- prometheus.Metric, sinks []SinkStats) {
+	slices.SortFunc(sinks, func(a, b SinkStats) int { return strings.Compare(a.Name, b.Name) })
+	seen := make(map[string]bool)
+	for _, s := range sinks {
+		if seen[s.Name] {
+			continue
+		}
+		seen[s.Name] = true
+		up := 0.0
+		if s.Up {
+			up = 1
+		}
+		ch <- counter(c.sinkWritten, s.Written, s.Name)
+		ch <- counter(c.sinkDuplicates, s.Duplicates, s.Name)
+		ch <- counter(c.sinkErrors, s.Errors, s.Name)
+		ch <- counter(c.sinkSkipped, s.Skipped, s.Name)
+		ch <- counter(c.sinkDeleted, s.Deleted, s.Name)
+		ch <- gauge(c.sinkLagRecords, float64(s.LagRecords), s.Name)
+		ch <- gauge(c.sinkLagSeconds, s.LagSeconds, s.Name)
+		ch <- gauge(c.sinkUp, up, s.Name)
+		ch <- prometheus.MustNewConstSummary(c.sinkBatchSize, s.Batches, float64(s.BatchRecords), nil, s.Name)
+		ch <- prometheus.MustNewConstSummary(c.sinkBatchDuration, s.Batches, s.BatchSeconds, nil, s.Name)
 	}
 }
 

@@ -40,6 +40,8 @@ type Sources struct {
 	Members func() map[string]monitor.Member
 	// Hooks returns one entry per configured hook.
 	Hooks func() []HookStats
+	// Sinks returns one entry per running history sink.
+	Sinks func() []SinkStats
 	// Orchestrator returns the orchestrator's counters and gauges.
 	Orchestrator func() OrchStats
 	// PeerDataRefused counts peers' data refused on receipt for being
@@ -69,6 +71,34 @@ type HookStats struct {
 	DurationSum float64
 	// DurationCount is the number of finished runs DurationSum adds up.
 	DurationCount uint64
+}
+
+// SinkStats are one history sink's figures. The agent converts the
+// history package's own figures into it.
+type SinkStats struct {
+	// Name is the sink's name, from [sink#NAME].
+	Name string
+	// Written counts the rows added to the database.
+	Written uint64
+	// Duplicates counts records written again that were already there.
+	Duplicates uint64
+	// Errors counts failed attempts to reach or write the database.
+	Errors uint64
+	// Skipped counts records lost to journal retention before the sink
+	// read them.
+	Skipped uint64
+	// Deleted counts rows removed by retention.
+	Deleted uint64
+	// Batches, BatchRecords and BatchSeconds: transactions committed, and
+	// the sums of their sizes and durations.
+	Batches      uint64
+	BatchRecords uint64
+	BatchSeconds float64
+	// LagRecords and LagSeconds say how far behind the stream the sink is.
+	LagRecords uint64
+	LagSeconds float64
+	// Up says whether the last attempt reached the database.
+	Up bool
 }
 
 // OrchStats are the orchestrator's figures, by name. Names are made of

@@ -1,8 +1,6 @@
 package monitor
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,6 +52,9 @@ type PersistentState struct {
 	// high-water mark (NodeData.Quorum.HWM), kept so that a restart does
 	// not forget the cluster's size.
 	QuorumMembers []string `json:"quorum_members,omitempty"`
+	// Boot is the boot id of the run that saved the state: the next run's
+	// id is ordered after it, whatever the clock says.
+	Boot string `json:"boot,omitempty"`
 }
 
 // Config configures a Store.
@@ -104,6 +105,14 @@ type nodeEntry struct {
 	raw  []byte // canonical JSON
 	data NodeData
 	boot string
+
+	hash   uint64 // of raw, valid when hashed
+	hashed bool
+}
+
+// set replaces the data held; the hash is computed again when asked for.
+func (e *nodeEntry) set(raw []byte, d NodeData) {
+	e.raw, e.data, e.hashed = raw, d, false
 }
 
 // Store holds the cluster data document. All methods are safe for
@@ -157,7 +166,7 @@ func New(cfg Config) (*Store, error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "monitor"),
 		now:      cfg.Now,
-		boot:     newBootID(),
+		boot:     NewBootID(cfg.Restored.Boot, cfg.Now()),
 		localC:   make(chan struct{}, 1),
 		nodes:    map[string]*nodeEntry{},
 		members:  map[string]Member{},
@@ -199,17 +208,11 @@ func New(cfg Config) (*Store, error) {
 	return s, nil
 }
 
-func newBootID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 // Name is this node's name.
 func (s *Store) Name() string { return s.cfg.Name }
 
 // Boot identifies this run of the local node; a peer seeing it change knows
-// the node restarted.
+// the node restarted. Boot ids are ordered (CompareBoot).
 func (s *Store) Boot() string { return s.boot }
 
 // LocalChanged is signalled (without blocking; coalesced) after every local
@@ -288,7 +291,7 @@ func (s *Store) UpdateLocal(reason string, fn func(d *NodeData)) (uint64, bool, 
 		}
 		s.reserved = st.GenReserved
 	}
-	e.raw, e.data = raw, d
+	e.set(raw, d)
 	s.publishPatch(s.cfg.Name, ops)
 	s.transitions(s.cfg.Name, &old, &e.data, reason)
 	select {
@@ -302,6 +305,7 @@ func (s *Store) persist(st PersistentState) error {
 	if s.cfg.Persist == nil {
 		return nil
 	}
+	st.Boot = s.boot // set once in New: no lock needed
 	if err := s.cfg.Persist(st); err != nil {
 		return fmt.Errorf("save node state: %w", err)
 	}
@@ -398,7 +402,8 @@ func (s *Store) Nodes() map[string]NodeData {
 
 // ApplyDelta applies a peer's operation list taking its data from
 // generation base to gen, made during the peer run boot. It never changes
-// the local node's data and never half-applies.
+// the local node's data and never half-applies. A delta of an older run
+// than the copy held is Stale.
 func (s *Store) ApplyDelta(node, boot string, base, gen uint64, ops json.RawMessage) (Result, string) {
 	if node == s.cfg.Name {
 		return Stale, ""
@@ -415,6 +420,8 @@ func (s *Store) ApplyDelta(node, boot string, base, gen uint64, ops json.RawMess
 	switch {
 	case !ok:
 		return NeedFull, "unknown"
+	case e.boot != boot && CompareBoot(boot, e.boot) < 0:
+		return Stale, ""
 	case e.boot != boot:
 		return NeedFull, "restart"
 	case gen <= e.data.Gen:
@@ -443,16 +450,18 @@ func (s *Store) ApplyDelta(node, boot string, base, gen uint64, ops json.RawMess
 		return NeedFull, "apply_failed"
 	}
 	old := e.data
-	e.raw, e.data = raw, d
+	e.set(raw, d)
 	s.publishPatch(node, prefixed)
 	s.transitions(node, &old, &e.data, "peer")
 	return Applied, ""
 }
 
 // ApplyFull takes a peer's whole data when the store holds none, holds an
-// older generation, or holds data from another boot of the peer. why is the
-// reason given in the peer_resync event ("" for a first sight, which emits
-// none). It reports whether the data was taken.
+// older generation (or the same with other bytes), or holds data from an
+// older boot of the peer (a copy
+// from an older boot than the one held is never taken: it is a copy that
+// was delayed). why is the reason given in the peer_resync event ("" for a
+// first sight, which emits none). It reports whether the data was taken.
 func (s *Store) ApplyFull(node, boot string, gen uint64, data []byte, why string) (bool, error) {
 	if node == s.cfg.Name {
 		return false, nil
@@ -475,7 +484,13 @@ func (s *Store) ApplyFull(node, boot string, gen uint64, data []byte, why string
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.nodes[node]
-	if ok && e.boot == boot && gen <= e.data.Gen {
+	// The same generation with other bytes is a copy gone wrong: the
+	// owner's data wins, as only the owner changes it.
+	if ok && e.boot == boot && (gen < e.data.Gen || (gen == e.data.Gen && string(raw) == string(e.raw))) {
+		return false, nil
+	}
+	if ok && e.boot != boot && CompareBoot(boot, e.boot) < 0 {
+		s.log.Warn("refused a copy from an older run of a peer", "node", node, "boot", boot, "held_boot", e.boot)
 		return false, nil
 	}
 	delete(s.refused, node)
@@ -495,7 +510,8 @@ func (s *Store) ApplyFull(node, boot string, gen uint64, data []byte, why string
 	if why == "" && e.boot != boot {
 		why = "restart"
 	}
-	e.raw, e.data, e.boot = raw, d, boot
+	e.set(raw, d)
+	e.boot = boot
 	s.publishPatch(node, ops)
 	// A full sent on (re)join with the same boot is catching up, not a
 	// resync after a loss: no event for it.

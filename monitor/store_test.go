@@ -261,16 +261,26 @@ func TestApplyDelta(t *testing.T) {
 			name: "new boot",
 			delta: func(t *testing.T, p *Store) (string, uint64, uint64, json.RawMessage) {
 				base, gen, ops, _ := peerDelta(t, p, label("x"))
-				return "another-boot", base, gen, ops
+				return NewBootID(p.Boot(), time.Now()), base, gen, ops
 			},
 			want: NeedFull, why: "restart",
 		},
 		{
 			name: "new boot with an old gen",
 			delta: func(t *testing.T, p *Store) (string, uint64, uint64, json.RawMessage) {
-				return "another-boot", 0, 1, json.RawMessage(`[]`)
+				return NewBootID(p.Boot(), time.Now()), 0, 1, json.RawMessage(`[]`)
 			},
 			want: NeedFull, why: "restart",
+		},
+		{
+			// A delta of a previous run, delayed: the unordered form of
+			// boot ids counts as older than any ordered one.
+			name: "older boot is stale",
+			delta: func(t *testing.T, p *Store) (string, uint64, uint64, json.RawMessage) {
+				base, gen, ops, _ := peerDelta(t, p, label("x"))
+				return "0123456789abcdef", base, gen, ops
+			},
+			want: Stale,
 		},
 		{
 			name: "ops fail half way",
@@ -441,6 +451,11 @@ func TestApplyFull(t *testing.T) {
 		{name: "new boot with a why", held: &call{boot: "b1", gen: 5}, call: call{boot: "b2", gen: 9, why: "apply_failed"}, taken: true, events: []string{"peer_resync:apply_failed:p1"}},
 		{name: "new boot thaws", held: &call{boot: "b1", gen: 5, frozen: 7}, call: call{boot: "b2", gen: 6}, taken: true, events: []string{"peer_resync:restart:p1", "node_thaw:peer:p1"}},
 		{name: "same gen same boot ignored", held: &call{boot: "b1", gen: 5}, call: call{boot: "b1", gen: 5}},
+		{name: "same gen other bytes taken", held: &call{boot: "b1", gen: 5}, call: call{boot: "b1", gen: 5, frozen: 4, why: "digest"}, taken: true, events: []string{"peer_resync:digest:p1", "node_freeze:peer:p1"}},
+		// Ordered boot ids: a copy from an older run is never taken.
+		{name: "newer ordered boot", held: &call{boot: bootAt(1), gen: 5}, call: call{boot: bootAt(2), gen: 1}, taken: true, events: []string{"peer_resync:restart:p1"}},
+		{name: "older ordered boot refused", held: &call{boot: bootAt(2), gen: 5}, call: call{boot: bootAt(1), gen: 9}},
+		{name: "unordered boot older than ordered", held: &call{boot: bootAt(1), gen: 5}, call: call{boot: "b2", gen: 9, why: "gap"}},
 		{name: "older gen same boot ignored", held: &call{boot: "b1", gen: 5}, call: call{boot: "b1", gen: 4, why: "gap"}},
 	}
 	for _, tt := range tests {

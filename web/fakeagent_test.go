@@ -36,6 +36,7 @@ type fakeAgent struct {
 	notify   chan struct{}    // closed and replaced on publish
 	kick     chan struct{}    // closed and replaced by drop
 	queries  []url.Values     // of accepted websockets, in order
+	backlog  []*events.Record // what GET /v1/journal serves: records up to seq 10
 	closed   bool
 	sessions sync.WaitGroup
 }
@@ -45,10 +46,29 @@ func newFakeAgent(t *testing.T, doc []byte, token string) *fakeAgent {
 	f := &fakeAgent{t: t, token: token, epoch: "e1", doc: doc, seq: 10, notify: make(chan struct{}), kick: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/events", f)
+	mux.HandleFunc("/v1/journal", f.journal)
 	mux.Handle("/", web.Handler())
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.close)
 	return f
+}
+
+// journal serves GET /v1/journal as the agent does: the backlog's records
+// up to until, as JSON lines.
+func (f *fakeAgent) journal(w http.ResponseWriter, r *http.Request) {
+	if f.token != "" && web.BearerToken(r) != f.token {
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	until, _ := strconv.ParseUint(r.URL.Query().Get("until"), 10, 64)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	for _, rec := range f.backlog {
+		if rec.Seq <= until && r.URL.Query().Get("epoch") == rec.Epoch {
+			_, _ = w.Write(append(rec.JSON(), '\n'))
+		}
+	}
 }
 
 func (f *fakeAgent) close() {

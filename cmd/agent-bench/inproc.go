@@ -2,24 +2,31 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 
 	"agent/heartbeat"
 	"agent/monitor"
 )
 
 // hbNode is one in-process node: a monitor store and its heartbeat on
-// 127.0.0.1, with memberlist's real transport and the `local` profile.
+// 127.0.0.1, with memberlist's real transport and the profile of its
+// nodeOpts (`local` unless said otherwise).
 type hbNode struct {
 	name   string
+	opts   nodeOpts
+	port   int
 	store  *monitor.Store
 	hb     *heartbeat.Heartbeat
 	cancel context.CancelFunc
@@ -51,19 +58,36 @@ type hbCluster struct {
 	nodes   []*hbNode
 }
 
-func startNode(cluster, name string, seeds []string) (*hbNode, error) {
-	n := &hbNode{name: name, done: make(chan error, 1)}
+// nodeOpts shape the in-process nodes of a bench cluster.
+type nodeOpts struct {
+	// profile is the heartbeat profile; default local.
+	profile string
+	// tune adjusts memberlist's config last (--memberlist).
+	tune func(*memberlist.Config)
+	// drop, when set, drops the incoming user messages it returns true
+	// for, given the receiving node's name.
+	drop func(node string, msg []byte) bool
+}
+
+func startNode(cluster, name string, seeds []string, o nodeOpts, port int) (*hbNode, error) {
+	n := &hbNode{name: name, opts: o, done: make(chan error, 1)}
 	st, err := monitor.New(monitor.Config{Name: name, ClusterName: cluster, Publish: n.publish, Logger: quiet()})
 	if err != nil {
 		return nil, err
 	}
-	hb, err := heartbeat.New(heartbeat.Config{
-		Name: name, ClusterName: cluster, BindAddr: "127.0.0.1", BindPort: 0,
-		Profile: "local", Seeds: seeds, ForgetAfter: time.Hour, Logger: quiet(),
-	}, st)
+	cfg := heartbeat.Config{
+		Name: name, ClusterName: cluster, BindAddr: "127.0.0.1", BindPort: port,
+		Profile: cmp.Or(o.profile, "local"), Seeds: seeds, ForgetAfter: time.Hour, Logger: quiet(), Tune: o.tune,
+	}
+	if o.drop != nil {
+		cfg.DropIncoming = func(msg []byte) bool { return o.drop(name, msg) }
+	}
+	hb, err := heartbeat.New(cfg, st)
 	if err != nil {
 		return nil, err
 	}
+	_, p, _ := net.SplitHostPort(hb.Addr())
+	n.port, _ = strconv.Atoi(p)
 	n.store, n.hb = st, hb
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
@@ -85,16 +109,16 @@ func (n *hbNode) kill() {
 	<-n.done
 }
 
-func startHBCluster(count int) (*hbCluster, error) {
+func startHBCluster(count int, o nodeOpts) (*hbCluster, error) {
 	c := &hbCluster{cluster: fmt.Sprintf("bench-%d", rand.IntN(1e6))}
-	first, err := startNode(c.cluster, "n1", nil)
+	first, err := startNode(c.cluster, "n1", nil, o, 0)
 	if err != nil {
 		return nil, err
 	}
 	c.nodes = append(c.nodes, first)
 	seed := []string{first.hb.Addr()}
 	for i := 2; i <= count; i++ {
-		n, err := startNode(c.cluster, fmt.Sprintf("n%d", i), seed)
+		n, err := startNode(c.cluster, fmt.Sprintf("n%d", i), seed, o, 0)
 		if err != nil {
 			c.close()
 			return nil, err

@@ -2,18 +2,22 @@
 // and prints one markdown table: what was measured, the result, the target
 // and whether it is met.
 //
-// Propagation, bytes per change, resyncs and failure detection run
-// in-process: a monitor store and a heartbeat per node on 127.0.0.1 with
-// memberlist's real UDP/TCP transport and the `local` profile's timings.
-// The `wait` latency runs in-process agents and the real `agent wait`
-// binary; idle RSS and CPU are those of real `agent daemon run` processes.
-// Rows for other packages come from their `go test -bench` benchmarks when
-// they exist.
+// Propagation, bytes per change and resyncs run in-process: a monitor
+// store and a heartbeat per node on 127.0.0.1 with memberlist's real
+// UDP/TCP transport and the `local` profile's timings. The membership rows
+// (failure detection, two of five killed at once, repair of a lost last
+// delta) run in-process too, with the default profile (--profile). The
+// `wait` latency runs in-process agents and the real `agent wait` binary;
+// idle RSS and CPU are those of real `agent daemon run` processes, and so
+// is the throttle row (one agent held to a fifth of a core by a cgroup
+// CPU quota; root only). Rows for other packages come from their `go test
+// -bench` benchmarks when they exist.
 //
 // Run it from the module root:
 //
 //	go run ./cmd/agent-bench
 //	go run ./cmd/agent-bench --quick --nodes 3,5
+//	go run ./cmd/agent-bench --only membership,throttle
 package main
 
 import (
@@ -28,6 +32,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // row is one line of the table.
@@ -43,44 +49,68 @@ type bench struct {
 	agent   string
 	only    map[string]bool // sections to run; empty: all
 	fanout  []int           // subscriber counts of the fan-out rows
-	profile string          // CPU profile of this process (the child's gets ".child")
-	rows    []row
-	verbose io.Writer
+	cpuprof string          // CPU profile of this process (the child's gets ".child")
+	// profile is the heartbeat profile of the membership rows and of the
+	// idle agents; tune overrides memberlist's timings (--memberlist).
+	profile     string
+	tune        func(*memberlist.Config)
+	detectNodes []int
+	trials      int
+	throttle    time.Duration
+	rows        []row
+	verbose     io.Writer
 }
 
 func main() {
 	exit := 0
 	defer func() { os.Exit(exit) }() // after the profile is written
 	b := &bench{verbose: os.Stderr}
-	var nodes, only, child, fanout string
+	var nodes, only, child, fanout, tune, detect string
 	flag.BoolVar(&b.quick, "quick", false, "fewer samples and shorter idle measurement")
 	flag.StringVar(&nodes, "nodes", "3,5,10,30", "cluster sizes for propagation and failure detection, comma separated")
 	flag.DurationVar(&b.idle, "idle", 0, "how long to measure idle CPU (default 20s, 5s with --quick)")
 	flag.StringVar(&b.agent, "agent", "", "agent binary to use (default: go build ./cmd/agent)")
-	flag.StringVar(&only, "only", "", "run only these sections, comma separated: cluster, wait, idle, fanout, gobench")
+	flag.StringVar(&only, "only", "", "run only these sections, comma separated: cluster, membership, throttle, wait, idle, fanout, history, gobench")
 	flag.StringVar(&fanout, "fanout", "1,100,1000", "subscriber counts of the stream fan-out rows, comma separated")
-	flag.StringVar(&b.profile, "cpuprofile", "", "write a CPU profile of the benchmark to this file (the fan-out subscribers' to FILE.child)")
+	flag.StringVar(&b.cpuprof, "cpuprofile", "", "write a CPU profile of the benchmark to this file (the fan-out subscribers' to FILE.child)")
+	flag.StringVar(&b.profile, "profile", "lan", "heartbeat profile of the membership rows and the idle agents: lan, wan or local")
+	flag.StringVar(&tune, "memberlist", "", "experiments: override memberlist timings of the membership rows, e.g. probe_interval=500ms,suspicion_mult=2")
+	flag.StringVar(&detect, "detect-nodes", "5,30", "cluster sizes for failure detection and delta repair, comma separated")
+	flag.IntVar(&b.trials, "trials", 10, "kills (and lost deltas) per membership row")
+	flag.DurationVar(&b.throttle, "throttle", 0, "how long the throttled agent runs at a fifth of a core (default 60s, 15s with --quick)")
 	flag.StringVar(&child, fanoutChildFlag, "", "internal: run the fan-out subscribers (URL,SUBS,RECORDS)")
 	flag.Parse()
 	if child != "" {
-		fanoutChild(child, b.profile)
+		fanoutChild(child, b.cpuprof)
 		return
 	}
 	b.only = map[string]bool{}
 	for _, s := range strings.Split(only, ",") {
 		switch s = strings.TrimSpace(s); s {
 		case "":
-		case "cluster", "wait", "idle", "fanout", "gobench":
+		case "cluster", "wait", "idle", "fanout", "history", "gobench", "membership", "throttle":
 			b.only[s] = true
 		default:
-			fmt.Fprintf(os.Stderr, "agent-bench: --only %q: want cluster, wait, idle, fanout or gobench\n", s)
+			fmt.Fprintf(os.Stderr, "agent-bench: --only %q: want cluster, membership, throttle, wait, idle, fanout, history or gobench\n", s)
 			os.Exit(2)
 		}
 	}
 	b.nodes = intList("--nodes", nodes, "sizes", 2, 250)
 	b.fanout = intList("--fanout", fanout, "subscriber counts", 1, 10000)
-	if b.profile != "" {
-		f, err := os.Create(b.profile)
+	b.detectNodes = intList("--detect-nodes", detect, "sizes", 3, 250)
+	var err error
+	if b.tune, err = parseTune(tune); err != nil {
+		fmt.Fprintln(os.Stderr, "agent-bench: --memberlist:", err)
+		os.Exit(2)
+	}
+	if b.throttle == 0 {
+		b.throttle = time.Minute
+		if b.quick {
+			b.throttle = 15 * time.Second
+		}
+	}
+	if b.cpuprof != "" {
+		f, err := os.Create(b.cpuprof)
 		if err == nil {
 			err = pprof.StartCPUProfile(f)
 		}
@@ -158,6 +188,12 @@ func (b *bench) run() error {
 			b.clusterRows(n)
 		}
 	}
+	if b.runs("membership") {
+		b.membershipRows()
+	}
+	if b.runs("throttle") {
+		b.throttleRow(dir)
+	}
 	if b.runs("wait") {
 		b.waitRow(dir)
 	}
@@ -173,6 +209,9 @@ func (b *bench) run() error {
 			b.logf("fan-out: %d subscribers", subs)
 			b.fanoutRow(subs, 2000, d)
 		}
+	}
+	if b.runs("history") {
+		b.historyRows(dir)
 	}
 	if b.runs("gobench") {
 		b.goBenchRows()
@@ -193,7 +232,7 @@ func (b *bench) clusterRows(n int) {
 		samples = 30
 	}
 	b.logf("%d nodes: starting", n)
-	c, err := startHBCluster(n)
+	c, err := startHBCluster(n, nodeOpts{})
 	if err != nil {
 		b.add(fmt.Sprintf("propagation, %d nodes", n), "not measured: "+err.Error(), "", nil)
 		return
@@ -255,8 +294,8 @@ func (b *bench) waitRow(dir string) {
 
 // idleRow measures the RSS and CPU of real idle agents.
 func (b *bench) idleRow(dir string) {
-	b.logf("idle usage: 5 real agents, %v", b.idle)
-	pc, _, err := startProcs(b.agent, filepath.Join(dir, "idle"), 5)
+	b.logf("idle usage: 5 real agents, %s profile, %v", b.profile, b.idle)
+	pc, _, err := startProcs(b.agent, filepath.Join(dir, "idle"), 5, b.profile)
 	if err != nil {
 		b.add("idle agent, 5-node cluster", "not measured: "+err.Error(), "", nil)
 		return
@@ -269,7 +308,7 @@ func (b *bench) idleRow(dir string) {
 		return
 	}
 	b.add("idle RSS of a real agent, 5-node cluster (max of 5)", fmt.Sprintf("%.1f MB", float64(rss)/1024), "≤ 40 MB", ptr(rss <= 40*1024))
-	b.add(fmt.Sprintf("idle CPU of a real agent, 5-node cluster (max of 5, over %v)", b.idle), fmt.Sprintf("%.2f%% of a core", cpu),
+	b.add(fmt.Sprintf("idle CPU of a real agent, 5-node cluster, %s profile (max of 5, over %v)", b.profile, b.idle), fmt.Sprintf("%.2f%% of a core", cpu),
 		"≤ 0.5%", ptr(cpu <= 0.5))
 }
 

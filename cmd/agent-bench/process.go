@@ -43,8 +43,8 @@ type nodeRoot struct {
 }
 
 // writeRoots writes node.conf for count agents on 127.0.0.1..count under
-// dir, the first two as seeds, profile local, no listener.
-func writeRoots(dir string, count int) ([]nodeRoot, error) {
+// dir, the first two as seeds, the given heartbeat profile, no listener.
+func writeRoots(dir string, count int, profile string) ([]nodeRoot, error) {
 	var nodes []nodeRoot
 	var seeds []string
 	for i := 1; i <= count; i++ {
@@ -64,8 +64,8 @@ func writeRoots(dir string, count int) ([]nodeRoot, error) {
 		if err := os.MkdirAll(filepath.Join(n.root, "etc", "svc"), 0o700); err != nil {
 			return nil, err
 		}
-		conf := fmt.Sprintf("[node]\nname = %s\n\n[cluster]\nname = %s\nseeds = %s\n\n[hb]\naddr = %s\nport = %d\nprofile = local\n",
-			n.name, cluster, strings.Join(seeds, " "), n.ip, n.hbPort)
+		conf := fmt.Sprintf("[node]\nname = %s\n\n[cluster]\nname = %s\nseeds = %s\n\n[hb]\naddr = %s\nport = %d\nprofile = %s\n",
+			n.name, cluster, strings.Join(seeds, " "), n.ip, n.hbPort, profile)
 		if err := os.WriteFile(filepath.Join(n.root, "etc", "node.conf"), []byte(conf), 0o600); err != nil {
 			return nil, err
 		}
@@ -81,7 +81,7 @@ type inprocAgents struct {
 }
 
 func startAgents(dir string, count int) (*inprocAgents, error) {
-	roots, err := writeRoots(dir, count)
+	roots, err := writeRoots(dir, count, "local")
 	if err != nil {
 		return nil, err
 	}
@@ -171,8 +171,8 @@ type procCluster struct {
 	cmds []*exec.Cmd
 }
 
-func startProcs(bin, dir string, count int) (*procCluster, []nodeRoot, error) {
-	roots, err := writeRoots(dir, count)
+func startProcs(bin, dir string, count int, profile string) (*procCluster, []nodeRoot, error) {
+	roots, err := writeRoots(dir, count, profile)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -14,9 +14,10 @@ import (
 	"agent/filter"
 )
 
-// addExtraCommands adds the command groups built on the core (services).
+// addExtraCommands adds the command groups built on the core (services,
+// history).
 func addExtraCommands(root *cobra.Command, g *globals) {
-	root.AddCommand(newSvcCmd(g))
+	root.AddCommand(newSvcCmd(g), newHistoryCmd(g))
 	root.AddCommand(newTriggerCmd(g))
 }
 

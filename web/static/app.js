@@ -47,6 +47,7 @@
     lastLog: -Infinity, // when the log table was last redrawn
     logTimer: 0,
     drainQueued: false,
+    backlog: "", // the journal backlog fetch: "", "loading", "done" or an error
   };
   window.agentUI = S; // for tests and the console
 
@@ -69,6 +70,14 @@
       /* storage disabled: the token lives until the page reloads */
     }
   }
+
+  // authHeaders are the headers of the page's plain requests (history.js
+  // uses them too).
+  function authHeaders() {
+    const tok = getToken();
+    return tok ? { Authorization: "Bearer " + tok } : {};
+  }
+  window.agentAuth = { headers: authHeaders };
 
   function forgetToken() {
     try {
@@ -273,6 +282,7 @@
         S.epoch = rec.epoch;
         S.ready = true;
         S.dirtyDoc = true;
+        if (S.backlog === "") loadBacklog(rec.seq, rec.epoch);
         return true;
       case "reset":
         S.ready = false;
@@ -323,6 +333,34 @@
       S.pending = [];
       S.rebuild = true;
     }
+  }
+
+  // loadBacklog starts the log with the newest records of the journal up
+  // to the first snapshot's seq, so that the page does not open on an
+  // empty log. Records that came live meanwhile follow them.
+  function loadBacklog(seq, epoch) {
+    S.backlog = "loading";
+    const u = new URL("v1/journal", location.href);
+    u.search = new URLSearchParams({ limit: String(RETAIN), until: String(seq), epoch }).toString();
+    u.hash = "";
+    fetch(u.toString(), { headers: authHeaders(), cache: "no-store" })
+      .then(async (r) => {
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        const old = [];
+        for (const line of (await r.text()).split("\n")) {
+          if (line === "") continue;
+          const rec = JSON.parse(line);
+          if (rec.epoch === epoch && rec.seq <= seq) old.push(rec);
+        }
+        S.log = old.concat(S.log.filter((x) => !(x.epoch === epoch && x.seq <= seq && x.kind !== "note" && x.kind !== "reset")));
+        if (S.log.length > 2 * RETAIN) S.log.splice(0, S.log.length - RETAIN);
+        S.backlog = "done";
+        S.rebuild = true;
+        schedule();
+      })
+      .catch((e) => {
+        S.backlog = "the journal's newest records could not be read: " + e.message;
+      });
   }
 
   function note(msg) {
