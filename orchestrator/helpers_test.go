@@ -31,6 +31,7 @@ type world struct {
 	violations []string
 	delay      time.Duration
 	checkDelay map[string]time.Duration // node -> how long its checks take
+	checking   map[string]int           // node -> checks begun
 	rng        *rand.Rand
 	// flex targets to watch: once reached, a stop below is a violation.
 	flexTarget  map[string]int
@@ -40,7 +41,7 @@ type world struct {
 func newWorld() *world {
 	return &world{
 		up: map[string]map[string]bool{}, failStart: map[string]bool{}, failover: map[string]bool{},
-		starts: map[string]int{}, stops: map[string]int{}, checkDelay: map[string]time.Duration{}, rng: rand.New(rand.NewSource(1)),
+		starts: map[string]int{}, stops: map[string]int{}, checkDelay: map[string]time.Duration{}, checking: map[string]int{}, rng: rand.New(rand.NewSource(1)),
 	}
 }
 
@@ -142,6 +143,7 @@ func (r *fakeRunner) Run(ctx context.Context, c Command) (int, error) {
 	}
 	if c.Action == ActionCheck {
 		d += r.w.checkDelay[r.node]
+		r.w.checking[r.node]++
 	}
 	r.w.mu.Unlock()
 	if d > 0 {

@@ -474,6 +474,12 @@ func (o *Orchestrator) launch(ctx context.Context, s *config.Service, st *local,
 		if action == ActionCheck {
 			o.stats.checks.Add(1)
 		}
+		if ctx.Err() != nil {
+			// Cut short by this agent's own stop: the outcome says
+			// nothing about the service, which keeps running (a graceful
+			// leave must publish the last real check, not "down").
+			return
+		}
 		select {
 		case o.results <- r:
 		case <-ctx.Done():

@@ -564,3 +564,29 @@ func TestGracefulLeaveFlexThenForget(t *testing.T) {
 	}
 	c.waitUp("api", "n2", "n3")
 }
+
+// TestLeaveKeepsLastCheck: the agent of n1 stops while a check of web is
+// in flight. The check is cut short, which says nothing about web: n1's
+// data, the last its peers receive, must still show web up, or they
+// could take the departed node for one that ran nothing.
+func TestLeaveKeepsLastCheck(t *testing.T) {
+	c := newCluster(t, three, clusterOpts{})
+	c.addService(testService("web", config.Failover, three...))
+	c.waitUp("web", "n1")
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		return c.instance("n1", "n1", "web").Avail == AvailUp
+	}, "n1 never published web up")
+	c.w.mu.Lock()
+	c.w.checkDelay["n1"] = time.Hour
+	begun := c.w.checking["n1"]
+	c.w.mu.Unlock()
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		c.w.mu.Lock()
+		defer c.w.mu.Unlock()
+		return c.w.checking["n1"] > begun
+	}, "no check of n1 in flight")
+	c.leave("n1")
+	if got := c.instance("n1", "n1", "web").Avail; got != AvailUp {
+		t.Fatalf("n1 publishes web %q after its stop cut a check short, want up", got)
+	}
+}
