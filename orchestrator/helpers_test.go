@@ -345,12 +345,14 @@ func (p *fakeProber) Probe(ctx context.Context, node string) error {
 // running, the others see it leave.
 func (c *cluster) leave(name string) {
 	n := c.node(name)
+	// As the agent does: status shutting down, stop the orchestrator,
+	// flush the last data to the peers, then leave.
+	_, _, _ = n.store.UpdateLocal("shutdown", func(d *monitor.NodeData) { d.Status = monitor.StatusShuttingDown })
+	n.shutdown()
+	c.push(n)
 	c.mu.Lock()
 	c.dead[name] = true
 	c.mu.Unlock()
-	_, _, _ = n.store.UpdateLocal("shutdown", func(d *monitor.NodeData) { d.Status = monitor.StatusShuttingDown })
-	c.push(n)
-	n.shutdown()
 	for _, p := range c.all() {
 		if p != n {
 			p.store.SetMember(name, monitor.StateLeft, "127.0.0.1:0")

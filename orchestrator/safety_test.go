@@ -432,7 +432,7 @@ func TestGracefulLeaveBlocksFailover(t *testing.T) {
 	c.waitSeenUp("web", "n1")
 	c.leave("n1")
 	for _, n := range []string{"n2", "n3"} {
-		testutil.Eventually(t, 5*time.Second, func() bool {
+		testutil.Eventually(t, 15*time.Second, func() bool {
 			evs := c.node(n).bus.find(EventFailoverBlocked, ReasonLeft)
 			return len(evs) == 1 && evs[0]["left"] == "n1"
 		}, "%s: no failover_blocked for n1", n)
@@ -460,7 +460,7 @@ func TestGracefulLeaveThenForget(t *testing.T) {
 	c.waitSeenUp("web", "n1")
 	c.leave("n1")
 	c.w.setUp("n1", "web", false) // the operator stopped it by hand
-	testutil.Eventually(t, 5*time.Second, func() bool {
+	testutil.Eventually(t, 15*time.Second, func() bool {
 		return len(c.node("n2").bus.find(EventFailoverBlocked, ReasonLeft)) == 1
 	}, "no failover_blocked on n2")
 	c.waitChecks(5)
@@ -484,7 +484,7 @@ func TestGracefulLeaveThenOrder(t *testing.T) {
 	c.waitSeenUp("web", "n1")
 	c.leave("n1")
 	c.w.setUp("n1", "web", false)
-	testutil.Eventually(t, 5*time.Second, func() bool {
+	testutil.Eventually(t, 15*time.Second, func() bool {
 		return len(c.node("n3").bus.find(EventFailoverBlocked, ReasonLeft)) == 1
 	}, "no failover_blocked on n3")
 	if err := c.node("n3").orch.Order("web", "start"); err != nil {
@@ -518,10 +518,10 @@ func TestGracefulLeaveFlexKeepsCount(t *testing.T) {
 	c.waitUp("api", "n1", "n2")
 	c.leave("n1")
 	for _, n := range []string{"n2", "n3"} {
-		testutil.Eventually(t, 5*time.Second, func() bool {
+		testutil.Eventually(t, 15*time.Second, func() bool {
 			evs := c.node(n).bus.find(EventFailoverBlocked, ReasonLeft)
 			return len(evs) == 1 && evs[0]["left"] == "n1"
-		}, "%s: no failover_blocked for n1", n)
+		}, "%s: no failover_blocked for n1: %v\n%s", n, func() any { return c.node(n).bus.find(EventFailoverBlocked, "") }, lazy(c.dump))
 	}
 	c.waitChecks(15) // many ready periods
 	c.waitUp("api", "n1", "n2")
@@ -556,9 +556,9 @@ func TestGracefulLeaveFlexThenForget(t *testing.T) {
 	c.waitUp("api", "n1", "n2")
 	c.leave("n1")
 	c.w.setUp("n1", "api", false) // the operator stopped it by hand
-	testutil.Eventually(t, 5*time.Second, func() bool {
+	testutil.Eventually(t, 15*time.Second, func() bool {
 		return len(c.node("n3").bus.find(EventFailoverBlocked, ReasonLeft)) == 1
-	}, "no failover_blocked on n3")
+	}, "no failover_blocked on n3: %v\n%s", func() any { return c.node("n3").bus.find(EventFailoverBlocked, "") }, lazy(c.dump))
 	if err := c.node("n2").orch.Forget("n1", false); err != nil {
 		t.Fatal(err)
 	}
@@ -573,14 +573,14 @@ func TestLeaveKeepsLastCheck(t *testing.T) {
 	c := newCluster(t, three, clusterOpts{})
 	c.addService(testService("web", config.Failover, three...))
 	c.waitUp("web", "n1")
-	testutil.Eventually(t, 5*time.Second, func() bool {
+	testutil.Eventually(t, 15*time.Second, func() bool {
 		return c.instance("n1", "n1", "web").Avail == AvailUp
 	}, "n1 never published web up")
 	c.w.mu.Lock()
 	c.w.checkDelay["n1"] = time.Hour
 	begun := c.w.checking["n1"]
 	c.w.mu.Unlock()
-	testutil.Eventually(t, 5*time.Second, func() bool {
+	testutil.Eventually(t, 15*time.Second, func() bool {
 		c.w.mu.Lock()
 		defer c.w.mu.Unlock()
 		return c.w.checking["n1"] > begun
