@@ -143,7 +143,11 @@ func writeServices(w io.Writer, d statusDoc, nodes []string) error {
 			if !present(d, n) {
 				// A dead or departed node's instance is history, as
 				// monitor.services.NAME.up says: never shown as up.
-				row = append(row, "unknown~ (last "+dash(inst.Avail)+")")
+				last := dash(inst.Avail)
+				if st := inst.Monitor.Status; st != "" && st != "idle" {
+					last += ", " + st // starting: it may well be up now
+				}
+				row = append(row, "unknown~ (last "+last+")")
 				stale = true
 				continue
 			}

@@ -503,7 +503,8 @@
             (held ? "; it left with the service running, so it is not placed elsewhere until " + esc(n) +
               " is back, forgotten (agent node forget " + esc(n) + ") or the service is ordered again" : "") +
             '">unknown' +
-            '<span class="sub">stale · last ' + esc(inst.avail || "?") + (held ? " · left running" : "") + "</span></td>";
+            '<span class="sub">stale · last ' + esc(inst.avail || "?") +
+            (im.status && im.status !== "idle" ? " · " + esc(im.status) : "") + (held ? " · left running" : "") + "</span></td>";
           continue;
         }
         const leader = im.placement === "leader";
