@@ -140,6 +140,33 @@ func TestBrowserHistory(t *testing.T) {
 	click("#h-search")
 	b.waitFor("filter error", `document.getElementById('h-error').textContent.includes('column 9')`)
 
+	// A search by node: nodename n1 holds them all, n2 none.
+	setValue("#h-filter", "")
+	setValue("#h-event", "")
+	setValue("#h-node", "n2")
+	click("#h-search")
+	b.waitFor("no record of n2", `agentHistory.loading === 0 && agentHistory.error === "" && agentHistory.records.length === 0`)
+	setValue("#h-node", "n1")
+	click("#h-search")
+	b.waitFor("n1's records", `agentHistory.loading === 0 && agentHistory.records.length === 100 && agentHistory.records.every(r => r.nodename === "n1")`)
+
+	// A time range, typed in the browser's local time: records 101 to 150
+	// (10 s apart) and no others.
+	base := now.Add(-50 * time.Minute)
+	setTime := func(sel string, at time.Time) {
+		t.Helper()
+		eval[bool](b, fmt.Sprintf(`(() => {
+			const d = new Date(%d), p = (n) => String(n).padStart(2, "0");
+			document.querySelector(%q).value = d.getFullYear() + "-" + p(d.getMonth() + 1) + "-" + p(d.getDate()) + "T" + p(d.getHours()) + ":" + p(d.getMinutes()) + ":" + p(d.getSeconds());
+			return true;
+		})()`, at.UnixMilli(), sel))
+	}
+	setTime("#h-since", base.Add(995*time.Second))
+	setTime("#h-until", base.Add(1495*time.Second))
+	click("#h-search")
+	b.waitFor("the range", `agentHistory.loading === 0 && agentHistory.records.length === 50 && agentHistory.records.every(r => r.seq >= 101 && r.seq <= 150)`)
+	b.waitFor("the timeline of the range", `agentHistory.timeline.buckets.reduce((a, x) => a + x.n, 0) === 50`)
+
 	// Back to the live view.
 	click("#tab-live")
 	b.waitFor("live view", `!document.getElementById('live').hidden && document.getElementById('history').hidden`)
