@@ -55,8 +55,14 @@ type Options struct {
 	// starts an instance; default orchestrator.DefaultReadyPeriod.
 	ReadyPeriod time.Duration
 	// RejoinGrace bounds the time a starting agent stays in status
-	// "rejoin" waiting to see its peers; default 10s.
+	// "rejoin" waiting to see its peers; default 10s. (It also waits for
+	// the first check of every service, which each service's timeout
+	// bounds.)
 	RejoinGrace time.Duration
+	// QuorumLease is how long a peer's probes must go unanswered before
+	// the quorum stops counting it (quorum = true); default
+	// orchestrator.DefaultLease.
+	QuorumLease time.Duration
 	// TuneHeartbeat adjusts memberlist's config last (tests and the demo
 	// shrink timings).
 	TuneHeartbeat func(*memberlist.Config)

@@ -116,6 +116,7 @@ func (a *Agent) closeExtensions() { a.stopExtensions() }
 // routeExtensions adds the web page and /metrics to the API.
 func (a *Agent) routeExtensions(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/services/{name}/{action}", a.postServiceOrder)
+	mux.HandleFunc("POST /v1/nodes/{name}/forget", a.postForget)
 	mux.HandleFunc("GET /v1/triggers", a.getTriggers)
 	mux.Handle("GET /metrics", a.ext.metrics.Handler())
 	mux.Handle("GET /v1/history", a.historyHandler())

@@ -9,10 +9,13 @@ import (
 
 // rejoin holds the node in status "rejoin" until it has found its peers
 // (every configured cluster node alive, or, without [cluster] nodes, any
-// peer), or RejoinGrace has passed, then sets it idle. The orchestrator
-// acts only on an idle node, so a restarting agent does not start a
-// failover service that already runs elsewhere, nor judge quorum, before
-// it has seen the cluster.
+// peer), or RejoinGrace has passed, and until the first check of every
+// service has finished and is in its data (each bounded by the service's
+// timeout); then it sets the node idle. The orchestrator acts only on an
+// idle node, and its peers count only idle nodes in their decisions, so a
+// restarting agent neither starts a failover service that already runs
+// elsewhere nor judges quorum before it has seen the cluster, and the
+// cluster sees what runs on it before deciding anything.
 func (a *Agent) rejoin(ctx context.Context) {
 	cfg := a.Config()
 	set := func(status string) {
@@ -20,17 +23,20 @@ func (a *Agent) rejoin(ctx context.Context) {
 			a.log.Error("set node status", "status", status, "err", err)
 		}
 	}
-	if len(cfg.Cluster.Seeds) == 0 {
-		set(monitor.StatusIdle)
-		return
+	alone := len(cfg.Cluster.Seeds) == 0
+	if !alone {
+		set(monitor.StatusRejoin)
 	}
-	set(monitor.StatusRejoin)
 	deadline := time.NewTimer(a.opts.RejoinGrace)
 	defer deadline.Stop()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
+	found, graceOver := alone, false
 	for {
-		if a.peersFound(cfg.Cluster.Nodes) {
+		if !found && a.peersFound(cfg.Cluster.Nodes) {
+			found = true
+		}
+		if (found || graceOver) && a.ext.orch.Checked() {
 			set(monitor.StatusIdle)
 			return
 		}
@@ -38,9 +44,10 @@ func (a *Agent) rejoin(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-deadline.C:
-			a.log.Warn("rejoin grace expired before every peer was seen", "grace", a.opts.RejoinGrace)
-			set(monitor.StatusIdle)
-			return
+			if !found {
+				a.log.Warn("rejoin grace expired before every peer was seen", "grace", a.opts.RejoinGrace)
+			}
+			graceOver = true
 		case <-tick.C:
 		}
 	}

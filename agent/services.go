@@ -6,6 +6,7 @@ import (
 
 	"agent/config"
 	"agent/internal/clip"
+	"agent/monitor"
 	"agent/orchestrator"
 )
 
@@ -19,6 +20,9 @@ func (a *Agent) newOrchestrator(snap config.Snapshot) error {
 		Quorum:       cfg.Cluster.Quorum,
 		SplitAction:  cfg.Cluster.SplitAction,
 		ReadyPeriod:  a.opts.ReadyPeriod,
+		Prober:       prober{a},
+		Lease:        a.opts.QuorumLease,
+		Forgetter:    forgetter{a},
 		Logger:       a.log,
 	})
 	if err != nil {
@@ -68,6 +72,8 @@ func (a *Agent) postServiceOrder(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no service "+name+" on "+a.Name()+" (no svc/"+name+".conf)")
 	case errors.Is(err, orchestrator.ErrBadAction):
 		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, monitor.ErrDataTooLarge):
+		writeError(w, http.StatusUnprocessableEntity, err.Error())
 	case err != nil:
 		writeError(w, http.StatusConflict, err.Error())
 	default:

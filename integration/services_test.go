@@ -162,6 +162,7 @@ func (s *upSampler) finish() {
 // record is one record of `agent events -o json`.
 type record struct {
 	Seq      uint64         `json:"seq"`
+	Time     time.Time      `json:"time"`
 	Kind     string         `json:"kind"`
 	Nodename string         `json:"nodename"`
 	Data     map[string]any `json:"data"`

@@ -48,6 +48,10 @@ type PersistentState struct {
 	// GenReserved is a generation the node has not reached yet; after a
 	// restart it starts counting from there.
 	GenReserved uint64 `json:"gen_reserved"`
+	// QuorumMembers are the nodes counted in this node's quorum
+	// high-water mark (NodeData.Quorum.HWM), kept so that a restart does
+	// not forget the cluster's size.
+	QuorumMembers []string `json:"quorum_members,omitempty"`
 	// Boot is the boot id of the run that saved the state: the next run's
 	// id is ordered after it, whatever the clock says.
 	Boot string `json:"boot,omitempty"`
@@ -130,6 +134,7 @@ type Store struct {
 	members  map[string]Member
 	services map[string]json.RawMessage
 	reserved uint64
+	qmembers []string // PersistentState.QuorumMembers
 	observer func(node string, old, new *NodeData)
 	refused  map[string]time.Time // peer -> until when its deltas are ignored (data over MaxData)
 	refuseN  atomic.Uint64
@@ -180,7 +185,9 @@ func New(cfg Config) (*Store, error) {
 		Frozen:        cfg.Restored.Frozen,
 		Labels:        labels,
 		Services:      map[string]Instance{},
+		Quorum:        Quorum{HWM: len(cfg.Restored.QuorumMembers)},
 	}
+	s.qmembers = slices.Clone(cfg.Restored.QuorumMembers)
 	raw, err := marshalCanonical(d)
 	if err != nil {
 		return nil, err
@@ -190,7 +197,7 @@ func New(cfg Config) (*Store, error) {
 			cfg.Name, len(raw), cfg.MaxData, ErrDataTooLarge)
 	}
 	s.reserved = d.Gen + cfg.GenBlock
-	if err := s.persist(PersistentState{Frozen: d.Frozen, GenReserved: s.reserved}); err != nil {
+	if err := s.persist(PersistentState{Frozen: d.Frozen, GenReserved: s.reserved, QuorumMembers: s.qmembers}); err != nil {
 		return nil, err
 	}
 	s.nodes[cfg.Name] = &nodeEntry{raw: raw, data: d, boot: s.boot}
@@ -269,7 +276,7 @@ func (s *Store) UpdateLocal(reason string, fn func(d *NodeData)) (uint64, bool, 
 		return old.Gen, false, fmt.Errorf("diff local data: %w", err)
 	}
 	if d.Gen >= s.reserved || d.Frozen != old.Frozen {
-		st := PersistentState{Frozen: d.Frozen, GenReserved: s.reserved}
+		st := PersistentState{Frozen: d.Frozen, GenReserved: s.reserved, QuorumMembers: s.qmembers}
 		if d.Gen >= s.reserved {
 			st.GenReserved = d.Gen + s.cfg.GenBlock
 		}
@@ -302,6 +309,38 @@ func (s *Store) persist(st PersistentState) error {
 	if err := s.cfg.Persist(st); err != nil {
 		return fmt.Errorf("save node state: %w", err)
 	}
+	return nil
+}
+
+// QuorumMembers returns the nodes counted in the quorum high-water mark,
+// as last saved (restored at start).
+func (s *Store) QuorumMembers() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.qmembers)
+}
+
+// SaveQuorumMembers keeps names (sorted, no duplicates) as the nodes
+// counted in the quorum high-water mark: it persists them at once when
+// they changed. On an error nothing changes, so the caller tries again.
+func (s *Store) SaveQuorumMembers(names []string) error {
+	s.localMu.Lock()
+	defer s.localMu.Unlock()
+	s.mu.Lock()
+	if slices.Equal(names, s.qmembers) {
+		s.mu.Unlock()
+		return nil
+	}
+	st := PersistentState{Frozen: s.nodes[s.cfg.Name].data.Frozen, GenReserved: s.reserved, QuorumMembers: slices.Clone(names)}
+	s.mu.Unlock()
+	// Saved without the store lock, as UpdateLocal does; localMu keeps
+	// the local data and the reserved block as they are meanwhile.
+	if err := s.persist(st); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.qmembers = st.QuorumMembers
+	s.mu.Unlock()
 	return nil
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -30,6 +32,8 @@ type hbNode struct {
 	downAt   map[string]time.Time // node_down seen, by node
 	startAt  time.Time            // instance_start emitted here
 	startWhy string
+	dupAt    time.Time // instance_duplicate emitted here
+	dupStop  time.Time // instance_stop reason duplicate emitted here
 }
 
 func (n *hbNode) publish(_, kind string, data json.RawMessage) {
@@ -43,6 +47,12 @@ func (n *hbNode) publish(_, kind string, data json.RawMessage) {
 			n.downAt[e.Node] = now
 		case EventInstanceStart:
 			n.startAt, n.startWhy = now, e.Reason
+		case EventInstanceDuplicate:
+			n.dupAt = now
+		case EventInstanceStop:
+			if e.Reason == ReasonDuplicate {
+				n.dupStop = now
+			}
 		}
 		n.mu.Unlock()
 	}
@@ -66,9 +76,35 @@ type timings struct {
 	profile string
 	tune    func(*memberlist.Config)
 	ready   time.Duration
+	// quorum turns quorum on, with a memberlist ping as the prober and
+	// the default lease.
+	quorum bool
+}
+
+// pingProber probes a peer with a memberlist ping, as the agent does.
+type pingProber struct{ n *hbNode }
+
+func (p pingProber) Probe(_ context.Context, node string) error {
+	m, ok := p.n.store.Members()[node]
+	if !ok {
+		return fmt.Errorf("no member %s", node)
+	}
+	addr, err := net.ResolveUDPAddr("udp", m.Addr)
+	if err != nil {
+		return err
+	}
+	_, err = p.n.hb.Memberlist().Ping(node, addr)
+	return err
 }
 
 func startHBNode(b *testing.B, name string, seeds []string, w *world, tm timings) *hbNode {
+	return startHBNodeOn(b, name, 0, seeds, w, tm, false)
+}
+
+// startHBNodeOn starts a node on port (0: any). With rejoin it behaves as
+// a restarting agent: status rejoin until it holds its peers' data and
+// its first checks are in, then idle.
+func startHBNodeOn(b *testing.B, name string, port int, seeds []string, w *world, tm timings, rejoin bool) *hbNode {
 	n := &hbNode{name: name, downAt: map[string]time.Time{}}
 	st, err := monitor.New(monitor.Config{Name: name, ClusterName: "bench", Publish: n.publish, Logger: quietLogger()})
 	if err != nil {
@@ -76,14 +112,18 @@ func startHBNode(b *testing.B, name string, seeds []string, w *world, tm timings
 	}
 	n.store = st
 	n.hb, err = heartbeat.New(heartbeat.Config{
-		Name: name, ClusterName: "bench", BindAddr: "127.0.0.1", Seeds: seeds, Profile: tm.profile,
+		Name: name, ClusterName: "bench", BindAddr: "127.0.0.1", BindPort: port, Seeds: seeds, Profile: tm.profile,
 		ForgetAfter: time.Hour, Tune: tm.tune, Logger: quietLogger(),
 	}, st)
 	if err != nil {
 		b.Fatal(err)
 	}
-	n.orch, err = New(Config{Store: st, ReadyPeriod: tm.ready, Tick: 100 * time.Millisecond,
-		Runner: &fakeRunner{w: w, node: name}, Logger: quietLogger()})
+	cfg := Config{Store: st, ReadyPeriod: tm.ready, Tick: 100 * time.Millisecond,
+		Runner: &fakeRunner{w: w, node: name}, Logger: quietLogger()}
+	if tm.quorum {
+		cfg.Quorum, cfg.Prober = true, pingProber{n}
+	}
+	n.orch, err = New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -92,15 +132,34 @@ func startHBNode(b *testing.B, name string, seeds []string, w *world, tm timings
 	n.wg.Add(2)
 	go func() { defer n.wg.Done(); _ = n.hb.Run(ctx) }()
 	go func() { defer n.wg.Done(); _ = n.orch.Run(ctx) }()
-	_, _, _ = st.UpdateLocal("boot", func(d *monitor.NodeData) { d.Status = monitor.StatusIdle })
+	if !rejoin {
+		_, _, _ = st.UpdateLocal("boot", func(d *monitor.NodeData) { d.Status = monitor.StatusIdle })
+		return n
+	}
+	_, _, _ = st.UpdateLocal("boot", func(d *monitor.NodeData) { d.Status = monitor.StatusRejoin })
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		for ctx.Err() == nil {
+			if len(st.NodeNames()) == 3 && n.orch.Checked() {
+				_, _, _ = st.UpdateLocal("boot", func(d *monitor.NodeData) { d.Status = monitor.StatusIdle })
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
 	return n
 }
 
-func waitFor(b *testing.B, timeout time.Duration, cond func() bool, what string) time.Time {
+func waitFor(b *testing.B, timeout time.Duration, cond func() bool, what string, state ...func() string) time.Time {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			b.Fatalf("timeout waiting for %s", what)
+			more := ""
+			for _, f := range state {
+				more += f()
+			}
+			b.Fatalf("timeout waiting for %s%s", what, more)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -118,6 +177,8 @@ func BenchmarkFailover(b *testing.B) {
 		name string
 		timings
 	}{
+		{"defaults", timings{profile: "lan", ready: DefaultReadyPeriod}},
+		{"defaults_quorum", timings{profile: "lan", ready: DefaultReadyPeriod, quorum: true}},
 		{"local_profile_ready1s", timings{profile: "local", ready: time.Second}},
 		{"fast_ms_ready50ms", timings{profile: "local", ready: 50 * time.Millisecond, tune: func(c *memberlist.Config) {
 			c.ProbeInterval = 50 * time.Millisecond
@@ -144,20 +205,25 @@ func BenchmarkFailover(b *testing.B) {
 	}
 }
 
-func failoverOnce(b *testing.B, tm timings) (detect, ready, start time.Duration) {
-	b.StopTimer()
-	w := newWorld()
-	w.failover["web"] = true
+// webOnThree starts three nodes with the failover service web, waits
+// until it runs on n1 and every node agrees, and returns the nodes (to
+// kill at the end: *nodes may change) and the service.
+func webOnThree(b *testing.B, w *world, tm timings) ([]*hbNode, config.Service) {
 	n1 := startHBNode(b, "n1", nil, w, tm)
 	nodes := []*hbNode{n1}
 	for i := 2; i <= 3; i++ {
 		nodes = append(nodes, startHBNode(b, fmt.Sprintf("n%d", i), []string{n1.hb.Addr()}, w, tm))
 	}
-	defer func() {
+	// Declared once everyone sees everyone: a node alone would be its
+	// own leader.
+	waitFor(b, 30*time.Second, func() bool {
 		for _, n := range nodes {
-			n.kill()
+			if len(n.store.NodeNames()) != 3 {
+				return false
+			}
 		}
-	}()
+		return true
+	}, "the three nodes joined")
 	svc := testService("web", config.Failover, "n1", "n2", "n3")
 	svc.CheckInterval = time.Second
 	for _, n := range nodes {
@@ -173,7 +239,29 @@ func failoverOnce(b *testing.B, tm timings) (detect, ready, start time.Duration)
 			}
 		}
 		return w.upNodes("web")["n1"]
-	}, "web up on n1 everywhere")
+	}, "web up on n1 everywhere", func() string {
+		out := ""
+		for _, n := range nodes {
+			out += "\n" + n.name + ": " + string(n.store.Document())
+		}
+		return out
+	})
+	return nodes, svc
+}
+
+func killAll(nodes []*hbNode) {
+	for _, n := range nodes {
+		n.kill()
+	}
+}
+
+func failoverOnce(b *testing.B, tm timings) (detect, ready, start time.Duration) {
+	b.StopTimer()
+	w := newWorld()
+	w.failover["web"] = true
+	nodes, _ := webOnThree(b, w, tm)
+	defer killAll(nodes)
+	n1 := nodes[0]
 	b.StartTimer()
 	killed := time.Now()
 	n1.kill()
@@ -191,4 +279,77 @@ func failoverOnce(b *testing.B, tm timings) (detect, ready, start time.Duration)
 		b.Fatalf("violations: %v", v)
 	}
 	return downAt.Sub(killed), startAt.Sub(downAt), upAt.Sub(startAt)
+}
+
+// BenchmarkDuplicateResolution measures, in a three-node in-process
+// cluster over real memberlist on loopback, how long a duplicate lasts
+// once the agent that crashed alone is back: web runs on n1, n1's agent
+// dies (web keeps running there), n2 fails it over, then n1's agent
+// starts again on its address. From that start to n2's instance_stop
+// (reason duplicate), in parts: rejoin (the agent back to status idle:
+// peers' data in, first check published), confirm (idle to
+// instance_duplicate on n2: the recheck handshake) and stop (to web down
+// on n2; the fake stop command is instant).
+func BenchmarkDuplicateResolution(b *testing.B) {
+	for _, tm := range []struct {
+		name string
+		timings
+	}{
+		{"defaults", timings{profile: "lan", ready: DefaultReadyPeriod}},
+		{"local_profile_ready1s", timings{profile: "local", ready: time.Second}},
+	} {
+		b.Run(tm.name, func(b *testing.B) {
+			var total, rejoin, confirm, stop time.Duration
+			for i := 0; i < b.N; i++ {
+				r, c, s := duplicateOnce(b, tm.timings)
+				rejoin += r
+				confirm += c
+				stop += s
+				total += r + c + s
+			}
+			n := float64(b.N)
+			b.ReportMetric(float64(total.Milliseconds())/n, "resolve_ms")
+			b.ReportMetric(float64(rejoin.Milliseconds())/n, "rejoin_ms")
+			b.ReportMetric(float64(confirm.Microseconds())/n/1000, "confirm_ms")
+			b.ReportMetric(float64(stop.Microseconds())/n/1000, "stop_ms")
+		})
+	}
+}
+
+func duplicateOnce(b *testing.B, tm timings) (rejoin, confirm, stop time.Duration) {
+	b.StopTimer()
+	w := newWorld()
+	nodes, svc := webOnThree(b, w, tm)
+	defer func() { killAll(nodes) }()
+	n1 := nodes[0]
+	_, port, err := net.SplitHostPort(n1.hb.Addr())
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, _ := strconv.Atoi(port)
+	n1.kill() // the agent alone: web stays up in the world
+	waitFor(b, 60*time.Second, func() bool { return w.upNodes("web")["n2"] }, "web failed over to n2")
+	b.StartTimer()
+	back := time.Now()
+	n1 = startHBNodeOn(b, "n1", p, []string{nodes[1].hb.Addr()}, w, tm, true)
+	nodes[0] = n1
+	for _, s := range []config.Service{svc} {
+		if err := n1.orch.SetService(&s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	idle := waitFor(b, 60*time.Second, func() bool {
+		_, _, d := n1.store.Local()
+		return d.Status == monitor.StatusIdle
+	}, "n1 idle again")
+	downAt := waitFor(b, 60*time.Second, func() bool { return !w.upNodes("web")["n2"] }, "the duplicate on n2 stopped")
+	b.StopTimer()
+	n2 := nodes[1]
+	n2.mu.Lock()
+	dupAt, stopAt := n2.dupAt, n2.dupStop
+	n2.mu.Unlock()
+	if dupAt.IsZero() || stopAt.IsZero() {
+		b.Fatalf("n2: instance_duplicate at %v, stop at %v", dupAt, stopAt)
+	}
+	return idle.Sub(back), dupAt.Sub(idle), downAt.Sub(dupAt)
 }

@@ -116,14 +116,14 @@ func (v *view) candidates(s *config.Service) []string {
 	return out
 }
 
-// eligible reports whether node may be chosen to run svc: alive, idle, not
-// frozen, and its instance not frozen nor failed.
+// eligible reports whether node may be chosen to run svc: alive, idle, in
+// quorum, not frozen, and its instance not frozen nor failed.
 func (v *view) eligible(node, svc string) bool {
 	if !v.alive(node) {
 		return false
 	}
 	d := v.nodes[node]
-	if d.Status != monitor.StatusIdle || d.Frozen != 0 {
+	if d.Status != monitor.StatusIdle || d.Frozen != 0 || d.Quorum.Lost {
 		return false
 	}
 	i, ok := d.Services[svc]
@@ -182,7 +182,8 @@ type placement struct {
 // candidate. Flex: the
 // eligible candidates running it are kept first, in order, then the others
 // fill up to flex_target, counting the instances up on present but
-// ineligible nodes (a frozen node's instance) as already placed.
+// ineligible nodes (a frozen node's instance), and those of nodes that left
+// gracefully with them up (leftRunning), as already placed.
 func (v *view) place(s *config.Service) placement {
 	p := placement{targets: map[string]bool{}}
 	var elig []string
@@ -224,6 +225,12 @@ func (v *view) place(s *config.Service) placement {
 			want--
 		}
 	}
+	// A node that left gracefully with its instance up may still run it.
+	for n := range v.leftRunning(s) {
+		if !isElig[n] {
+			want--
+		}
+	}
 	for _, n := range elig {
 		if len(p.targets) < want && v.running(n, s.Name) {
 			p.targets[n] = true
@@ -237,12 +244,28 @@ func (v *view) place(s *config.Service) placement {
 	return p
 }
 
+// unchecked returns a present peer whose instance of svc has no check
+// result yet (an agent back from a restart), or "". Its instance may be up:
+// a flex start waits for the answer rather than add one that could be a
+// surplus, as a failover start does (startBlocker).
+func (v *view) unchecked(svc string) string {
+	for _, n := range v.holders(svc) {
+		if n == v.self || !v.present(n) {
+			continue
+		}
+		if i, _ := v.instance(n, svc); i.Avail == "" || i.Avail == availNotChecked {
+			return n
+		}
+	}
+	return ""
+}
+
 // startBlocker returns the node whose instance forbids this node to start
 // a failover instance of svc now, or "": a present node whose instance is
 // up, warn, unchecked, starting, stopping or failed to stop, or ready ahead
 // of this node in the candidate order (two nodes ready at once: the first
-// goes on).
-func (v *view) startBlocker(s *config.Service) string {
+// goes on), or ready with another config than hash (no common order).
+func (v *view) startBlocker(s *config.Service, hash string) string {
 	rank := map[string]int{}
 	for i, n := range v.candidates(s) {
 		rank[n] = i + 1
@@ -257,11 +280,13 @@ func (v *view) startBlocker(s *config.Service) string {
 		}
 		i, _ := v.instance(n, s.Name)
 		switch {
-		case isUp(i.Avail), i.Avail == "":
+		case isUp(i.Avail), i.Avail == "", i.Avail == AvailNA:
 			return n
 		case i.Monitor.Status == StatusStarting, i.Monitor.Status == StatusStopping, i.Monitor.Status == StatusStopFailed:
 			return n
 		case i.Monitor.Status == StatusReady && rank[n] != 0 && rank[n] < mine:
+			return n
+		case i.Monitor.Status == StatusReady && i.ConfigHash != hash:
 			return n
 		}
 	}

@@ -16,6 +16,8 @@ const (
 	EventPlacementChange      = "placement_change"
 	EventQuorumLost           = "quorum_lost"
 	EventQuorumRegained       = "quorum_regained"
+	EventInstanceDuplicate    = "instance_duplicate"
+	EventForgetPeer           = "forget_peer"
 )
 
 // Event reasons.
@@ -47,6 +49,11 @@ const (
 	ReasonPlacement = "placement"
 	// ReasonMembership: the membership view changed the quorum.
 	ReasonMembership = "membership"
+	// ReasonDuplicate: a failover instance was up beside the one kept.
+	ReasonDuplicate = "duplicate"
+	// ReasonDisagreement: the candidates of a service publish different
+	// leaders (or hold different configs) for longer than DisagreeAfter.
+	ReasonDisagreement = "disagreement"
 )
 
 // emit publishes an instance or service event with the snapshots of this

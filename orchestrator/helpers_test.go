@@ -30,13 +30,18 @@ type world struct {
 	stops      map[string]int             // node/svc -> stops
 	violations []string
 	delay      time.Duration
+	checkDelay map[string]time.Duration // node -> how long its checks take
+	checking   map[string]int           // node -> checks begun
 	rng        *rand.Rand
+	// flex targets to watch: once reached, a stop below is a violation.
+	flexTarget  map[string]int
+	flexReached map[string]bool
 }
 
 func newWorld() *world {
 	return &world{
 		up: map[string]map[string]bool{}, failStart: map[string]bool{}, failover: map[string]bool{},
-		starts: map[string]int{}, stops: map[string]int{}, rng: rand.New(rand.NewSource(1)),
+		starts: map[string]int{}, stops: map[string]int{}, checkDelay: map[string]time.Duration{}, checking: map[string]int{}, rng: rand.New(rand.NewSource(1)),
 	}
 }
 
@@ -56,6 +61,34 @@ func (w *world) setUpLocked(node, svc string, up bool) {
 			w.violations = append(w.violations, fmt.Sprintf("%s up on %v", svc, w.upNodesLocked(svc)))
 		}
 	}
+	if target, ok := w.flexTarget[svc]; ok {
+		n := len(w.upNodesLocked(svc))
+		switch {
+		case n >= target:
+			w.flexReached[svc] = true
+		case !up && w.flexReached[svc]:
+			w.violations = append(w.violations, fmt.Sprintf("%s below its target %d: up on %v", svc, target, w.upNodesLocked(svc)))
+		}
+	}
+}
+
+// watchFlex makes a stop that leaves svc below target a violation, once
+// the target was reached.
+func (w *world) watchFlex(svc string, target int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.flexTarget == nil {
+		w.flexTarget, w.flexReached = map[string]int{}, map[string]bool{}
+	}
+	w.flexTarget[svc] = target
+}
+
+// clearViolations forgets the violations recorded so far (a test that
+// caused one on purpose).
+func (w *world) clearViolations() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.violations = nil
 }
 
 func (w *world) upNodesLocked(svc string) []string {
@@ -107,6 +140,10 @@ func (r *fakeRunner) Run(ctx context.Context, c Command) (int, error) {
 	d := r.w.delay
 	if d > 0 {
 		d = time.Duration(r.w.rng.Int63n(int64(d)) + 1)
+	}
+	if c.Action == ActionCheck {
+		d += r.w.checkDelay[r.node]
+		r.w.checking[r.node]++
 	}
 	r.w.mu.Unlock()
 	if d > 0 {
@@ -185,11 +222,15 @@ type tnode struct {
 type cluster struct {
 	t     testing.TB
 	w     *world
-	nodes []*tnode
+	o     clusterOpts
+	names []string
 
-	mu   sync.Mutex
-	cut  map[[2]string]bool // unlinked pairs
-	dead map[string]bool
+	mu       sync.Mutex
+	nodes    []*tnode
+	cut      map[[2]string]bool // unlinked pairs (data and probes)
+	dead     map[string]bool
+	services []config.Service
+	persist  map[string]monitor.PersistentState
 }
 
 type clusterOpts struct {
@@ -197,8 +238,13 @@ type clusterOpts struct {
 	quorum bool
 	split  config.SplitAction
 	// membershipQuorum leaves ClusterNodes empty: the quorum counts the
-	// membership view.
+	// high-water mark.
 	membershipQuorum bool
+	// probe gives each node a prober that answers across linked pairs
+	// only, with this lease.
+	probe time.Duration
+	// disagreeAfter is Config.DisagreeAfter.
+	disagreeAfter time.Duration
 }
 
 func newCluster(t testing.TB, names []string, o clusterOpts) *cluster {
@@ -209,26 +255,10 @@ func newCluster(t testing.TB, names []string, o clusterOpts) *cluster {
 		// delayed the relay enough for two nodes to start web together.
 		o.ready = 200 * time.Millisecond
 	}
-	c := &cluster{t: t, w: newWorld(), cut: map[[2]string]bool{}, dead: map[string]bool{}}
+	c := &cluster{t: t, w: newWorld(), o: o, names: names, cut: map[[2]string]bool{}, dead: map[string]bool{},
+		persist: map[string]monitor.PersistentState{}}
 	for _, name := range names {
-		b := &bus{}
-		st, err := monitor.New(monitor.Config{Name: name, ClusterName: "test", Publish: b.publish, Logger: quietLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		clusterNodes := names
-		if o.membershipQuorum {
-			clusterNodes = nil
-		}
-		orch, err := New(Config{
-			Store: st, ClusterNodes: clusterNodes, Quorum: o.quorum, SplitAction: o.split, ReadyPeriod: o.ready, Tick: 20 * time.Millisecond,
-			Runner: &fakeRunner{w: c.w, node: name}, Logger: quietLogger(),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		st.SetObserver(func(string, *monitor.NodeData, *monitor.NodeData) { orch.Notify() })
-		c.nodes = append(c.nodes, &tnode{name: name, store: st, orch: orch, bus: b, done: make(chan struct{})})
+		c.nodes = append(c.nodes, c.newNode(name))
 	}
 	for _, n := range c.nodes {
 		for _, p := range c.nodes {
@@ -238,21 +268,157 @@ func newCluster(t testing.TB, names []string, o clusterOpts) *cluster {
 		}
 	}
 	for _, n := range c.nodes {
-		ctx, cancel := context.WithCancel(context.Background())
-		n.cancel = cancel
-		relayDone := make(chan struct{})
-		runDone := make(chan struct{})
-		go func() { defer close(relayDone); c.relay(ctx, n) }()
-		go func() { defer close(runDone); _ = n.orch.Run(ctx) }()
-		go func() { <-relayDone; <-runDone; close(n.done) }()
+		c.run(n)
 		_, _, _ = n.store.UpdateLocal("boot", func(d *monitor.NodeData) { d.Status = monitor.StatusIdle })
 	}
 	t.Cleanup(c.stop)
 	return c
 }
 
+// newNode builds one node's store and orchestrator (restoring what its
+// previous run persisted) without running them.
+func (c *cluster) newNode(name string) *tnode {
+	t := c.t
+	b := &bus{}
+	c.mu.Lock()
+	restored := c.persist[name]
+	c.mu.Unlock()
+	st, err := monitor.New(monitor.Config{Name: name, ClusterName: "test", Publish: b.publish, Logger: quietLogger(),
+		Restored: restored, Persist: func(p monitor.PersistentState) error {
+			c.mu.Lock()
+			c.persist[name] = p
+			c.mu.Unlock()
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clusterNodes := c.names
+	if c.o.membershipQuorum {
+		clusterNodes = nil
+	}
+	cfg := Config{
+		Store: st, ClusterNodes: clusterNodes, Quorum: c.o.quorum, SplitAction: c.o.split, ReadyPeriod: c.o.ready, Tick: 20 * time.Millisecond,
+		Runner: &fakeRunner{w: c.w, node: name}, Logger: quietLogger(), DisagreeAfter: c.o.disagreeAfter,
+	}
+	if c.o.probe > 0 {
+		cfg.Prober, cfg.Lease = &fakeProber{c: c, from: name}, c.o.probe
+	}
+	orch, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.SetObserver(func(string, *monitor.NodeData, *monitor.NodeData) { orch.Notify() })
+	return &tnode{name: name, store: st, orch: orch, bus: b, done: make(chan struct{})}
+}
+
+// run starts n's relay and orchestrator.
+func (c *cluster) run(n *tnode) {
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	relayDone := make(chan struct{})
+	runDone := make(chan struct{})
+	go func() { defer close(relayDone); c.relay(ctx, n) }()
+	go func() { defer close(runDone); _ = n.orch.Run(ctx) }()
+	go func() { <-relayDone; <-runDone; close(n.done) }()
+}
+
+// fakeProber answers across linked pairs only, after a short delay.
+type fakeProber struct {
+	c    *cluster
+	from string
+}
+
+func (p *fakeProber) Probe(ctx context.Context, node string) error {
+	select {
+	case <-time.After(time.Millisecond):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if !p.c.linked(p.from, node) {
+		return fmt.Errorf("no answer from %s", node)
+	}
+	return nil
+}
+
+// leave stops a node's agent gracefully: its service processes keep
+// running, the others see it leave.
+func (c *cluster) leave(name string) {
+	n := c.node(name)
+	// As the agent does: status shutting down, stop the orchestrator,
+	// flush the last data to the peers, then leave.
+	_, _, _ = n.store.UpdateLocal("shutdown", func(d *monitor.NodeData) { d.Status = monitor.StatusShuttingDown })
+	n.shutdown()
+	c.push(n)
+	c.mu.Lock()
+	c.dead[name] = true
+	c.mu.Unlock()
+	for _, p := range c.all() {
+		if p != n {
+			p.store.SetMember(name, monitor.StateLeft, "127.0.0.1:0")
+			p.orch.Notify()
+		}
+	}
+}
+
+// crash stops a node's agent alone: its service processes keep running,
+// the others declare it dead.
+func (c *cluster) crash(name string) {
+	n := c.node(name)
+	c.mu.Lock()
+	c.dead[name] = true
+	c.mu.Unlock()
+	n.shutdown()
+	for _, p := range c.all() {
+		if p != n {
+			p.store.SetMember(name, monitor.StateDead, "127.0.0.1:0")
+			p.orch.Notify()
+		}
+	}
+}
+
+// restart starts a crashed node's agent again, as the agent does: a new
+// boot with the persisted state, status rejoin while it exchanges data
+// with its peers and makes its first checks, then idle.
+func (c *cluster) restart(name string) *tnode {
+	c.t.Helper()
+	n := c.newNode(name)
+	c.mu.Lock()
+	for i, x := range c.nodes {
+		if x.name == name {
+			c.nodes[i] = n
+		}
+	}
+	delete(c.dead, name)
+	svcs := append([]config.Service(nil), c.services...)
+	c.mu.Unlock()
+	_, _, _ = n.store.UpdateLocal("boot", func(d *monitor.NodeData) { d.Status = monitor.StatusRejoin })
+	for _, s := range svcs {
+		cp := s
+		if err := n.orch.SetService(&cp); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	for _, p := range c.all() {
+		if p != n {
+			n.store.SetMember(p.name, monitor.StateAlive, "127.0.0.1:0")
+		}
+	}
+	c.run(n)
+	for _, p := range c.all() {
+		if p != n {
+			p.store.SetMember(name, monitor.StateAlive, "127.0.0.1:0")
+			c.push(p)
+		}
+	}
+	c.push(n)
+	testutil.Eventually(c.t, 10*time.Second, n.orch.Checked, "%s: first checks never done", name)
+	_, _, _ = n.store.UpdateLocal("boot", func(d *monitor.NodeData) { d.Status = monitor.StatusIdle })
+	return n
+}
+
 func (c *cluster) node(name string) *tnode {
-	for _, n := range c.nodes {
+	for _, n := range c.all() {
 		if n.name == name {
 			return n
 		}
@@ -281,11 +447,18 @@ func (c *cluster) relay(ctx context.Context, n *tnode) {
 
 func (c *cluster) push(n *tnode) {
 	gen, raw, _ := n.store.Local()
-	for _, p := range c.nodes {
+	for _, p := range c.all() {
 		if p != n && c.linked(n.name, p.name) {
 			_, _ = p.store.ApplyFull(n.name, n.store.Boot(), gen, raw, "")
 		}
 	}
+}
+
+// all returns the current nodes.
+func (c *cluster) all() []*tnode {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*tnode(nil), c.nodes...)
 }
 
 // kill crashes a node: its orchestrator stops, its service processes die,
@@ -301,7 +474,7 @@ func (c *cluster) kill(name string) {
 		delete(m, name)
 	}
 	c.w.mu.Unlock()
-	for _, p := range c.nodes {
+	for _, p := range c.all() {
 		if p != n {
 			p.store.SetMember(name, monitor.StateDead, "127.0.0.1:0")
 			p.orch.Notify()
@@ -328,7 +501,7 @@ func (c *cluster) heal(a, b []string) {
 	c.cut = map[[2]string]bool{}
 	c.mu.Unlock()
 	c.setViews(a, b, monitor.StateAlive)
-	for _, n := range c.nodes {
+	for _, n := range c.all() {
 		c.push(n)
 	}
 }
@@ -340,7 +513,7 @@ func (c *cluster) setViews(a, b []string, state string) {
 			c.node(y).store.SetMember(x, state, "127.0.0.1:0")
 		}
 	}
-	for _, n := range c.nodes {
+	for _, n := range c.all() {
 		n.orch.Notify()
 	}
 }
@@ -354,7 +527,7 @@ func (n *tnode) shutdown() {
 }
 
 func (c *cluster) stop() {
-	for _, n := range c.nodes {
+	for _, n := range c.all() {
 		n.shutdown()
 	}
 }
@@ -365,7 +538,16 @@ func (c *cluster) addService(s config.Service) {
 	c.w.mu.Lock()
 	c.w.failover[s.Name] = s.Topology != config.Flex
 	c.w.mu.Unlock()
-	for _, n := range c.nodes {
+	c.mu.Lock()
+	kept := c.services[:0]
+	for _, x := range c.services {
+		if x.Name != s.Name {
+			kept = append(kept, x)
+		}
+	}
+	c.services = append(kept, s)
+	c.mu.Unlock()
+	for _, n := range c.all() {
 		cp := s
 		if err := n.orch.SetService(&cp); err != nil {
 			c.t.Fatal(err)
@@ -413,11 +595,11 @@ func (c *cluster) waitUp(svc string, want ...string) {
 func (c *cluster) waitChecks(k uint64) {
 	c.t.Helper()
 	base := map[string]uint64{}
-	for _, n := range c.nodes {
+	for _, n := range c.all() {
 		base[n.name] = n.orch.Stats().Checks
 	}
 	testutil.Eventually(c.t, 10*time.Second, func() bool {
-		for _, n := range c.nodes {
+		for _, n := range c.all() {
 			c.mu.Lock()
 			dead := c.dead[n.name]
 			c.mu.Unlock()
@@ -442,7 +624,7 @@ func (c *cluster) summary(on, svc string) Summary {
 // dump is the cluster data of every node, for failure messages.
 func (c *cluster) dump() string {
 	var out string
-	for _, n := range c.nodes {
+	for _, n := range c.all() {
 		out += "\n" + n.name + ": " + string(n.store.Document())
 	}
 	return out

@@ -37,10 +37,12 @@ func (o *Orchestrator) evaluate(ctx context.Context) time.Duration {
 	v := o.readView()
 	for name := range services {
 		if _, ok := v.instance(o.cfg.Nodename, name); !ok {
-			o.ensureInstance(v, name)
+			_ = o.ensureInstance(v, name) // logged; tried again at the next evaluation
 			v = o.readView()
 		}
 	}
+	o.trackMembers(v)
+	v = o.readView()
 	if o.cfg.Quorum && v.nodes[o.cfg.Nodename].Status == monitor.StatusIdle {
 		o.checkQuorum(v)
 		v = o.readView()
@@ -58,6 +60,14 @@ func (o *Orchestrator) evaluate(ctx context.Context) time.Duration {
 		_ = name
 	}
 	o.publishSummaries(v, services)
+	o.stats.dupsActive.Store(int64(len(o.dups)))
+	n := 0
+	for _, d := range o.disagree {
+		if d.reported {
+			n++
+		}
+	}
+	o.stats.disagreeing.Store(int64(n))
 	if next < time.Millisecond {
 		next = time.Millisecond
 	}
@@ -66,7 +76,7 @@ func (o *Orchestrator) evaluate(ctx context.Context) time.Duration {
 
 // ensureInstance adds this node's instance of svc to its data, not yet
 // checked.
-func (o *Orchestrator) ensureInstance(_ *view, svc string) {
+func (o *Orchestrator) ensureInstance(_ *view, svc string) error {
 	_, _, err := o.store.UpdateLocal("orchestrator", func(d *monitor.NodeData) {
 		if d.Services == nil {
 			d.Services = map[string]monitor.Instance{}
@@ -78,11 +88,22 @@ func (o *Orchestrator) ensureInstance(_ *view, svc string) {
 	if err != nil {
 		o.log.Error("add instance", logKeyService, svc, logKeyErr, err)
 	}
+	return err
 }
 
 // updateInstance changes this node's instance of svc with fn, if it
 // exists, and reports whether anything changed.
 func (o *Orchestrator) updateInstance(svc string, fn func(i *monitor.Instance)) bool {
+	changed, err := o.tryUpdateInstance(svc, fn)
+	if err != nil {
+		o.log.Error("update instance", logKeyService, svc, logKeyErr, err)
+	}
+	return changed
+}
+
+// tryUpdateInstance is updateInstance returning the error: a change the
+// store refuses (over max_data, state not saved) is not made.
+func (o *Orchestrator) tryUpdateInstance(svc string, fn func(i *monitor.Instance)) (bool, error) {
 	_, changed, err := o.store.UpdateLocal("orchestrator", func(d *monitor.NodeData) {
 		i, ok := d.Services[svc]
 		if !ok {
@@ -91,10 +112,7 @@ func (o *Orchestrator) updateInstance(svc string, fn func(i *monitor.Instance)) 
 		fn(&i)
 		d.Services[svc] = i
 	})
-	if err != nil {
-		o.log.Error("update instance", logKeyService, svc, logKeyErr, err)
-	}
-	return changed
+	return changed, err
 }
 
 // adopt makes (ge, at) the global expect of this node's instance of s if
@@ -103,10 +121,10 @@ func (o *Orchestrator) updateInstance(svc string, fn func(i *monitor.Instance)) 
 // order clears a failed status. Called from Order and from the Run loop:
 // the check of "later" happens inside UpdateLocal, so the two never undo
 // each other.
-func (o *Orchestrator) adopt(_ *view, s *config.Service, ge string, at time.Time, reason string) {
+func (o *Orchestrator) adopt(_ *view, s *config.Service, ge string, at time.Time, reason string) error {
 	var froze, thawed, adopted bool
 	now := o.cfg.Now()
-	o.updateInstance(s.Name, func(i *monitor.Instance) {
+	_, err := o.tryUpdateInstance(s.Name, func(i *monitor.Instance) {
 		if !at.After(i.Monitor.GlobalExpectUpdated) {
 			return
 		}
@@ -124,8 +142,12 @@ func (o *Orchestrator) adopt(_ *view, s *config.Service, ge string, at time.Time
 			thawed = true
 		}
 	})
+	if err != nil {
+		o.log.Error("order not adopted", logKeyService, s.Name, "global_expect", ge, logKeyErr, err)
+		return err
+	}
 	if !adopted {
-		return
+		return nil
 	}
 	o.emit(EventGlobalExpectChange, reason, s.Name, map[string]any{"global_expect": ge})
 	if froze {
@@ -134,6 +156,7 @@ func (o *Orchestrator) adopt(_ *view, s *config.Service, ge string, at time.Time
 	if thawed {
 		o.emit(EventInstanceThaw, reason, s.Name, nil)
 	}
+	return nil
 }
 
 // service evaluates one declared service. It returns how long until it
@@ -150,7 +173,7 @@ func (o *Orchestrator) service(ctx context.Context, v *view, s *config.Service, 
 		return o.cfg.Tick
 	}
 	if ge, at := v.latestExpect(s.Name); at.After(inst.Monitor.GlobalExpectUpdated) {
-		o.adopt(v, s, ge, at, ReasonPeer)
+		_ = o.adopt(v, s, ge, at, ReasonPeer) // logged; tried again at the next evaluation
 		v = o.readView()
 		inst, _ = v.instance(self, s.Name)
 	}
@@ -174,19 +197,41 @@ func (o *Orchestrator) service(ctx context.Context, v *view, s *config.Service, 
 	if p.targets[self] {
 		want = PlacementLeader
 	}
-	if inst.Monitor.Placement != want {
-		o.updateInstance(s.Name, func(i *monitor.Instance) { i.Monitor.Placement = want })
+	leader := ""
+	if s.Topology != config.Flex {
+		leader = p.leader
+	}
+	hash := o.hashOf(s)
+	if inst.Monitor.Placement != want || inst.Monitor.Leader != leader || inst.ConfigHash != hash {
+		o.updateInstance(s.Name, func(i *monitor.Instance) {
+			i.Monitor.Placement, i.Monitor.Leader, i.ConfigHash = want, leader, hash
+		})
 		v = o.readView()
 		inst, _ = v.instance(self, s.Name)
 	}
-	if !st.busy && !now.Before(st.nextCheck) {
+	o.watchAgreement(v, s, hash, leader, now)
+	st.leftRunning = o.publishLeftRunning(v, s, inst)
+	acted := o.duplicates(ctx, v, s, st, inst, now)
+	if acted {
+		v = o.readView()
+		inst, _ = v.instance(self, s.Name)
+	}
+	if !st.busy && (st.checkNow || !now.Before(st.nextCheck)) {
 		st.nextCheck = now.Add(s.CheckInterval)
 		o.launch(ctx, s, st, ActionCheck, "")
 	}
 	if !st.busy {
-		o.decide(ctx, v, s, p, st, inst, now)
+		o.decide(ctx, v, s, p, hash, st, inst, now)
 	}
 	next := o.cfg.Tick
+	if d := o.disagreeNext(s.Name, now); d < next {
+		next = d
+	}
+	if !st.surplusSince.IsZero() {
+		if d := st.surplusSince.Add(o.cfg.ReadyPeriod).Sub(now); d < next {
+			next = d
+		}
+	}
 	if !st.busy {
 		if d := st.nextCheck.Sub(now); d < next {
 			next = d
@@ -202,7 +247,7 @@ func (o *Orchestrator) service(ctx context.Context, v *view, s *config.Service, 
 
 // decide starts or stops the local instance of s, or moves it through the
 // ready status, by the rules of the package doc. Run goroutine only.
-func (o *Orchestrator) decide(ctx context.Context, v *view, s *config.Service, p placement, st *local, inst monitor.Instance, now time.Time) {
+func (o *Orchestrator) decide(ctx context.Context, v *view, s *config.Service, p placement, hash string, st *local, inst monitor.Instance, now time.Time) {
 	self := o.cfg.Nodename
 	node := v.nodes[self]
 	up := isUp(inst.Avail)
@@ -240,15 +285,19 @@ func (o *Orchestrator) decide(ctx context.Context, v *view, s *config.Service, p
 	flex := s.Topology == config.Flex
 	if !p.targets[self] {
 		o.unready(s.Name, st, inst)
-		// A failover instance running besides the leader's is left alone:
-		// it can only come from a split or from data not yet resent after
-		// one, and stopping on stale data would stop the wrong one.
-		if flex && up && v.eligible(self, s.Name) {
+		// A failover instance running besides the leader's is a
+		// duplicate: see duplicates.
+		if flex && up && v.eligible(self, s.Name) && o.surplusTurn(v, s, p, st, now) {
 			o.act(ctx, s, st, ActionStop, ReasonFlexThreshold)
+			return
+		}
+		if !flex || !up {
+			st.surplusSince = time.Time{}
 		}
 		return
 	}
-	if up || (!flex && v.startBlocker(s) != "") {
+	st.surplusSince = time.Time{}
+	if up || (!flex && !o.mayStartFailover(v, s, hash, p)) || (flex && v.unchecked(s.Name) != "") {
 		o.unready(s.Name, st, inst)
 		return
 	}
@@ -273,6 +322,85 @@ func (o *Orchestrator) decide(ctx context.Context, v *view, s *config.Service, p
 		reason = ReasonFailover
 	}
 	o.act(ctx, s, st, ActionStart, reason)
+}
+
+// mayStartFailover reports whether this node, the leader it computes for
+// failover service s, may start it now (SPEC section 9, "One failover
+// instance"): no present instance is up, unchecked, starting, stopping,
+// failed to stop or ready before it (startBlocker); every present
+// candidate taking part with the same config publishes this node as the
+// leader; and every absent node whose last data shows the instance up or
+// in transition has not answered a probe of this node for two leases (it
+// has had time to see itself cut off and stop); and no node left
+// gracefully with the service running (leftRunning).
+func (o *Orchestrator) mayStartFailover(v *view, s *config.Service, hash string, p placement) bool {
+	if p.leader != o.cfg.Nodename || v.startBlocker(s, hash) != "" || !v.agreed(s, hash, p.leader) || len(o.local[s.Name].leftRunning) > 0 {
+		return false
+	}
+	if o.contact == nil {
+		return true
+	}
+	now := o.cfg.Now()
+	for _, n := range v.holders(s.Name) {
+		if v.present(n) {
+			continue
+		}
+		i, _ := v.instance(n, s.Name)
+		busy := isUp(i.Avail) || i.Monitor.Status == StatusStarting || i.Monitor.Status == StatusStopping
+		if busy && o.contact.answeredWithin(n, 2*o.cfg.Lease, now) {
+			return false
+		}
+	}
+	return true
+}
+
+// surplusTurn reports whether this node's running flex instance of s,
+// beyond the target, is the one to stop now: the instances up on present
+// nodes (not stopping, not on a node cut off from the majority) exceed
+// flex_target, no other instance is stopping, this node is the last, in
+// candidate order, of the eligible nodes running it that the placement
+// does not keep, and all that has held for ReadyPeriod. One stop at a
+// time, so that nodes with different views never stop together below the
+// target.
+func (o *Orchestrator) surplusTurn(v *view, s *config.Service, p placement, st *local, now time.Time) bool {
+	up, last := 0, ""
+	for _, n := range v.holders(s.Name) {
+		if !v.present(n) {
+			continue
+		}
+		i, _ := v.instance(n, s.Name)
+		if i.Monitor.Status == StatusStopping && n != v.self {
+			st.surplusSince = time.Time{}
+			return false
+		}
+		if isUp(i.Avail) && i.Monitor.Status != StatusStopping && !v.nodes[n].Quorum.Lost {
+			up++
+		}
+	}
+	for _, n := range v.candidates(s) {
+		if !p.targets[n] && v.eligible(n, s.Name) && v.running(n, s.Name) {
+			last = n
+		}
+	}
+	if up-1 < s.FlexTarget || last != v.self {
+		st.surplusSince = time.Time{}
+		return false
+	}
+	if st.surplusSince.IsZero() {
+		st.surplusSince = now
+	}
+	return now.Sub(st.surplusSince) >= o.cfg.ReadyPeriod
+}
+
+// hashOf returns the config hash of the declared service s.
+func (o *Orchestrator) hashOf(s *config.Service) string {
+	o.mu.Lock()
+	h, ok := o.hashes[s.Name]
+	o.mu.Unlock()
+	if !ok {
+		h = ConfigHash(s)
+	}
+	return h
 }
 
 // unready takes the local instance out of the ready status.
@@ -327,11 +455,17 @@ func (o *Orchestrator) launch(ctx context.Context, s *config.Service, st *local,
 		argv = s.Stop
 	}
 	st.busy = true
+	var answers map[string]string
+	own := false
+	if action == ActionCheck {
+		answers, own = st.checkFor, st.checkOwn
+		st.checkFor, st.checkNow = nil, false
+	}
 	name, check, env, timeout := s.Name, s.Check, s.Env, s.Timeout
 	o.cmds.Add(1)
 	go func() {
 		defer o.cmds.Done()
-		r := result{svc: name, action: action, reason: reason}
+		r := result{svc: name, action: action, reason: reason, answers: answers, own: own}
 		r.code, r.err = o.cfg.Runner.Run(ctx, Command{Service: name, Action: action, Argv: argv, Env: env, Timeout: timeout})
 		if action != ActionCheck && ctx.Err() == nil {
 			o.stats.checks.Add(1)
@@ -339,6 +473,12 @@ func (o *Orchestrator) launch(ctx context.Context, s *config.Service, st *local,
 		}
 		if action == ActionCheck {
 			o.stats.checks.Add(1)
+		}
+		if ctx.Err() != nil {
+			// Cut short by this agent's own stop: the outcome says
+			// nothing about the service, which keeps running (a graceful
+			// leave must publish the last real check, not "down").
+			return
 		}
 		select {
 		case o.results <- r:
@@ -376,7 +516,10 @@ func (o *Orchestrator) handle(r result) {
 		if avail == AvailUnknown {
 			o.stats.checkErrors.Add(1)
 		}
-		o.setAvail(r.svc, avail, now)
+		if st != nil && r.own {
+			st.checkOwn = false
+		}
+		o.setAvail(r, avail, now)
 		return
 	}
 	if st != nil {
@@ -422,18 +565,20 @@ func (o *Orchestrator) handle(r result) {
 	}
 }
 
-// setAvail records a check's avail on the local instance, emitting
-// instance_status_change when it changed.
-func (o *Orchestrator) setAvail(svc, avail string, now time.Time) {
-	prev := ""
-	changed := o.updateInstance(svc, func(i *monitor.Instance) {
-		prev = i.Avail
+// setAvail records a check's avail on the local instance, with the
+// recheck answers the check makes, emitting instance_status_change when
+// the avail changed.
+func (o *Orchestrator) setAvail(r result, avail string, now time.Time) {
+	prev, found := "", false
+	o.updateInstance(r.svc, func(i *monitor.Instance) {
+		prev, found = i.Avail, true
 		if i.Avail != avail {
 			i.Avail, i.Updated = avail, now.UTC()
 		}
+		recheckAnswers(i, r, avail, now)
 	})
-	if changed {
-		o.emit(EventInstanceStatusChange, ReasonCheck, svc, map[string]any{"previous": prev})
+	if found && prev != avail {
+		o.emit(EventInstanceStatusChange, ReasonCheck, r.svc, map[string]any{"previous": prev})
 	}
 }
 
@@ -478,58 +623,6 @@ func (o *Orchestrator) removeStep(ctx context.Context, v *view, s *config.Servic
 	delete(o.lastUp, s.Name)
 	if _, _, err := o.store.UpdateLocal("orchestrator", func(d *monitor.NodeData) { delete(d.Services, s.Name) }); err != nil {
 		o.log.Error("drop instance", logKeyService, s.Name, logKeyErr, err)
-	}
-}
-
-// checkQuorum compares the alive nodes with the cluster's and applies the
-// split action on a loss. Run goroutine only.
-func (o *Orchestrator) checkQuorum(v *view) {
-	total, alive := 0, 0
-	if len(o.cfg.ClusterNodes) > 0 {
-		for _, n := range o.cfg.ClusterNodes {
-			total++
-			if v.present(n) {
-				alive++
-			}
-		}
-	} else {
-		total, alive = 1, 1
-		for n, m := range v.members {
-			if n == o.cfg.Nodename || m.State == monitor.StateLeft {
-				continue
-			}
-			total++
-			if v.present(n) {
-				alive++
-			}
-		}
-	}
-	ok := alive*2 > total
-	if ok == o.quorum {
-		return
-	}
-	o.quorum = ok
-	o.stats.noQuorum.Store(!ok)
-	ev := map[string]any{"id": EventQuorumRegained, "reason": ReasonMembership, "node": o.cfg.Nodename,
-		"alive": alive, "total": total, "split_action": string(o.cfg.SplitAction)}
-	if ok {
-		o.log.Info("quorum regained", "alive", alive, "total", total)
-		o.store.Event(ev)
-		return
-	}
-	ev["id"] = EventQuorumLost
-	o.stats.quorumLost.Add(1)
-	o.log.Warn("quorum lost", "alive", alive, "total", total, "split_action", o.cfg.SplitAction)
-	o.store.Event(ev)
-	if o.cfg.SplitAction == config.SplitFreeze {
-		now := o.cfg.Now().Unix()
-		if _, _, err := o.store.UpdateLocal(ReasonSplit, func(d *monitor.NodeData) {
-			if d.Frozen == 0 {
-				d.Frozen = now
-			}
-		}); err != nil {
-			o.log.Error("freeze on split", logKeyErr, err)
-		}
 	}
 }
 

@@ -22,6 +22,9 @@ const (
 	DefaultReadyPeriod = 5 * time.Second
 	// DefaultTick is the longest time between two evaluations.
 	DefaultTick = time.Second
+	// DefaultLease is how long probes of a peer must go unanswered before
+	// the quorum stops counting it (with a Prober).
+	DefaultLease = 3 * time.Second
 )
 
 // Log attribute keys.
@@ -47,6 +50,14 @@ var (
 	ErrBadAction = errors.New("unknown service action")
 	// ErrClosed: the orchestrator is closed.
 	ErrClosed = errors.New("orchestrator closed")
+	// ErrForgetAlive: a node to forget is alive (or suspect) here.
+	ErrForgetAlive = errors.New("node is not dead")
+	// ErrForgetUnknown: a node to forget is not known here.
+	ErrForgetUnknown = errors.New("unknown node")
+	// ErrForgetSelf: a node cannot forget itself.
+	ErrForgetSelf = errors.New("cannot forget this node itself")
+	// ErrNoQuorum: refused while this node sees no majority.
+	ErrNoQuorum = errors.New("this node has no quorum")
 )
 
 // Config configures an Orchestrator.
@@ -56,8 +67,8 @@ type Config struct {
 	// Nodename is this node's name; default Store.Name().
 	Nodename string
 	// ClusterNodes are the configured cluster nodes ([cluster] nodes), the
-	// base of the quorum; empty: the nodes of the membership view that have
-	// not left, plus this one.
+	// base of the quorum; empty: the largest quorum high-water mark among
+	// this node and its present peers (see the package doc).
 	ClusterNodes []string
 	// Quorum makes a node that sees no strict majority of the cluster's
 	// nodes alive apply SplitAction and orchestrate nothing.
@@ -73,6 +84,24 @@ type Config struct {
 	Tick time.Duration
 	// Runner runs the check, start and stop commands; default ExecRunner.
 	Runner CommandRunner
+	// Prober, when set with Quorum, is asked every Lease/6 whether each
+	// present peer answers: a peer whose probes go unanswered for Lease
+	// no longer counts towards the quorum, so that a node cut off from
+	// the majority stops its instances within Lease, long before the
+	// majority's failure detection plus ReadyPeriod lets it start them.
+	Prober Prober
+	// Lease is how long a peer's probes must go unanswered before the
+	// quorum stops counting it; default DefaultLease. Keep it well under
+	// the failure detection time plus ReadyPeriod.
+	Lease time.Duration
+	// Forgetter, when set, is told the nodes removed by Forget (on this
+	// node or by an order from another), so that it stops reconnecting to
+	// them.
+	Forgetter Forgetter
+	// DisagreeAfter is how long the candidates of a service may publish
+	// different leaders before it is reported (placement_change reason
+	// disagreement, and the disagreements gauge); default 2*ReadyPeriod.
+	DisagreeAfter time.Duration
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock for the data's times and the ready period; default
@@ -104,6 +133,15 @@ func (c *Config) setDefaults() error {
 	if c.Tick <= 0 {
 		c.Tick = DefaultTick
 	}
+	if c.Lease < 0 {
+		return fmt.Errorf("orchestrator: negative lease %s", c.Lease)
+	}
+	if c.Lease == 0 {
+		c.Lease = DefaultLease
+	}
+	if c.DisagreeAfter <= 0 {
+		c.DisagreeAfter = 2 * c.ReadyPeriod
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -128,9 +166,11 @@ type Orchestrator struct {
 	wake    chan struct{} // coalesced: something changed
 	results chan result   // command results, read by the loop
 
-	// mu guards the declared services and the run state.
+	// mu guards the declared services, their config hashes and the run
+	// state.
 	mu       sync.Mutex
 	services map[string]*config.Service
+	hashes   map[string]string
 	removing map[string]*config.Service
 	running  bool
 	closed   bool
@@ -139,12 +179,21 @@ type Orchestrator struct {
 
 	stats counters
 
+	// qmu guards the quorum members (Run and Forget change them).
+	qmu      sync.Mutex
+	qmembers map[string]bool
+
+	contact *contacts // probe results; nil without a Prober
+
 	// Owned by the Run goroutine.
 	local     map[string]*local
 	leaders   map[string]string
 	lastUp    map[string]string
 	quorum    bool
 	published map[string]bool // summaries this node set
+	dups      map[string]*dupEpisode
+	disagree  map[string]*disagreement
+	blocked   map[string]map[string]bool // failover_blocked emitted: service, left node
 	cmds      sync.WaitGroup
 }
 
@@ -156,6 +205,18 @@ type local struct {
 	readySince time.Time // when the instance became ready
 	handled    time.Time // orchestrate = no: the last order acted on
 	stopTried  bool      // removal: the stop was tried
+
+	// surplusSince is when this flex instance became the one to stop.
+	surplusSince time.Time
+	// leftRunning are the departed nodes that may still run the service
+	// (see leftRunning).
+	leftRunning map[string]time.Time
+	// checkNow asks for a check as soon as none is in flight (a
+	// duplicate): checkFor are the recheck tokens of other nodes it will
+	// answer, by node, and checkOwn says it is this node's own recheck.
+	checkNow bool
+	checkFor map[string]string
+	checkOwn bool
 }
 
 // result is the outcome of one command run.
@@ -168,6 +229,10 @@ type result struct {
 	// check is the check run right after a start or stop.
 	checkCode int
 	checkErr  error
+	// answers are the recheck tokens a check answers; own says it was
+	// this node's own recheck.
+	answers map[string]string
+	own     bool
 }
 
 // New validates cfg and returns an orchestrator that does nothing until
@@ -183,12 +248,27 @@ func New(cfg Config) (*Orchestrator, error) {
 		wake:     make(chan struct{}, 1),
 		results:  make(chan result, 16),
 		services: map[string]*config.Service{},
+		hashes:   map[string]string{},
 		removing: map[string]*config.Service{},
 		local:    map[string]*local{},
 		leaders:  map[string]string{},
 		lastUp:   map[string]string{},
 		quorum:   true,
+		dups:     map[string]*dupEpisode{},
+		disagree: map[string]*disagreement{},
+		blocked:  map[string]map[string]bool{},
+		contact:  newContacts(cfg),
+		qmembers: quorumMembers(cfg),
 	}, nil
+}
+
+// quorumMembers are the persisted quorum members, and this node.
+func quorumMembers(cfg Config) map[string]bool {
+	m := map[string]bool{cfg.Nodename: true}
+	for _, n := range cfg.Store.QuorumMembers() {
+		m[n] = true
+	}
+	return m
 }
 
 // Notify tells the orchestrator that the cluster data or the membership
@@ -213,10 +293,12 @@ func (o *Orchestrator) SetService(s *config.Service) error {
 		return fmt.Errorf("service %s: %w", s.Name, err)
 	}
 	c := *s
+	h := ConfigHash(&c)
 	o.mu.Lock()
 	_, had := o.services[c.Name]
 	_, wasRemoving := o.removing[c.Name]
 	o.services[c.Name] = &c
+	o.hashes[c.Name] = h
 	delete(o.removing, c.Name)
 	o.mu.Unlock()
 	id, reason := EventServiceAdd, ReasonConfig
@@ -239,6 +321,7 @@ func (o *Orchestrator) RemoveService(name string) {
 	s, ok := o.services[name]
 	if ok {
 		delete(o.services, name)
+		delete(o.hashes, name)
 		o.removing[name] = s
 	}
 	o.mu.Unlock()
@@ -275,8 +358,10 @@ func (o *Orchestrator) Services() []string {
 // latest). It replicates with this node's data and every node adopts the
 // latest order seen across all instances. A new order clears the start
 // failed and stop failed statuses. Errors: ErrNoService when the service
-// is not declared here, ErrBadAction, or an error for a start or stop of an
-// orchestrate = no service that lacks the command.
+// is not declared here, ErrBadAction, an error for a start or stop of an
+// orchestrate = no service that lacks the command, or the store's refusal
+// of the change (wrapping monitor.ErrDataTooLarge when this node's data
+// would exceed max_data): then nothing changed.
 func (o *Orchestrator) Order(svc, action string) error {
 	ge, ok := expectOf[action]
 	if !ok {
@@ -295,7 +380,9 @@ func (o *Orchestrator) Order(svc, action string) error {
 	if _, ok := v.instance(o.cfg.Nodename, svc); !ok {
 		// Declared but not yet in the data: make the instance now so the
 		// order has a place to live.
-		o.ensureInstance(v, svc)
+		if err := o.ensureInstance(v, svc); err != nil {
+			return fmt.Errorf("order %s for %s: %w", action, svc, err)
+		}
 		v = o.readView()
 	}
 	_, latest := v.latestExpect(svc)
@@ -303,7 +390,9 @@ func (o *Orchestrator) Order(svc, action string) error {
 	if !at.After(latest) {
 		at = latest.Add(time.Microsecond)
 	}
-	o.adopt(v, s, ge, at, ReasonCLI)
+	if err := o.adopt(v, s, ge, at, ReasonCLI); err != nil {
+		return fmt.Errorf("order %s for %s: %w", action, svc, err)
+	}
 	o.Notify()
 	return nil
 }
@@ -335,6 +424,23 @@ func (o *Orchestrator) Done(svc string) bool {
 	return v.summarize(svc, s).Done
 }
 
+// Checked reports whether the first check of every service declared here
+// has finished and is in this node's data. A starting agent stays out of
+// the decisions (its status is not idle) until it is: its peers must see
+// what runs here before anyone decides anything. Each check is bounded by
+// the service's timeout, so this comes true within the longest timeout.
+func (o *Orchestrator) Checked() bool {
+	names := o.Services()
+	_, _, d := o.store.Local()
+	for _, n := range names {
+		i, ok := d.Services[n]
+		if !ok || i.Avail == AvailNA || i.Avail == "" {
+			return false
+		}
+	}
+	return true
+}
+
 // Run evaluates until ctx ends or Close is called, then waits for the
 // commands in flight (their context is cancelled: the runner kills them).
 // It can be called once.
@@ -354,6 +460,13 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	defer close(o.done)
 	defer o.cmds.Wait()
 	defer o.cancel()
+	if o.contact != nil {
+		o.cmds.Add(1)
+		go func() {
+			defer o.cmds.Done()
+			o.contact.run(ctx, o.probeTargets, o.Notify)
+		}()
+	}
 
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -414,10 +527,25 @@ type Stats struct {
 	Failovers, Restarts uint64
 	// QuorumLost counts the losses of quorum.
 	QuorumLost uint64
+	// Duplicates counts the duplicate episodes confirmed (each emitted
+	// instance_duplicate); DuplicateStops the stops of an instance for
+	// being one.
+	Duplicates, DuplicateStops uint64
+	// Disagreements counts the disagreements reported.
+	Disagreements uint64
 	// Services is the number of services declared here.
 	Services int
 	// Quorum is false while this node sees no quorum.
 	Quorum bool
+	// QuorumBase and QuorumAlive are the last counts of the quorum check:
+	// the nodes a majority is counted against, and those in contact.
+	QuorumBase, QuorumAlive int
+	// DuplicatesActive is the number of failover services now up on
+	// several present nodes.
+	DuplicatesActive int
+	// Disagreeing is the number of services whose candidates disagree
+	// now, for longer than DisagreeAfter.
+	Disagreeing int
 }
 
 // Metrics returns the figures as counters and gauges by name, the shape
@@ -432,15 +560,20 @@ func (s Stats) Metrics() (counters map[string]uint64, gauges map[string]float64)
 			"starts": s.Starts, "stops": s.Stops,
 			"start_failures": s.StartFailures, "stop_failures": s.StopFailures,
 			"failovers": s.Failovers, "restarts": s.Restarts, "quorum_lost": s.QuorumLost,
+			"duplicates": s.Duplicates, "duplicate_stops": s.DuplicateStops,
+			"disagreements": s.Disagreements,
 		}, map[string]float64{
 			"services": float64(s.Services), "quorum": q,
+			"quorum_base": float64(s.QuorumBase), "quorum_alive": float64(s.QuorumAlive),
+			"duplicates_active": float64(s.DuplicatesActive), "disagreeing": float64(s.Disagreeing),
 		}
 }
 
 type counters struct {
 	checks, checkErrors, starts, stops, startFailures, stopFailures atomic.Uint64
 	failovers, restarts, quorumLost                                 atomic.Uint64
-	services                                                        atomic.Int64
+	duplicates, duplicateStops, disagreements                       atomic.Uint64
+	services, quorumBase, quorumAlive, dupsActive, disagreeing      atomic.Int64
 	noQuorum                                                        atomic.Bool
 }
 
@@ -450,8 +583,23 @@ func (c *counters) snapshot() Stats {
 		Starts: c.starts.Load(), Stops: c.stops.Load(),
 		StartFailures: c.startFailures.Load(), StopFailures: c.stopFailures.Load(),
 		Failovers: c.failovers.Load(), Restarts: c.restarts.Load(), QuorumLost: c.quorumLost.Load(),
-		Services: int(c.services.Load()), Quorum: !c.noQuorum.Load(),
+		Duplicates: c.duplicates.Load(), DuplicateStops: c.duplicateStops.Load(),
+		Disagreements: c.disagreements.Load(),
+		Services:      int(c.services.Load()), Quorum: !c.noQuorum.Load(),
+		QuorumBase: int(c.quorumBase.Load()), QuorumAlive: int(c.quorumAlive.Load()),
+		DuplicatesActive: int(c.dupsActive.Load()), Disagreeing: int(c.disagreeing.Load()),
 	}
+}
+
+// probeTargets are the present peers.
+func (o *Orchestrator) probeTargets() []string {
+	var out []string
+	for n, m := range o.store.Members() {
+		if n != o.cfg.Nodename && (m.State == monitor.StateAlive || m.State == monitor.StateSuspect) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // readView reads the cluster data once.

@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -266,8 +267,9 @@ func TestRemoveServiceStopsAndDrops(t *testing.T) {
 	// n1 stops it and drops its instance: n2 takes over.
 	c.waitUp("web", "n2")
 	testutil.Eventually(t, 5*time.Second, func() bool {
-		_, ok := c.node("n2").store.Node("n1")
-		return ok && c.instance("n2", "n1", "web") == (monitor.Instance{})
+		d, ok := c.node("n2").store.Node("n1")
+		_, has := d.Services["web"]
+		return ok && !has
 	}, "n1 instance not dropped")
 	if len(c.node("n1").bus.find(EventServiceRemove, ReasonConfig)) != 1 {
 		t.Error("no service_remove")
@@ -358,5 +360,41 @@ func TestQuorumSplitFreezeByMembership(t *testing.T) {
 		if len(c.node(n).bus.find(EventQuorumLost, "")) != 0 {
 			t.Errorf("%s lost quorum", n)
 		}
+	}
+}
+
+// TestOrderOverMaxDataRefused: an order whose change would take this
+// node's data over max_data is refused with an error, and nothing changes.
+func TestOrderOverMaxDataRefused(t *testing.T) {
+	size := func(max int) (int, *monitor.Store, *Orchestrator) {
+		st, err := monitor.New(monitor.Config{Name: "n1", ClusterName: "test", Publish: (&bus{}).publish, Logger: quietLogger(), MaxData: max})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := New(Config{Store: st, Runner: &fakeRunner{w: newWorld(), node: "n1"}, Logger: quietLogger(), Tick: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := testService("web", config.Failover)
+		if err := o.SetService(&s); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = o.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		testutil.Eventually(t, 5*time.Second, o.Checked, "first check never done")
+		_, raw, _ := st.Local()
+		return len(raw), st, o
+	}
+	n, _, _ := size(0)
+	_, st, o := size(n + 20)
+	_, before, _ := st.Local()
+	err := o.Order("web", "freeze")
+	if !errors.Is(err, monitor.ErrDataTooLarge) {
+		t.Fatalf("order over max_data: %v", err)
+	}
+	if _, after, _ := st.Local(); string(after) != string(before) {
+		t.Errorf("the refused order changed the data:\n%s\n%s", before, after)
 	}
 }

@@ -65,7 +65,7 @@ func TestNeverTwoFailoverInstances(t *testing.T) {
 			}
 			total += starts
 			t.Logf("%d starts, %d start failures", starts, func() (n uint64) {
-				for _, x := range c.nodes {
+				for _, x := range c.all() {
 					n += x.orch.Stats().StartFailures
 				}
 				return n

@@ -10,19 +10,60 @@ import (
 func newNodeCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "node",
-		Short: "Node orders: freeze, thaw",
+		Short: "Node orders: freeze, thaw, forget",
 		Long: `Freeze or thaw a node. A frozen node keeps running its service instances,
 but the orchestrator starts, stops or fails over nothing there until it is
 thawed; the freeze survives restarts. An order for another node is forwarded
-to it, and the command returns once that node's data shows it.`,
+to it, and the command returns once that node's data shows it.
+
+Forget a dead node for good: every agent drops its data, stops reconnecting
+to it and no longer counts it in the quorum's base.`,
 		Example: `  agent node freeze
   agent node thaw
   agent node freeze --node NODE
-  agent node thaw --node NODE --server http://HOST:1215 --token TOKEN`,
+  agent node thaw --node NODE --server http://HOST:1215 --token TOKEN
+  agent node forget NODE`,
 	}
 	for _, action := range []string{"freeze", "thaw"} {
 		cmd.AddCommand(newNodeOrderCmd(g, action))
 	}
+	cmd.AddCommand(newNodeForgetCmd(g))
+	return cmd
+}
+
+func newNodeForgetCmd(g *globals) *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "forget NODE",
+		Short: "Remove a dead node from the cluster for good",
+		Long: `Remove a dead node from the cluster: every agent drops its data, stops
+reconnecting to it and no longer counts it in the quorum's base (the
+high-water mark of the cluster's size, used when [cluster] nodes is not
+set). Use it for a node that is gone for good: until then a partition's
+minority can never count itself a majority.
+
+NODE must be dead (exit 2 otherwise). While this node has no quorum the
+order is refused, since lowering the base there could give a minority
+quorum; --force overrides that, when you know the other side is gone.`,
+		Example: "  agent node forget NODE\n  agent node forget NODE --force",
+		Args:    exactArgs("NODE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			path := "/v1/nodes/" + url.PathEscape(args[0]) + "/forget"
+			if force {
+				path += "?force=1"
+			}
+			if _, err := c.do(cmd.Context(), "POST", path, nil); err != nil {
+				return asExit(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s forgotten\n", args[0])
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "forget even though this node has no quorum")
 	return cmd
 }
 

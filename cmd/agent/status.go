@@ -128,6 +128,7 @@ func writeServices(w io.Writer, d statusDoc, nodes []string) error {
 		}
 	}
 	list := slices.Sorted(maps.Keys(svcs))
+	stale := false
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "SERVICE\tAVAIL\tFROZEN\tPLACEMENT\t%s\n", strings.Join(nodes, "\t"))
 	for _, s := range list {
@@ -137,6 +138,17 @@ func writeServices(w io.Writer, d statusDoc, nodes []string) error {
 			inst, ok := d.Monitor.Nodes[n].Services[s]
 			if !ok {
 				row = append(row, "-")
+				continue
+			}
+			if !present(d, n) {
+				// A dead or departed node's instance is history, as
+				// monitor.services.NAME.up says: never shown as up.
+				last := dash(inst.Avail)
+				if st := inst.Monitor.Status; st != "" && st != "idle" {
+					last += ", " + st // starting: it may well be up now
+				}
+				row = append(row, "unknown~ (last "+last+")")
+				stale = true
 				continue
 			}
 			cell := inst.Avail
@@ -156,8 +168,42 @@ func writeServices(w io.Writer, d statusDoc, nodes []string) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "\n^ leader  * frozen")
+	fmt.Fprint(w, "\n^ leader  * frozen")
+	if stale {
+		fmt.Fprint(w, "  ~ stale: the node is dead or left, its last report is not current")
+	}
+	fmt.Fprintln(w)
+	for _, s := range list {
+		for _, n := range leftRunning(d, s) {
+			fmt.Fprintf(w, "%s: %s left with it running; not placed elsewhere until %s is back, forgotten (agent node forget %s) or %s is ordered again\n", s, n, n, n, s)
+		}
+	}
 	return nil
+}
+
+// leftRunning lists the nodes that present nodes report as having left
+// gracefully with their instance of svc running (monitor.left_running):
+// the reason the service is not placed elsewhere.
+func leftRunning(d statusDoc, svc string) []string {
+	set := map[string]bool{}
+	for n, nd := range d.Monitor.Nodes {
+		if !present(d, n) {
+			continue
+		}
+		for x := range nd.Services[svc].Monitor.LeftRunning {
+			if !present(d, x) {
+				set[x] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(set))
+}
+
+// present reports whether node n's data describes what runs now: its
+// membership state, as the agent sees it, is alive or suspect.
+func present(d statusDoc, n string) bool {
+	st := d.Cluster.Nodes[n].State
+	return st == monitor.StateAlive || st == monitor.StateSuspect
 }
 
 // sortedNodes lists every node of the membership view and the data.

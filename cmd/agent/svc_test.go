@@ -14,7 +14,8 @@ import (
 
 // TestServiceFailover runs a failover service whose commands keep a state
 // file per node: it starts on n1 (first of nodes), follows orders with
-// --wait, and fails over to n2 when n1 leaves.
+// --wait, does not fail over when n1's agent leaves with web running, and
+// fails over to n2 once n1 is forgotten.
 func TestServiceFailover(t *testing.T) {
 	dir := t.TempDir()
 	state := filepath.Join(dir, "web.%s")
@@ -57,7 +58,25 @@ timeout = 5s
 		t.Fatalf("unknown service: %d %q", code, errs)
 	}
 
+	// n1's agent stops gracefully: its service keeps running there, so
+	// nothing fails over, and the others say why.
 	nodes[0].Stop()
+	if code, out, _ := cli(nodes[1].Root, "events", "--kind", "event", "--since", "1h", "--filter", "data.id=failover_blocked and data.left=n1", "--limit", "1", "--duration", "30s"); code != 0 || !strings.Contains(out, "failover_blocked") {
+		t.Fatalf("no failover_blocked on n2: %d %q", code, out)
+	}
+	if code, _, errs := cli(nodes[1].Root, "wait", "--filter", "monitor.nodes.n3.services.web.monitor.left_running.n1", "--duration", "30s"); code != 0 {
+		t.Fatalf("n3 does not hold n1 as left running: %q", errs)
+	}
+	if up("n2") || up("n3") {
+		t.Fatal("web failed over while it still runs on the node that left")
+	}
+	// The operator stops it there and forgets n1: it fails over.
+	if err := os.Remove(fmt.Sprintf(state, "n1")); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := cli(nodes[1].Root, "node", "forget", "n1"); code != 0 {
+		t.Fatalf("node forget n1: %d %q %q", code, out, errs)
+	}
 	testutil.Eventually(t, 30*time.Second, func() bool { return up("n2") }, "web never failed over to n2")
 	if up("n3") {
 		_, ev, _ := cli(nodes[2].Root, "events", "--kind", "event", "--since", "1h", "--duration", "1s")

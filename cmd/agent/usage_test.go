@@ -20,7 +20,7 @@ func TestUnknownAndMissingSubcommands(t *testing.T) {
 		{[]string{"svc", "bogus", "web"}, `unknown command "bogus" for agent svc`},
 		{[]string{"daemon", "bogus"}, `unknown command "bogus" for agent daemon`},
 		{[]string{"daemon"}, "missing command for agent daemon (run, status)"},
-		{[]string{"node"}, "missing command for agent node (freeze, thaw)"},
+		{[]string{"node"}, "missing command for agent node (forget, freeze, thaw)"},
 		{[]string{"completion"}, "missing command for agent completion"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate" for agent`},
 		{[]string{"svc", "start"}, "missing NAME for agent svc start"},

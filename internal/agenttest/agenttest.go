@@ -47,6 +47,8 @@ type Options struct {
 	// Extra is appended to every node.conf (for instance a [listener]
 	// section); %d in it is replaced by the node's index (1-based).
 	Extra string
+	// Cluster is more lines of the [cluster] section (quorum = true).
+	Cluster string
 	// Services are written to every node's svc directory, by name.
 	Services map[string]string
 	// ServicesByNode are written to one node's svc directory: node name,
@@ -68,8 +70,8 @@ func StartCluster(t testing.TB, n int, opts Options) []*Node {
 	for i := 1; i <= n; i++ {
 		root := filepath.Join(base, fmt.Sprintf("n%d", i))
 		extra := strings.ReplaceAll(opts.Extra, "%d", fmt.Sprint(i))
-		conf := fmt.Sprintf("[node]\nname = n%d\n[cluster]\nname = test\nseeds = %s\n[hb]\naddr = 127.0.0.1\nport = 0\nprofile = local\n%s",
-			i, strings.Join(seeds, " "), extra)
+		conf := fmt.Sprintf("[node]\nname = n%d\n[cluster]\nname = test\nseeds = %s\n%s\n[hb]\naddr = 127.0.0.1\nport = 0\nprofile = local\n%s",
+			i, strings.Join(seeds, " "), opts.Cluster, extra)
 		if err := os.MkdirAll(filepath.Join(root, "etc", "svc"), 0o700); err != nil {
 			t.Fatal(err)
 		}

@@ -488,6 +488,24 @@
           continue;
         }
         const im = obj(inst.monitor);
+        if (!present(members[n])) {
+          // A dead or departed node's instance is history: its last
+          // report is not shown as current (monitor.services.NAME.up
+          // leaves it out too).
+          // A node that left with the instance running holds it: the
+          // others do not place it elsewhere (monitor.left_running).
+          const held = names.some((p) => present(members[p]) &&
+            obj(obj(obj(obj(obj(mnodes[p]).services)[s]).monitor).left_running)[n] !== undefined);
+          body += '<td class="cell stale" data-node="' + esc(n) + '" data-avail="unknown" data-stale="1"' +
+            (held ? ' data-left-running="1"' : "") + ' title="' +
+            esc(n) + " is " + esc(obj(members[n]).state || "not a member") + ": its last report is not current" +
+            (held ? "; it left with the service running, so it is not placed elsewhere until " + esc(n) +
+              " is back, forgotten (agent node forget " + esc(n) + ") or the service is ordered again" : "") +
+            '">unknown' +
+            '<span class="sub">stale · last ' + esc(inst.avail || "?") +
+            (im.status && im.status !== "idle" ? " · " + esc(im.status) : "") + (held ? " · left running" : "") + "</span></td>";
+          continue;
+        }
         const leader = im.placement === "leader";
         body += '<td class="cell ' + availClass(inst.avail, !!inst.frozen) + '" data-node="' + esc(n) + '" data-avail="' + esc(inst.avail || "") + '"' + (leader ? ' data-leader="1"' : "") + ">" +
           (leader ? '<span class="leader-mark" title="leader">&#9733;</span> ' : "") + esc(inst.avail || "?") +
@@ -502,6 +520,13 @@
     $("nodes").tBodies[0].innerHTML = nodes;
     $("matrix").tHead.innerHTML = svcs.length ? head : "";
     $("matrix").tBodies[0].innerHTML = svcs.length ? body : '<tr><td class="muted">no service</td></tr>';
+  }
+
+  // present reports whether a node's data describes what runs now: its
+  // membership state is alive or suspect.
+  function present(m) {
+    const st = obj(m).state;
+    return st === "alive" || st === "suspect";
   }
 
   function availClass(avail, frozen) {
