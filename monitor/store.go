@@ -201,7 +201,11 @@ func New(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.nodes[cfg.Name] = &nodeEntry{raw: raw, data: d, boot: s.boot}
-	s.publishPatch(cfg.Name, addOp(Pointer("monitor", "nodes", cfg.Name), raw))
+	// The first patch of a run replaces both sections whole: a client that
+	// resumes across the restart (since=SEQ) drops what the previous run
+	// held and this one does not (a peer forgotten, a service removed while
+	// the agent was down), instead of keeping it for good.
+	s.publishPatch(cfg.Name, startOps(s.document()))
 	if d.Frozen != 0 {
 		s.event(map[string]any{"id": "node_freeze", "reason": "boot", "node": cfg.Name})
 	}
@@ -751,6 +755,20 @@ func decodeNode(data []byte) ([]byte, NodeData, error) {
 func addOp(path string, value json.RawMessage) json.RawMessage {
 	p, _ := json.Marshal(path)
 	return json.RawMessage(`[{"op":"add","path":` + string(p) + `,"value":` + string(value) + `}]`)
+}
+
+// startOps returns the patch that sets the cluster and monitor sections of
+// doc whole (an RFC 6902 add on an existing member replaces it).
+func startOps(doc []byte) json.RawMessage {
+	var d struct {
+		Cluster json.RawMessage `json:"cluster"`
+		Monitor json.RawMessage `json:"monitor"`
+	}
+	if err := json.Unmarshal(doc, &d); err != nil {
+		return json.RawMessage("[]")
+	}
+	return json.RawMessage(`[{"op":"add","path":"/cluster","value":` + string(d.Cluster) +
+		`},{"op":"add","path":"/monitor","value":` + string(d.Monitor) + `}]`)
 }
 
 func removeOp(path string) json.RawMessage {
