@@ -221,18 +221,36 @@ func TestTransportsStartNoGoroutine(t *testing.T) {
 func fastConfig(n *Network, name string) *memberlist.Config {
 	c := memberlist.DefaultLocalConfig()
 	c.Name = name
-	c.ProbeInterval = 50 * time.Millisecond
-	c.ProbeTimeout = 25 * time.Millisecond
+	// Not faster: under -race beside other tests a 25 ms probe timeout
+	// made b and c, on the same side of a partition, judge each other dead.
+	c.ProbeInterval = 200 * time.Millisecond
+	c.ProbeTimeout = 100 * time.Millisecond
 	c.GossipInterval = 10 * time.Millisecond
 	c.PushPullInterval = 0
 	c.SuspicionMult = 2
-	c.TCPTimeout = 100 * time.Millisecond
+	// Joins are push/pulls over a stream: under -race on a loaded machine
+	// one can take well over 100 ms, and a join has no retry of its own.
+	c.TCPTimeout = 2 * time.Second
 	c.Logger = log.New(io.Discard, "", 0)
 	n.Install(c)
 	return c
 }
 
 func alive(m *memberlist.Memberlist) int { return m.NumMembers() }
+
+// views lists what each memberlist sees: its name and the members it counts
+// alive, for failure messages.
+func views(ms []*memberlist.Memberlist) []string {
+	var out []string
+	for _, m := range ms {
+		v := m.LocalNode().Name + ":"
+		for _, o := range m.Members() {
+			v += " " + o.Name
+		}
+		out = append(out, v)
+	}
+	return out
+}
 
 func TestMemberlistPartitionAndHeal(t *testing.T) {
 	leak := testutil.CheckGoroutines(t)
@@ -251,14 +269,14 @@ func TestMemberlistPartitionAndHeal(t *testing.T) {
 	if _, err := ms[2].Join([]string{n.Addr("a")}); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 10*time.Second, func() bool { return alive(ms[0]) == 3 && alive(ms[2]) == 3 }, "never joined")
+	testutil.Eventually(t, 30*time.Second, func() bool { return alive(ms[0]) == 3 && alive(ms[2]) == 3 }, "never joined: %v", func() any { return views(ms) })
 	n.Partition([]string{"a"}, []string{"b", "c"})
-	testutil.Eventually(t, 10*time.Second, func() bool { return alive(ms[0]) == 1 && alive(ms[1]) == 2 }, "partition never seen: %v", func() any { return []int{alive(ms[0]), alive(ms[1]), alive(ms[2])} })
+	testutil.Eventually(t, 30*time.Second, func() bool { return alive(ms[0]) == 1 && alive(ms[1]) == 2 }, "partition never seen: %v", func() any { return []int{alive(ms[0]), alive(ms[1]), alive(ms[2])} })
 	n.Heal()
 	if _, err := ms[0].Join([]string{n.Addr("b")}); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 10*time.Second, func() bool { return alive(ms[0]) == 3 && alive(ms[2]) == 3 }, "never healed")
+	testutil.Eventually(t, 30*time.Second, func() bool { return alive(ms[0]) == 3 && alive(ms[2]) == 3 }, "never healed: %v", func() any { return views(ms) })
 	if s := n.Total(); s.PacketsSent == 0 || s.StreamsAccepted == 0 || s.PacketsLost == 0 {
 		t.Errorf("counters %+v", s)
 	}
