@@ -349,7 +349,10 @@ func (b *bench) idleRow(dir string) {
 		return
 	}
 	defer pc.stop()
-	time.Sleep(2 * time.Second) // past the start-up exchanges
+	// Past the start-up work (joins, the first push/pulls, the rejoin
+	// grace, the first stats and checks, the garbage collections after
+	// them): an idle agent is one that has settled.
+	time.Sleep(10 * time.Second)
 	rss, cpu, err := pc.idleUsage(b.idle)
 	if err != nil {
 		b.add("idle agent, 5-node cluster", "not measured: "+err.Error(), "", nil)
