@@ -93,4 +93,8 @@ timeout = 10s
 			}
 		}
 	}
+	// A graceful stop ends the check in flight; the harness's kill -9 would
+	// leave it running (services outlive their agent), and its next write
+	// into the node's root raced the removal of the test's directory.
+	n.stop()
 }
