@@ -48,11 +48,12 @@ func FuzzParseRequest(f *testing.F) {
 			if !errors.As(err, &pe) {
 				t.Fatalf("error %T %v, want *paramError", err, err)
 			}
-			// An input is repeated clipped to 200 bytes, quoted (a byte
-			// may take 4 to write), at most twice: a bad filter is named
-			// by the stream and its bad token again by the parser. The
-			// message's own words are few.
-			if msg := err.Error(); len(msg) > 2*4*clip.MaxEcho+200 {
+			// An input is repeated quoted and clipped (clip.Quote: at
+			// most MaxEcho+40 bytes), at most three times: a bad filter
+			// is named by the stream, by the parser, and its bad regular
+			// expression again by the parser. The message's own words
+			// are few.
+			if msg := err.Error(); len(msg) > 3*(clip.MaxEcho+40)+200 {
 				t.Fatalf("error of %d bytes for a query of %d: %.300s", len(msg), len(raw), msg)
 			}
 			return

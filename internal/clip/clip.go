@@ -28,15 +28,26 @@ func N(s string, n int) string {
 	return s[:cut] + "... (" + strconv.Itoa(len(s)) + " bytes)"
 }
 
-// Quote is strconv.Quote of s cut like String; the size stays outside the
+// Quote is strconv.Quote of s cut so that the quoted text holds at most
+// MaxEcho+2 bytes (a byte that is not UTF-8 takes four to write, so the
+// input is cut shorter than String would); the size stays outside the
 // quotes.
 func Quote(s string) string {
-	if len(s) <= MaxEcho {
-		return strconv.Quote(s)
+	q := strconv.Quote(s)
+	if len(q) <= MaxEcho+2 {
+		return q
 	}
-	cut := MaxEcho
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
+	cut := min(len(s), MaxEcho)
+	for {
+		for cut > 0 && cut < len(s) && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		q = strconv.Quote(s[:cut])
+		if len(q) <= MaxEcho+2 || cut == 0 {
+			break
+		}
+		// Each byte cut saves at least one quoted byte, and at most ten.
+		cut -= max(1, (len(q)-MaxEcho-2)/10)
 	}
-	return strconv.Quote(s[:cut]) + "... (" + strconv.Itoa(len(s)) + " bytes)"
+	return q + "... (" + strconv.Itoa(len(s)) + " bytes)"
 }
