@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"agent/events"
@@ -26,8 +25,6 @@ type fakeBus struct {
 	notify chan struct{}
 	subs   map[*fakeSub]struct{}
 	closed bool
-
-	slowMarked atomic.Int64
 }
 
 func newFakeBus(ring, maxLag int) *fakeBus {
@@ -47,13 +44,32 @@ func (b *fakeBus) Publish(nodename, kind string, data json.RawMessage) *events.R
 	}
 	close(b.notify)
 	b.notify = make(chan struct{})
+	return r
+}
+
+// lowestPos is the lowest position of the subscriptions with the bus's
+// own lag limit (the sessions', not the framer's), and whether there is one.
+func (b *fakeBus) lowestPos() (uint64, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	low, ok := uint64(0), false
 	for s := range b.subs {
-		if !s.slow && b.seq-s.pos > s.maxLag {
-			s.slow = true
-			b.slowMarked.Add(1)
+		if s.maxLag == b.maxLag && (!ok || s.pos < low) {
+			low, ok = s.pos, true
 		}
 	}
-	return r
+	return low, ok
+}
+
+// dump describes the subscriptions, for a failing test.
+func (b *fakeBus) dump() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := fmt.Sprintf("seq %d:", b.seq)
+	for s := range b.subs {
+		out += fmt.Sprintf(" {pos %d lag %d slow %v}", s.pos, s.maxLag, s.slow)
+	}
+	return out
 }
 
 func (b *fakeBus) MaxLag() int { return int(b.maxLag) }
@@ -130,7 +146,10 @@ func (s *fakeSub) Next(ctx context.Context) (*events.Record, error) {
 		case s.slow:
 			b.mu.Unlock()
 			return nil, fmt.Errorf("subscription at %d is behind (limit %d): %w", s.pos, s.maxLag, events.ErrSlow)
-		case s.pos+1 < b.first:
+		case s.pos+1 < b.first || b.seq-s.pos > s.maxLag:
+			// As with the real bus, lag is judged when the subscription
+			// reads: a session that caught up from shared frames, whose
+			// subscription only skipped, was never behind.
 			s.slow = true
 			b.mu.Unlock()
 			continue

@@ -185,15 +185,24 @@ func testSlowSubscriberDropped(t *testing.T, batch bool) {
 	}
 
 	big := json.RawMessage(`{"id":"bulk","pad":"` + strings.Repeat("x", 4000) + `"}`)
-	var published uint64
-	for b.slowMarked.Load() == 0 {
+	// Publish until the slow one is stuck in a write, past its lag limit
+	// (its subscription's position stays while 256 more records go by), or
+	// already dropped (when its goroutine was kept from running while the
+	// fast one took more than the limit).
+	var published, stuckAt, still uint64
+	for (still < 256 || published-stuckAt <= uint64(b.MaxLag())) && srv.h.Stats().SlowDisconnects == 0 {
 		if published > 200000 {
-			t.Fatal("the slow subscriber was never marked slow")
+			t.Fatalf("the slow subscriber never fell behind (at %d, still %d): %s", stuckAt, still, b.dump())
 		}
 		b.Publish("n1", events.KindEvent, big)
 		published++
 		// Keep the fast one within its lag limit.
 		waitFor(t, "the fast subscriber", func() bool { return received()+32 >= published })
+		if pos, ok := b.lowestPos(); !ok || pos != stuckAt {
+			stuckAt, still = pos, 0
+		} else {
+			still++
+		}
 	}
 	// The slow one reads now: what was queued, then the close.
 	var err error
