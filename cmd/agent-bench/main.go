@@ -353,14 +353,19 @@ func (b *bench) idleRow(dir string) {
 	// grace, the first stats and checks, the garbage collections after
 	// them): an idle agent is one that has settled.
 	time.Sleep(10 * time.Second)
-	rss, cpu, err := pc.idleUsage(b.idle)
+	rss, cpus, err := pc.idleUsage(b.idle)
 	if err != nil {
 		b.add("idle agent, 5-node cluster", "not measured: "+err.Error(), "", nil)
 		return
 	}
 	b.add("idle RSS of a real agent, 5-node cluster (max of 5)", fmt.Sprintf("%.1f MB", float64(rss)/1024), "≤ 40 MB", ptr(rss <= 40*1024))
-	b.add(fmt.Sprintf("idle CPU of a real agent, 5-node cluster, %s profile (max of 5, over %v)", b.profile, b.idle), fmt.Sprintf("%.2f%% of a core", cpu),
-		"≤ 0.5%", ptr(cpu <= 0.5))
+	each := make([]string, len(cpus))
+	for i, c := range cpus {
+		each[i] = fmt.Sprintf("%.2f", c)
+	}
+	cpu := cpus[len(cpus)-1]
+	b.add(fmt.Sprintf("idle CPU of a real agent, 5-node cluster, %s profile (max of 5, over %v)", b.profile, b.idle),
+		fmt.Sprintf("%.2f%% of a core (the five: %s)", cpu, strings.Join(each, ", ")), "≤ 0.5%", ptr(cpu <= 0.5))
 }
 
 func quantile(d []time.Duration, q float64) time.Duration {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -301,12 +302,12 @@ const clockTicks = 100
 
 // idleUsage measures every process's RSS (max) and CPU over d (max, as a
 // percentage of one core).
-func (pc *procCluster) idleUsage(d time.Duration) (maxRSSKB int64, maxCPU float64, err error) {
+func (pc *procCluster) idleUsage(d time.Duration) (maxRSSKB int64, cpus []float64, err error) {
 	t0 := time.Now()
 	start := make([]int64, len(pc.cmds))
 	for i, c := range pc.cmds {
 		if start[i], err = cpuTicks(c.Process.Pid); err != nil {
-			return 0, 0, err
+			return 0, nil, err
 		}
 	}
 	time.Sleep(d)
@@ -314,15 +315,15 @@ func (pc *procCluster) idleUsage(d time.Duration) (maxRSSKB int64, maxCPU float6
 	for i, c := range pc.cmds {
 		end, err := cpuTicks(c.Process.Pid)
 		if err != nil {
-			return 0, 0, err
+			return 0, nil, err
 		}
-		cpu := float64(end-start[i]) / clockTicks / el * 100
-		maxCPU = max(maxCPU, cpu)
+		cpus = append(cpus, float64(end-start[i])/clockTicks/el*100)
 		rss, err := rssKB(c.Process.Pid)
 		if err != nil {
-			return 0, 0, err
+			return 0, nil, err
 		}
 		maxRSSKB = max(maxRSSKB, rss)
 	}
-	return maxRSSKB, maxCPU, nil
+	slices.Sort(cpus)
+	return maxRSSKB, cpus, nil
 }
