@@ -54,6 +54,21 @@ func nodeConf(name string, extra string) string {
 	return fmt.Sprintf("[node]\nname = %s\n[cluster]\nname = test\n[hb]\naddr = 127.0.0.1\nport = 0\nprofile = local\n%s", name, extra)
 }
 
+// openAgent builds an agent on root's files, with a quiet logger,
+// without running it.
+func openAgent(root string) (*agent.Agent, error) {
+	return agent.New(agent.Options{Paths: config.ResolvePaths(root, os.Geteuid(), ""), Logger: quiet()})
+}
+
+// setFrozen sets the frozen field of a's own node data (0 thaws), as
+// `agent node freeze` does.
+func setFrozen(t *testing.T, a *testAgent, v int64) {
+	t.Helper()
+	if _, _, err := a.Store().UpdateLocal("cli", func(d *monitor.NodeData) { d.Frozen = v }); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 var (
@@ -278,7 +293,7 @@ func TestTokenListener(t *testing.T) {
 func TestBadConfigRefused(t *testing.T) {
 	root := shortTemp(t)
 	writeConf(t, root, "[node]\nname = n1\nnmae = x\n")
-	_, err := agent.New(agent.Options{Paths: config.ResolvePaths(root, os.Geteuid(), ""), Logger: quiet()})
+	_, err := openAgent(root)
 	if err == nil || !strings.Contains(err.Error(), "node.conf:3") || !strings.Contains(err.Error(), "nmae") {
 		t.Fatalf("err = %v, want file:line naming the key", err)
 	}
@@ -381,28 +396,19 @@ func TestMetricsAndPage(t *testing.T) {
 func TestHooksEndToEnd(t *testing.T) {
 	root := shortTemp(t)
 	out1, out2 := filepath.Join(root, "h1.out"), filepath.Join(root, "h2.out")
-	hook := func(name, events, out string) string {
-		return fmt.Sprintf("[hook#%s]\nevents = %s\ncommand = /bin/sh -c \"cat >> %s\"\ntimeout = 5s\n", name, events, out)
-	}
-	writeConf(t, root, nodeConf("n1", hook("one", "node_freeze", out1)))
+	writeConf(t, root, nodeConf("n1", hookConf("one", "node_freeze", out1)))
 	a := startAgent(t, root)
-	freeze := func(v int64) {
-		t.Helper()
-		if _, _, err := a.Store().UpdateLocal("cli", func(d *monitor.NodeData) { d.Frozen = v }); err != nil {
-			t.Fatal(err)
-		}
-	}
-	freeze(1)
+	setFrozen(t, a, 1)
 	testutil.Eventually(t, 30*time.Second, func() bool {
 		b, _ := os.ReadFile(out1)
 		return bytes.Contains(b, []byte(`"id":"node_freeze"`)) && bytes.Contains(b, []byte(`"reason":"cli"`))
 	}, "hook one never got node_freeze")
 
-	writeConf(t, root, nodeConf("n1", hook("one", "node_freeze", out1)+hook("two", "node_thaw", out2)))
+	writeConf(t, root, nodeConf("n1", hookConf("one", "node_freeze", out1)+hookConf("two", "node_thaw", out2)))
 	testutil.Eventually(t, 30*time.Second, func() bool {
 		return bytes.Contains(eventsOf(t, a.Agent), []byte(`"applied":["hooks"]`))
 	}, "hook reload not applied")
-	freeze(0)
+	setFrozen(t, a, 0)
 	testutil.Eventually(t, 30*time.Second, func() bool {
 		b, _ := os.ReadFile(out2)
 		return bytes.Contains(b, []byte(`"id":"node_thaw"`))

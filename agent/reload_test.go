@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"agent/agent"
-	"agent/config"
 	"agent/internal/testutil"
 	"agent/monitor"
 )
@@ -38,26 +36,20 @@ func TestVanishedNodeConfKeepsConfig(t *testing.T) {
 	writeConf(t, root, conf)
 	a := startAgent(t, root)
 	path := a.Paths().NodeConf
-	freeze := func(v int64) {
-		t.Helper()
-		if _, _, err := a.Store().UpdateLocal("cli", func(d *monitor.NodeData) { d.Frozen = v }); err != nil {
-			t.Fatal(err)
-		}
-	}
 	invalids := func() int { return bytes.Count(eventsOf(t, a.Agent), []byte(`"reason":"invalid"`)) }
 
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 30*time.Second, func() bool { return invalids() == 1 }, "emptied node.conf: no invalid event")
-	freeze(1)
+	setFrozen(t, a, 1)
 	testutil.Eventually(t, 30*time.Second, func() bool { return countIn(out, `"node_freeze"`) == 1 }, "the hook did not run while node.conf was empty")
 
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 30*time.Second, func() bool { return invalids() == 2 }, "removed node.conf: no invalid event")
-	freeze(0)
+	setFrozen(t, a, 0)
 	testutil.Eventually(t, 30*time.Second, func() bool { return countIn(out, `"node_thaw"`) == 1 }, "the hook did not run while node.conf was gone")
 	if _, _, d := a.Store().Local(); d.Labels["zone"] != "a" {
 		t.Fatalf("labels changed by a vanished node.conf: %v", d.Labels)
@@ -67,7 +59,7 @@ func TestVanishedNodeConfKeepsConfig(t *testing.T) {
 	testutil.Eventually(t, 30*time.Second, func() bool {
 		return bytes.Contains(eventsOf(t, a.Agent), []byte(`"applied":[],"id":"node_config_change"`))
 	}, "restored node.conf: no reload event applying nothing: %s", func() any { return eventsOf(t, a.Agent) })
-	freeze(2)
+	setFrozen(t, a, 2)
 	testutil.Eventually(t, 30*time.Second, func() bool { return countIn(out, `"node_freeze"`) == 2 }, "the hook stopped after the restore")
 	if evs := eventsOf(t, a.Agent); bytes.Contains(evs, []byte("hook_skipped")) {
 		t.Fatalf("a hook that stayed configured skipped records:\n%s", evs)
@@ -150,7 +142,7 @@ func TestLooseNodeConfRefusedAtStart(t *testing.T) {
 		if err := os.Chmod(path, tc.mode); err != nil {
 			t.Fatal(err)
 		}
-		_, err := agent.New(agent.Options{Paths: config.ResolvePaths(root, os.Geteuid(), ""), Logger: quiet()})
+		_, err := openAgent(root)
 		if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("mode %04o: err = %v, want the path and %q", tc.mode, err, tc.want)
 		}

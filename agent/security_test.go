@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"agent/agent"
-	"agent/config"
 	"agent/internal/testutil"
 	"agent/monitor"
 	"agent/stream"
@@ -28,7 +26,7 @@ func TestLooseTokenFileRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeConf(t, root, nodeConf("n1", fmt.Sprintf("[listener]\naddr = 127.0.0.1:%d\nauth = token\ntoken_file = %s\n", testutil.FreePort(t), tokenFile)))
-	a, err := agent.New(agent.Options{Paths: config.ResolvePaths(root, os.Geteuid(), ""), Logger: quiet()})
+	a, err := openAgent(root)
 	if err == nil {
 		a.Close()
 		t.Fatal("a 0644 token file was accepted")

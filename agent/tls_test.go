@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"agent/agent"
-	"agent/config"
 	"agent/internal/testutil"
 )
 
@@ -77,7 +75,7 @@ func TestTLSKeyIsASecret(t *testing.T) {
 	port := testutil.FreePort(t)
 	writeConf(t, root, nodeConf("n1", fmt.Sprintf("[listener]\naddr = 127.0.0.1:%d\nauth = token\ntoken_file = %s\ntls_cert = %s\ntls_key = %s\n",
 		port, filepath.Join(root, "token"), certFile, keyFile)))
-	a, err := agent.New(agent.Options{Paths: config.ResolvePaths(root, os.Geteuid(), ""), Logger: quiet()})
+	a, err := openAgent(root)
 	if err == nil {
 		a.Close()
 		t.Fatal("a 0644 tls_key was accepted")

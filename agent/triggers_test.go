@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"agent/internal/testutil"
-	"agent/monitor"
 	"agent/stream"
 	"agent/triggers"
 )
@@ -28,14 +27,8 @@ func TestTriggersEndToEnd(t *testing.T) {
 	}
 	writeConf(t, root, nodeConf("n1", trig(`data.id in ["node_freeze","node_thaw"]`)))
 	a := startAgent(t, root)
-	freeze := func(v int64) {
-		t.Helper()
-		if _, _, err := a.Store().UpdateLocal("cli", func(d *monitor.NodeData) { d.Frozen = v }); err != nil {
-			t.Fatal(err)
-		}
-	}
-	freeze(1)
-	freeze(0)
+	setFrozen(t, a, 1)
+	setFrozen(t, a, 0)
 	testutil.Eventually(t, 30*time.Second, func() bool {
 		b, _ := os.ReadFile(out)
 		return bytes.Count(b, []byte("\n")) == 3
@@ -46,7 +39,7 @@ func TestTriggersEndToEnd(t *testing.T) {
 		t.Fatalf("fire run:\n%s", b)
 	}
 
-	freeze(1)
+	setFrozen(t, a, 1)
 	client := stream.UnixHTTPClient(a.Paths().Socket)
 	var list []triggers.Listed
 	testutil.Eventually(t, 30*time.Second, func() bool {

@@ -277,14 +277,21 @@ func TestForgetAfterGrace(t *testing.T) {
 	}
 }
 
-func TestGracefulLeave(t *testing.T) {
-	nodes := startCluster(t, 3, nil)
-	if err := nodes[2].hb.Leave(time.Second); err != nil {
+// leaveSeen makes nodes[i] leave gracefully and waits until nodes[0]
+// sees it left.
+func leaveSeen(t *testing.T, nodes []*testNode, i int) {
+	t.Helper()
+	if err := nodes[i].hb.Leave(time.Second); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool {
-		return nodes[0].store.Members()["n3"].State == monitor.StateLeft
-	}, "n1 never saw n3 leave")
+		return nodes[0].store.Members()[nodes[i].name].State == monitor.StateLeft
+	}, "%s never saw %s leave", nodes[0].name, nodes[i].name)
+}
+
+func TestGracefulLeave(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	leaveSeen(t, nodes, 2)
 }
 
 // patient makes a cluster that never judges a live node dead within a

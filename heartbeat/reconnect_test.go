@@ -50,12 +50,7 @@ func TestPartitionOutlastsForget(t *testing.T) {
 // reconnect set; a dead one stays in it.
 func TestLeftPeerNotRetried(t *testing.T) {
 	nodes := startCluster(t, 3, nil)
-	if err := nodes[2].hb.Leave(time.Second); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Eventually(t, 10*time.Second, func() bool {
-		return nodes[0].store.Members()["n3"].State == monitor.StateLeft
-	}, "n1 never saw n3 leave")
+	leaveSeen(t, nodes, 2)
 	nodes[2].kill()
 	nodes[1].kill()
 	testutil.Eventually(t, 10*time.Second, func() bool {

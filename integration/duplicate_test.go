@@ -16,7 +16,7 @@ func TestAgentCrashDuplicate(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, clusterOpts{Nodes: 3})
 	n1, n2, n3 := c.node(1), c.node(2), c.node(3)
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 	writeService(t, c.nodes, "web", failoverConf("web", "n1 n2 n3"))
 	waitUpOn(t, c.nodes, "web", "n1")
 
@@ -60,7 +60,7 @@ func TestGracefulRestartNoFailover(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, clusterOpts{Nodes: 3})
 	n1, n2, n3 := c.node(1), c.node(2), c.node(3)
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 	writeService(t, c.nodes, "web", failoverConf("web", "n1 n2 n3"))
 	writeService(t, c.nodes, "api", flexConf("api", 2))
 	waitUpOn(t, c.nodes, "web", "n1")
@@ -89,7 +89,7 @@ func TestGracefulRestartNoFailover(t *testing.T) {
 		t.Errorf("api up on %v while n1's agent is away, want [n1 n2]", got)
 	}
 	n1.restart()
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 	for _, n := range c.nodes {
 		n.waitFor(upExpr("web", "n1"), svcTimeout)
 	}

@@ -547,6 +547,15 @@ func views(t testing.TB, nodes []*node) []view {
 	return out
 }
 
+// waitConverged waits until every node of c holds byte-identical
+// monitor.nodes with an entry for each node of c, and sees every one
+// alive. It returns the common view.
+func (c *cluster) waitConverged() view {
+	c.t.Helper()
+	all := names(c.nodes)
+	return waitConverged(c.t, c.nodes, all, all)
+}
+
 // waitConverged waits until every node given holds byte-identical
 // monitor.nodes with an entry for each of want, and sees each of alive
 // alive. It returns the common view.

@@ -232,7 +232,7 @@ func TestHistoryPostgresExactlyOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newCluster(t, clusterOpts{Nodes: 3, Extra: func(*node) string { return sinkConf("pg", "postgres", dsnFile) }})
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 
 	stopActivity := activity(t, c)
 	time.Sleep(2 * time.Second)
@@ -281,7 +281,7 @@ func dbName(dsn string) string {
 func TestHistorySQLiteExactlyOnce(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, clusterOpts{Nodes: 3, Extra: func(*node) string { return sinkConf("h", "sqlite", "history.db") }})
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 	stopActivity := activity(t, c)
 	time.Sleep(2 * time.Second)
 

@@ -44,7 +44,7 @@ func TestBrowsersCannotDriveTheAPI(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, clusterOpts{Nodes: 2})
 	n1, n2 := c.node(1), c.node(2)
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 
 	code, body := rawRequest(t, n1, "POST", "/v1/nodes/n2/freeze", "",
 		map[string]string{"Origin": "http://evil.example", "Content-Type": "text/plain"}, "x")

@@ -25,7 +25,7 @@ func newMembershipCluster(t *testing.T, n int, opts clusterOpts) (*faultNS, *clu
 	ns := newFaultNS(t)
 	opts.Nodes, opts.NetNS, opts.Gid = n, ns.Name, netfault.GID
 	c := newCluster(t, opts)
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 	return ns, c
 }
 
@@ -51,7 +51,7 @@ func testPartitionPastForget(t *testing.T) {
 	c.node(5).waitFor("not monitor.nodes.n1 and not monitor.nodes.n2", 28*time.Second)
 	healed := time.Now()
 	ns.heal()
-	v := waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	v := c.waitConverged()
 	for _, n := range c.nodes {
 		n.waitFor("monitor.nodes.n1.frozen!=0 and monitor.nodes.n4.frozen!=0", time.Second)
 	}
@@ -75,7 +75,7 @@ func testBridge(t *testing.T) {
 		}
 	}
 	ns.heal()
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 }
 
 // testBlackholedPeer: n5 is cut from everyone but not yet declared dead
@@ -100,5 +100,5 @@ func testBlackholedPeer(t *testing.T) {
 	}
 	c.node(1).waitFor("cluster.nodes.n5.state=alive", time.Second)
 	ns.heal()
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 }

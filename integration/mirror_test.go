@@ -149,7 +149,7 @@ func TestMirrorExactAcrossRestart(t *testing.T) {
 func mirrorAcrossRestart(t *testing.T, kill bool) {
 	c := newCluster(t, clusterOpts{Nodes: 2})
 	n1, n2 := c.node(1), c.node(2)
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 
 	mc := dialMirror(t, n1)
 	n2.mustCLI("node", "freeze")
@@ -200,7 +200,7 @@ func TestSubscribersComeAndGo(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, clusterOpts{Nodes: 2})
 	n1, n2 := c.node(1), c.node(2)
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 	var keep []*mirrorClient
 	for i := range 12 {
 		mc := dialMirror(t, n1)

@@ -143,7 +143,7 @@ func runNemesis(t *testing.T, size int, seed uint64, d time.Duration) {
 		cc += "\nnodes = n1 n2 n3 n4 n5"
 	}
 	c := newCluster(t, clusterOpts{Nodes: size, NetNS: ns.Name, Gid: netfault.GID, ClusterConf: cc})
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 	target := size/2 + 1 // a majority can always host it
 	nodeList := strings.Join(names(c.nodes), " ")
 	writeService(t, c.nodes, "web", nemesisFailoverConf("web", nodeList))

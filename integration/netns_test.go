@@ -54,7 +54,7 @@ func (ns *faultNS) heal() {
 func newFaultCluster(t *testing.T, nodes int) (*faultNS, *cluster) {
 	ns := newFaultNS(t)
 	c := newCluster(t, clusterOpts{Nodes: nodes, NetNS: ns.Name, Gid: netfault.GID})
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 	return ns, c
 }
 
@@ -78,7 +78,7 @@ func TestFaultPartitionHeals(t *testing.T) {
 func testPartition(t *testing.T, hold time.Duration) {
 	ns, c := newFaultCluster(t, 5)
 	a, b := []int{1, 2}, []int{3, 4, 5}
-	before := waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	before := c.waitConverged()
 
 	ns.partition(a, b)
 	for _, i := range a {
@@ -105,7 +105,7 @@ func testPartition(t *testing.T, hold time.Duration) {
 	}
 
 	ns.heal()
-	v := waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	v := c.waitConverged()
 	for _, frozen := range []string{"n1", "n4"} {
 		c.node(3).waitFor(fmt.Sprintf("monitor.nodes.%s.frozen!=0", frozen), time.Second)
 		c.node(2).waitFor(fmt.Sprintf("monitor.nodes.%s.frozen!=0", frozen), time.Second)
@@ -127,7 +127,7 @@ func TestFaultOneWayLoss(t *testing.T) {
 	}
 	// Whatever failure detection made of it, the data agrees once healed.
 	ns.heal()
-	v := waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	v := c.waitConverged()
 	for _, i := range []int{1, 3, 5} {
 		c.node(2).waitFor(fmt.Sprintf("monitor.nodes.n%d.frozen=0", i), time.Second)
 	}
@@ -152,7 +152,7 @@ func TestFaultKillRestartLoop(t *testing.T) {
 			n.waitFor(fmt.Sprintf("cluster.nodes.%s.state=dead", victim.name), detectTimeout)
 		}
 		victim.restart()
-		v := waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+		v := c.waitConverged()
 		t.Logf("round %d: killed %s, converged at sha256 %s", round, victim.name, v.hash)
 	}
 	gens.finish()

@@ -22,7 +22,7 @@ const detectTimeout = 40 * time.Second
 func TestThreeNodesConverge(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, clusterOpts{Nodes: 3})
-	v := waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	v := c.waitConverged()
 	for _, n := range c.nodes {
 		if v.gens[n.name] == 0 {
 			t.Errorf("gen of %s is 0 in the common view", n.name)
@@ -44,7 +44,7 @@ func TestFreezeForwardedSurvivesRestart(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, clusterOpts{Nodes: 3})
 	n1, n2, n3 := c.node(1), c.node(2), c.node(3)
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 
 	// An order for n3 given to n1 is forwarded to n3, the owner of the data.
 	out := n1.mustCLI("node", "freeze", "--node", "n3")
@@ -63,7 +63,7 @@ func TestFreezeForwardedSurvivesRestart(t *testing.T) {
 	if got != frozen {
 		t.Fatalf("after restart n3 frozen = %s, want %s", got, frozen)
 	}
-	v := waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	v := c.waitConverged()
 	if !strings.Contains(v.nodesJSON, `"frozen":`+frozen) {
 		t.Fatalf("converged view lost n3's freeze %s: %s", frozen, v.nodesJSON)
 	}
@@ -144,7 +144,7 @@ func TestKillRestartGensNeverGoBack(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, clusterOpts{Nodes: 3})
 	n1, n2, n3 := c.node(1), c.node(2), c.node(3)
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 	n3.mustCLI("node", "freeze")
 	n1.waitFor("monitor.nodes.n3.frozen!=0", detectTimeout)
 	gens := startGenSampler(t, c.nodes)
@@ -158,7 +158,7 @@ func TestKillRestartGensNeverGoBack(t *testing.T) {
 			n.waitFor("monitor.nodes.n3.frozen!=0", time.Second)
 		}
 		n3.restart()
-		v := waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+		v := c.waitConverged()
 		t.Logf("round %d: converged, gens %v", round, v.gens)
 		// Changes after the restart still flow both ways.
 		n1.mustCLI("node", "freeze", "--node", "n3")
@@ -182,21 +182,21 @@ func TestGracefulLeaveSeenAsLeft(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, clusterOpts{Nodes: 3})
 	n1, n2, n3 := c.node(1), c.node(2), c.node(3)
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 	n3.stop()
 	for _, n := range []*node{n1, n2} {
 		n.waitFor("cluster.nodes.n3.state=left", detectTimeout)
 		n.waitFor(`monitor.nodes.n3.status="shutting down"`, time.Second)
 	}
 	n3.restart()
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 }
 
 func TestStopContDownThenUp(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, clusterOpts{Nodes: 3})
 	n1, n2, n3 := c.node(1), c.node(2), c.node(3)
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 	n3.signal(syscall.SIGSTOP)
 	for _, n := range []*node{n1, n2} {
 		n.waitFor("cluster.nodes.n3.state=dead", detectTimeout)
@@ -208,7 +208,7 @@ func TestStopContDownThenUp(t *testing.T) {
 	for _, n := range []*node{n1, n2} {
 		n.waitFor("cluster.nodes.n3.state=alive", detectTimeout)
 	}
-	v := waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	v := c.waitConverged()
 	if !strings.Contains(v.nodesJSON, `"n1":{"frozen":`) || strings.Contains(v.nodesJSON, `"n1":{"frozen":0`) {
 		t.Fatalf("n1's freeze missing from the converged view: %s", v.nodesJSON)
 	}
@@ -226,7 +226,7 @@ func TestGarbageToHeartbeatPort(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, clusterOpts{Nodes: 2})
 	n1, n2 := c.node(1), c.node(2)
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 	addr := net.JoinHostPort(n1.ip, strconv.Itoa(n1.hbPort))
 
 	payloads := [][]byte{{}, {0}, {0xff}, []byte("hello"), []byte(c.name), make([]byte, 1400), make([]byte, 65000)}
@@ -273,14 +273,14 @@ func TestGarbageToHeartbeatPort(t *testing.T) {
 	n1.waitFor("monitor.nodes.n2.frozen!=0", detectTimeout)
 	n1.mustCLI("node", "freeze")
 	n2.waitFor("monitor.nodes.n1.frozen!=0", detectTimeout)
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 }
 
 func TestDuplicateNameRefused(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, clusterOpts{Nodes: 2})
 	n1 := c.node(1)
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 
 	// A third process calls itself n1, on its own address.
 	dup := &node{c: c, i: 3, name: "n1", ip: "127.0.0.3", root: filepath.Join(c.dir, "dup"), logPath: filepath.Join(c.dir, "dup.log")}
@@ -353,7 +353,7 @@ func TestWrongSecretCannotJoin(t *testing.T) {
 	_, _ = rand.Read(key)
 	c := newCluster(t, clusterOpts{Nodes: 2, Secret: base64.StdEncoding.EncodeToString(key)})
 	n1, n2 := c.node(1), c.node(2)
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 
 	other := make([]byte, 16)
 	_, _ = rand.Read(other)

@@ -207,7 +207,7 @@ func TestVanishedNodeConf(t *testing.T) {
 	}})
 	n1, n2 := c.node(1), c.node(2)
 	out = filepath.Join(n1.root, "hook.out")
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 	conf := filepath.Join(n1.root, "etc", "node.conf")
 	text, err := os.ReadFile(conf)
 	if err != nil {

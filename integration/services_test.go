@@ -232,7 +232,7 @@ func TestServiceFailoverOnKill(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, clusterOpts{Nodes: 3})
 	n1, n2, n3 := c.node(1), c.node(2), c.node(3)
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 
 	writeService(t, c.nodes, "web", failoverConf("web", "n1 n2 n3"))
 	s := startUpSampler(t, "web", c.nodes)
@@ -279,7 +279,7 @@ func TestFaultServiceQuorumSplit(t *testing.T) {
 		Nodes: 5, NetNS: ns.Name, Gid: netfault.GID,
 		ClusterConf: "quorum = true\nnodes = n1 n2 n3 n4 n5",
 	})
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 	writeService(t, c.nodes, "web", failoverConf("web", "n1 n2 n3 n4 n5"))
 	s := startUpSampler(t, "web", c.nodes)
 	waitUpOn(t, c.nodes, "web", "n1")
@@ -307,7 +307,7 @@ func TestFaultServiceQuorumSplit(t *testing.T) {
 	for _, n := range minority {
 		n.waitEvent(map[string]string{"id": "quorum_regained"})
 	}
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 	for _, n := range c.nodes {
 		n.waitFor(upExpr("web", "n3"), svcTimeout)
 	}

@@ -91,7 +91,7 @@ func TestSoak(t *testing.T) {
 	}
 	c := newCluster(t, clusterOpts{Nodes: 3})
 	n1, n2, n3 := c.node(1), c.node(2), c.node(3)
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 	// Warm up the paths the churn uses before taking the baseline.
 	warm := dialMirror(t, n1)
 	n2.mustCLI("node", "freeze")
@@ -143,7 +143,7 @@ func TestSoak(t *testing.T) {
 	for _, n := range c.nodes {
 		n.mustCLI("node", "thaw")
 	}
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 	t.Logf("%d churn operations over %v", ops, d)
 
 	// Resources settle once the closed subscribers' goroutines are gone.

@@ -305,7 +305,7 @@ func TestHugeLabelRefused(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, clusterOpts{Nodes: 2})
 	n1, n2 := c.node(1), c.node(2)
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 
 	big := strings.Repeat("x", 2<<20)
 	n1.setNodeConf(t, "idx=1 big="+big, "")
@@ -344,7 +344,7 @@ func TestMemoryAfterBigLabels(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, clusterOpts{Nodes: 3})
 	n1 := c.node(1)
-	waitConverged(t, c.nodes, names(c.nodes), names(c.nodes))
+	c.waitConverged()
 	for i := range 10 {
 		label := strings.Repeat(string(rune('a'+i)), 900<<10)
 		n1.setNodeConf(t, fmt.Sprintf("idx=1 round=%d big=%s", i, label), "")

@@ -485,13 +485,7 @@ func (c *cluster) kill(name string) {
 // partition cuts the links between the two groups and sets each side's
 // membership view.
 func (c *cluster) partition(a, b []string) {
-	c.mu.Lock()
-	for _, x := range a {
-		for _, y := range b {
-			c.cut[[2]string{x, y}] = true
-		}
-	}
-	c.mu.Unlock()
+	c.cutLinks(a, b)
 	c.setViews(a, b, monitor.StateDead)
 }
 

@@ -16,9 +16,7 @@ var three = []string{"n1", "n2", "n3"}
 func TestFailoverOnceOnLeaderLoss(t *testing.T) {
 	leak := testutil.CheckGoroutines(t)
 	func() {
-		c := newCluster(t, three, clusterOpts{})
-		c.addService(testService("web", config.Failover, three...))
-		c.waitUp("web", "n1")
+		c := failoverCluster(t, three, clusterOpts{}, "web")
 		testutil.Eventually(t, 5*time.Second, func() bool { return c.summary("n3", "web").Done }, "web never done")
 		if s := c.summary("n2", "web"); s.Avail != AvailUp || s.Placement != "optimal" || len(s.Up) != 1 {
 			t.Fatalf("summary on n2: %+v", s)
@@ -64,9 +62,7 @@ func TestFailoverOnceOnLeaderLoss(t *testing.T) {
 }
 
 func TestRestartOnLeader(t *testing.T) {
-	c := newCluster(t, three, clusterOpts{})
-	c.addService(testService("web", config.Failover, three...))
-	c.waitUp("web", "n1")
+	c := failoverCluster(t, three, clusterOpts{}, "web")
 	c.w.setUp("n1", "web", false)
 	testutil.Eventually(t, 5*time.Second, func() bool { return c.w.count(c.w.starts, "n1", "web") == 2 }, "no restart")
 	c.waitUp("web", "n1")
@@ -79,11 +75,7 @@ func TestRestartOnLeader(t *testing.T) {
 }
 
 func TestFlexScalesUpAndDown(t *testing.T) {
-	c := newCluster(t, three, clusterOpts{})
-	s := testService("api", config.Flex)
-	s.FlexTarget = 2
-	c.addService(s)
-	c.waitUp("api", "n1", "n2")
+	c, s := flexCluster(t, three, clusterOpts{}, "api", 2)
 	s.FlexTarget = 3
 	c.addService(s)
 	c.waitUp("api", "n1", "n2", "n3")
@@ -109,9 +101,7 @@ func TestFlexScalesUpAndDown(t *testing.T) {
 }
 
 func TestFreezeBlocksOrchestration(t *testing.T) {
-	c := newCluster(t, three, clusterOpts{})
-	c.addService(testService("web", config.Failover, three...))
-	c.waitUp("web", "n1")
+	c := failoverCluster(t, three, clusterOpts{}, "web")
 	if err := c.node("n2").orch.Order("web", "freeze"); err != nil {
 		t.Fatal(err)
 	}
@@ -153,11 +143,7 @@ func TestFreezeBlocksOrchestration(t *testing.T) {
 }
 
 func TestStopEverywhereAndStartAgain(t *testing.T) {
-	c := newCluster(t, three, clusterOpts{})
-	s := testService("api", config.Flex)
-	s.FlexTarget = 2
-	c.addService(s)
-	c.waitUp("api", "n1", "n2")
+	c, _ := flexCluster(t, three, clusterOpts{}, "api", 2)
 	if err := c.node("n3").orch.Order("api", "stop"); err != nil {
 		t.Fatal(err)
 	}
@@ -260,9 +246,7 @@ func TestInvalidServiceKeepsPrevious(t *testing.T) {
 }
 
 func TestRemoveServiceStopsAndDrops(t *testing.T) {
-	c := newCluster(t, []string{"n1", "n2"}, clusterOpts{})
-	c.addService(testService("web", config.Failover, "n1", "n2"))
-	c.waitUp("web", "n1")
+	c := failoverCluster(t, []string{"n1", "n2"}, clusterOpts{}, "web")
 	c.node("n1").orch.RemoveService("web")
 	// n1 stops it and drops its instance: n2 takes over.
 	c.waitUp("web", "n2")
@@ -336,11 +320,7 @@ func TestOrchestrateNoActsOnOrdersOnly(t *testing.T) {
 
 func TestQuorumSplitFreezeByMembership(t *testing.T) {
 	names := []string{"n1", "n2", "n3", "n4", "n5"}
-	c := newCluster(t, names, clusterOpts{quorum: true, split: config.SplitFreeze, membershipQuorum: true})
-	s := testService("api", config.Flex)
-	s.FlexTarget = 5
-	c.addService(s)
-	c.waitUp("api", names...)
+	c, _ := flexCluster(t, names, clusterOpts{quorum: true, split: config.SplitFreeze, membershipQuorum: true}, "api", 5)
 	// 2 against 3: the pair freezes, keeps its instances, starts nothing.
 	c.partition([]string{"n4", "n5"}, []string{"n1", "n2", "n3"})
 	testutil.Eventually(t, 5*time.Second, func() bool {

@@ -15,9 +15,7 @@ import (
 // alive (a flapping link, a starved process). n2 computes itself leader,
 // but n3 publishes n1: n2 must not start, and the disagreement must show.
 func TestViewsDisagreeNoStart(t *testing.T) {
-	c := newCluster(t, three, clusterOpts{disagreeAfter: 300 * time.Millisecond})
-	c.addService(testService("web", config.Failover, three...))
-	c.waitUp("web", "n1")
+	c := failoverCluster(t, three, clusterOpts{disagreeAfter: 300 * time.Millisecond}, "web")
 	c.node("n2").store.SetMember("n1", monitor.StateDead, "127.0.0.1:0")
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return len(c.node("n2").bus.find(EventPlacementChange, ReasonDisagreement)) == 1 &&
@@ -55,17 +53,9 @@ func TestViewsDisagreeNoStart(t *testing.T) {
 // n4 still names n1 leader: n2 must not start.
 func TestPartitionMinorityFirstSeesLeaderDead(t *testing.T) {
 	five := []string{"n1", "n2", "n3", "n4", "n5"}
-	c := newCluster(t, five, clusterOpts{quorum: true})
-	c.addService(testService("web", config.Failover, five...))
-	c.waitUp("web", "n1")
+	c := failoverCluster(t, five, clusterOpts{quorum: true}, "web")
 	minority, majority := []string{"n2", "n5"}, []string{"n1", "n3", "n4"}
-	c.mu.Lock()
-	for _, x := range minority {
-		for _, y := range majority {
-			c.cut[[2]string{x, y}] = true
-		}
-	}
-	c.mu.Unlock()
+	c.cutLinks(minority, majority)
 	c.node("n2").store.SetMember("n1", monitor.StateDead, "127.0.0.1:0")
 	c.waitChecks(15) // many ready periods
 	if n := c.w.count(c.w.starts, "n2", "web"); n != 0 {
@@ -84,9 +74,7 @@ func TestPartitionMinorityFirstSeesLeaderDead(t *testing.T) {
 	c.heal(minority, majority)
 	c.waitChecks(10)
 	c.waitUp("web", "n1")
-	if v := c.w.violated(); len(v) > 0 {
-		t.Fatalf("violations: %v", v)
-	}
+	c.noViolations()
 }
 
 // TestAgentCrashDuplicateResolved: the agent alone crashes on the node
@@ -94,9 +82,7 @@ func TestPartitionMinorityFirstSeesLeaderDead(t *testing.T) {
 // agent is back, every node reports the duplicate once, and the instance
 // not on the placement leader (n2's) is stopped with reason duplicate.
 func TestAgentCrashDuplicateResolved(t *testing.T) {
-	c := newCluster(t, three, clusterOpts{})
-	c.addService(testService("web", config.Failover, three...))
-	c.waitUp("web", "n1")
+	c := failoverCluster(t, three, clusterOpts{}, "web")
 	c.crash("n1")
 	c.waitUp("web", "n1", "n2") // the crash's duplicate: no fencing
 	c.w.clearViolations()
@@ -135,13 +121,9 @@ func TestAgentCrashDuplicateResolved(t *testing.T) {
 // recheck handshake asks for fresh data before stopping anything: here
 // the instance seen up on n1 is in fact down, so n2 keeps its own.
 func TestDuplicateNotStoppedOnStaleData(t *testing.T) {
-	c := newCluster(t, []string{"n1", "n2"}, clusterOpts{})
-	c.addService(testService("web", config.Failover, "n1", "n2"))
-	c.waitUp("web", "n1")
+	c := failoverCluster(t, []string{"n1", "n2"}, clusterOpts{}, "web")
 	// n2 stops receiving n1's data, then sees n1 dead and takes over.
-	c.mu.Lock()
-	c.cut[[2]string{"n1", "n2"}] = true
-	c.mu.Unlock()
+	c.cutLinks([]string{"n1"}, []string{"n2"})
 	c.node("n2").store.SetMember("n1", monitor.StateDead, "127.0.0.1:0")
 	c.node("n1").store.SetMember("n2", monitor.StateDead, "127.0.0.1:0")
 	// Meanwhile web dies on n1, frozen (its data still says up on n2).
@@ -171,11 +153,7 @@ func TestDuplicateNotStoppedOnStaleData(t *testing.T) {
 // its instance runs, n3 starts one, and when n1's agent is back three run.
 // Exactly one is stopped and the count never drops below the target.
 func TestFlexSurplusOneAtATime(t *testing.T) {
-	c := newCluster(t, three, clusterOpts{})
-	s := testService("api", config.Flex)
-	s.FlexTarget = 2
-	c.addService(s)
-	c.waitUp("api", "n1", "n2")
+	c, _ := flexCluster(t, three, clusterOpts{}, "api", 2)
 	c.w.watchFlex("api", 2)
 	c.crash("n1")
 	c.waitUp("api", "n1", "n2", "n3")
@@ -183,9 +161,7 @@ func TestFlexSurplusOneAtATime(t *testing.T) {
 	c.waitUp("api", "n1", "n2")
 	c.waitChecks(10)
 	c.waitUp("api", "n1", "n2")
-	if v := c.w.violated(); len(v) > 0 {
-		t.Fatalf("violations: %v", v)
-	}
+	c.noViolations()
 	stops := 0
 	for _, n := range three {
 		stops += c.w.count(c.w.stops, n, "api")
@@ -198,19 +174,13 @@ func TestFlexSurplusOneAtATime(t *testing.T) {
 // TestFlexSurplusNeverBelowTarget lowers the target from 3 to 1 at once:
 // the surplus goes one stop at a time, never below the new target.
 func TestFlexSurplusNeverBelowTarget(t *testing.T) {
-	c := newCluster(t, three, clusterOpts{})
-	s := testService("api", config.Flex)
-	s.FlexTarget = 3
-	c.addService(s)
-	c.waitUp("api", three...)
+	c, s := flexCluster(t, three, clusterOpts{}, "api", 3)
 	c.w.watchFlex("api", 1)
 	s.FlexTarget = 1
 	c.addService(s)
 	c.waitUp("api", "n1")
 	c.waitChecks(5)
-	if v := c.w.violated(); len(v) > 0 {
-		t.Fatalf("violations: %v", v)
-	}
+	c.noViolations()
 	if len(c.node("n3").bus.find(EventInstanceStop, ReasonFlexThreshold)) != 1 ||
 		len(c.node("n2").bus.find(EventInstanceStop, ReasonFlexThreshold)) != 1 {
 		t.Errorf("flex_threshold stops: n2 %d, n3 %d", len(c.node("n2").bus.find(EventInstanceStop, "")), len(c.node("n3").bus.find(EventInstanceStop, "")))
@@ -337,14 +307,8 @@ func TestQuorumMembersSurviveRestart(t *testing.T) {
 // the lease it counts no majority and stops db, before the majority,
 // still in contact with each other, sees it dead and starts db.
 func TestQuorumLeaseStopsMinority(t *testing.T) {
-	c := newCluster(t, three, clusterOpts{quorum: true, probe: 300 * time.Millisecond})
-	c.addService(testService("db", config.Failover, three...))
-	c.waitUp("db", "n1")
-	c.mu.Lock()
-	for _, p := range []string{"n2", "n3"} {
-		c.cut[[2]string{"n1", p}] = true
-	}
-	c.mu.Unlock()
+	c := failoverCluster(t, three, clusterOpts{quorum: true, probe: 300 * time.Millisecond}, "db")
+	c.cutLinks([]string{"n1"}, []string{"n2", "n3"})
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return len(c.node("n1").bus.find(EventQuorumLost, "")) == 1 && !c.w.upNodes("db")["n1"]
 	}, "n1 never stopped db on its lost contact")
@@ -358,17 +322,13 @@ func TestQuorumLeaseStopsMinority(t *testing.T) {
 	}
 	c.setViews([]string{"n1"}, []string{"n2", "n3"}, monitor.StateDead)
 	c.waitUp("db", "n2")
-	if v := c.w.violated(); len(v) > 0 {
-		t.Fatalf("violations: %v", v)
-	}
+	c.noViolations()
 }
 
 // TestConfigMismatchReported: two nodes hold different configs of the
 // same service: the disagreement is reported with the hashes.
 func TestConfigMismatchReported(t *testing.T) {
-	c := newCluster(t, []string{"n1", "n2"}, clusterOpts{disagreeAfter: 200 * time.Millisecond})
-	c.addService(testService("web", config.Failover, "n1", "n2"))
-	c.waitUp("web", "n1")
+	c := failoverCluster(t, []string{"n1", "n2"}, clusterOpts{disagreeAfter: 200 * time.Millisecond}, "web")
 	other := testService("web", config.Failover, "n1", "n2")
 	other.CheckInterval = 30 * time.Millisecond
 	if err := c.node("n2").orch.SetService(&other); err != nil {
@@ -427,10 +387,7 @@ func TestContactsSurvivePause(t *testing.T) {
 // others must not fail web over; they say why (failover_blocked). When
 // the agent is back, web is still where it was, once.
 func TestGracefulLeaveBlocksFailover(t *testing.T) {
-	c := newCluster(t, three, clusterOpts{})
-	c.addService(testService("web", config.Failover, three...))
-	c.waitSeenUp("web", "n1")
-	c.leave("n1")
+	c := leftWithWeb(t)
 	for _, n := range []string{"n2", "n3"} {
 		testutil.Eventually(t, 15*time.Second, func() bool {
 			evs := c.node(n).bus.find(EventFailoverBlocked, ReasonLeft)
@@ -447,18 +404,13 @@ func TestGracefulLeaveBlocksFailover(t *testing.T) {
 			t.Errorf("%s started web or saw a duplicate", n)
 		}
 	}
-	if v := c.w.violated(); len(v) > 0 {
-		t.Fatalf("violations: %v", v)
-	}
+	c.noViolations()
 }
 
 // TestGracefulLeaveThenForget: the node that left with web running is
 // gone for good: agent node forget unblocks the failover.
 func TestGracefulLeaveThenForget(t *testing.T) {
-	c := newCluster(t, three, clusterOpts{})
-	c.addService(testService("web", config.Failover, three...))
-	c.waitSeenUp("web", "n1")
-	c.leave("n1")
+	c := leftWithWeb(t)
 	c.w.setUp("n1", "web", false) // the operator stopped it by hand
 	testutil.Eventually(t, 15*time.Second, func() bool {
 		return len(c.node("n2").bus.find(EventFailoverBlocked, ReasonLeft)) == 1
@@ -479,10 +431,7 @@ func TestGracefulLeaveThenForget(t *testing.T) {
 // TestGracefulLeaveThenOrder: an order given after the node left (the
 // operator's say) unblocks the failover too.
 func TestGracefulLeaveThenOrder(t *testing.T) {
-	c := newCluster(t, three, clusterOpts{})
-	c.addService(testService("web", config.Failover, three...))
-	c.waitSeenUp("web", "n1")
-	c.leave("n1")
+	c := leftWithWeb(t)
 	c.w.setUp("n1", "web", false)
 	testutil.Eventually(t, 15*time.Second, func() bool {
 		return len(c.node("n3").bus.find(EventFailoverBlocked, ReasonLeft)) == 1
@@ -511,11 +460,7 @@ func (c *cluster) waitSeenUp(svc, node string) {
 // third instance that a return would make surplus: the departed instance
 // counts towards the target until n1 is back, and nothing starts or stops.
 func TestGracefulLeaveFlexKeepsCount(t *testing.T) {
-	c := newCluster(t, three, clusterOpts{})
-	s := testService("api", config.Flex)
-	s.FlexTarget = 2
-	c.addService(s)
-	c.waitUp("api", "n1", "n2")
+	c, _ := flexCluster(t, three, clusterOpts{}, "api", 2)
 	c.leave("n1")
 	for _, n := range []string{"n2", "n3"} {
 		testutil.Eventually(t, 15*time.Second, func() bool {
@@ -549,11 +494,7 @@ func TestGracefulLeaveFlexKeepsCount(t *testing.T) {
 // TestGracefulLeaveFlexThenForget: forgetting the node that left with a
 // flex instance up lets the others meet the target again.
 func TestGracefulLeaveFlexThenForget(t *testing.T) {
-	c := newCluster(t, three, clusterOpts{})
-	s := testService("api", config.Flex)
-	s.FlexTarget = 2
-	c.addService(s)
-	c.waitUp("api", "n1", "n2")
+	c, _ := flexCluster(t, three, clusterOpts{}, "api", 2)
 	c.leave("n1")
 	c.w.setUp("n1", "api", false) // the operator stopped it by hand
 	testutil.Eventually(t, 15*time.Second, func() bool {
@@ -570,9 +511,7 @@ func TestGracefulLeaveFlexThenForget(t *testing.T) {
 // data, the last its peers receive, must still show web up, or they
 // could take the departed node for one that ran nothing.
 func TestLeaveKeepsLastCheck(t *testing.T) {
-	c := newCluster(t, three, clusterOpts{})
-	c.addService(testService("web", config.Failover, three...))
-	c.waitUp("web", "n1")
+	c := failoverCluster(t, three, clusterOpts{}, "web")
 	testutil.Eventually(t, 15*time.Second, func() bool {
 		return c.instance("n1", "n1", "web").Avail == AvailUp
 	}, "n1 never published web up")

@@ -220,74 +220,14 @@ func TestFanoutChurn(t *testing.T) {
 	b := newFakeBus(1<<16, 1<<16)
 	srv := serve(t, HandlerConfig{Bus: b})
 	base := runtime.NumGoroutine()
-	stop := make(chan struct{})
-	var pub sync.WaitGroup
-	pub.Go(func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			b.Publish("n1", events.KindEvent, eventData([]string{"a", "b"}[i%2]))
-			if i%20 == 0 {
-				time.Sleep(100 * time.Microsecond)
-			}
+	churnSubscribers(t, b, srv, 6, func(i int) json.RawMessage {
+		return eventData([]string{"a", "b"}[i%2])
+	}, func(g int) (DialOptions, uint64) {
+		if g%3 == 2 {
+			return DialOptions{Filters: []string{"data.id=a"}}, 2 // every other record is "a"
 		}
+		return DialOptions{}, 1
 	})
-	var wg sync.WaitGroup
-	errs := make(chan error, 6)
-	round := func(n int, filters []string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		s, err := Dial(ctx, DialOptions{URL: srv.url, Filters: filters, Logger: quietLogger()})
-		if err != nil {
-			return err
-		}
-		defer s.Close()
-		var last uint64
-		step := uint64(1)
-		if len(filters) > 0 {
-			step = 2 // every other record is "a"
-		}
-		for got := 0; got < n; {
-			rec, err := s.Next(ctx)
-			if err != nil {
-				return err
-			}
-			if rec.Kind != events.KindEvent {
-				continue
-			}
-			if last != 0 && rec.Seq != last+step {
-				return fmt.Errorf("seq %d after %d", rec.Seq, last)
-			}
-			last = rec.Seq
-			got++
-		}
-		return nil
-	}
-	for g := range 6 {
-		wg.Go(func() {
-			var filters []string
-			if g%3 == 2 {
-				filters = []string{"data.id=a"}
-			}
-			for r := range 25 {
-				if err := round(5+g+r, filters); err != nil {
-					errs <- fmt.Errorf("subscriber %d round %d: %w", g, r, err)
-					return
-				}
-				time.Sleep(time.Duration(g%4) * time.Millisecond)
-			}
-		})
-	}
-	wg.Wait()
-	close(stop)
-	pub.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
 	waitFor(t, "the sessions, the framer and the writer to end", func() bool { return runtime.NumGoroutine() <= base })
 	srv.h.fan.mu.Lock()
 	users, gen := srv.h.fan.users, srv.h.fan.gen
@@ -398,17 +338,8 @@ func TestFrameSizes(t *testing.T) {
 func TestFanoutSharesEncoding(t *testing.T) {
 	b := newFakeBus(4096, 4096)
 	srv := serve(t, HandlerConfig{Bus: b})
-	var streams []*Stream
-	for _, filters := range [][]string{{"data.id=a"}, {"data.id=a"}, nil} {
-		s := dial(t, srv, DialOptions{Filters: filters})
-		next(t, s) // the start progress
-		streams = append(streams, s)
-	}
-	waitFor(t, "the sessions to follow the windows", func() bool {
-		srv.h.fan.mu.Lock()
-		defer srv.h.fan.mu.Unlock()
-		return srv.h.fan.users == len(streams)
-	})
+	streams := startSubscribers(t, srv, DialOptions{Filters: []string{"data.id=a"}}, DialOptions{Filters: []string{"data.id=a"}}, DialOptions{})
+	waitFanUsers(t, srv, len(streams))
 	rec := b.Publish("n1", events.KindEvent, eventData("a"))
 	for i, s := range streams {
 		if got := nextData(t, s); got.Seq != rec.Seq {
@@ -430,17 +361,8 @@ func TestFanoutSharesEncoding(t *testing.T) {
 func TestFanoutNoWindowWait(t *testing.T) {
 	b := newFakeBus(4096, 4096)
 	srv := serve(t, HandlerConfig{Bus: b, BatchWindow: time.Hour, Progress: time.Hour})
-	var streams []*Stream
-	for _, filters := range [][]string{nil, {"data.id=a"}} {
-		s := dial(t, srv, DialOptions{Filters: filters})
-		next(t, s) // the start progress
-		streams = append(streams, s)
-	}
-	waitFor(t, "the sessions to follow the shared frames", func() bool {
-		srv.h.fan.mu.Lock()
-		defer srv.h.fan.mu.Unlock()
-		return srv.h.fan.users == len(streams)
-	})
+	streams := startSubscribers(t, srv, DialOptions{}, DialOptions{Filters: []string{"data.id=a"}})
+	waitFanUsers(t, srv, len(streams))
 	for range 5 {
 		rec := b.Publish("n1", events.KindEvent, eventData("a"))
 		for i, s := range streams {

@@ -3,6 +3,7 @@ package stream
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"strings"
@@ -158,12 +159,8 @@ func TestFramerStopsAndRestarts(t *testing.T) {
 	srv := serve(t, HandlerConfig{Bus: b, BatchWindow: time.Millisecond})
 	base := runtime.NumGoroutine()
 	for round := 1; round <= 2; round++ {
-		var streams []*Stream
-		for range 3 {
-			s := dial(t, srv, DialOptions{Batch: true})
-			next(t, s) // the start progress
-			streams = append(streams, s)
-		}
+		batch := DialOptions{Batch: true}
+		streams := startSubscribers(t, srv, batch, batch, batch)
 		rec := b.Publish("n1", events.KindEvent, eventData("e"))
 		for _, s := range streams {
 			if got := nextData(t, s); got.Seq != rec.Seq {
@@ -246,69 +243,9 @@ func TestSharedChurn(t *testing.T) {
 	b := newFakeBus(1<<16, 1<<16)
 	srv := serve(t, HandlerConfig{Bus: b, BatchWindow: time.Millisecond})
 	base := runtime.NumGoroutine()
-	stop := make(chan struct{})
-	var pub sync.WaitGroup
-	pub.Go(func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			b.Publish("n1", events.KindEvent, eventData("e"))
-			if i%20 == 0 {
-				time.Sleep(100 * time.Microsecond)
-			}
-		}
+	churnSubscribers(t, b, srv, 4, func(int) json.RawMessage { return eventData("e") }, func(int) (DialOptions, uint64) {
+		return DialOptions{Batch: true}, 1
 	})
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	// round dials, reads n event records in order, and closes.
-	round := func(n int) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		s, err := Dial(ctx, DialOptions{URL: srv.url, Batch: true, Logger: quietLogger()})
-		if err != nil {
-			return err
-		}
-		defer s.Close()
-		var last uint64
-		for got := 0; got < n; {
-			rec, err := s.Next(ctx)
-			if err != nil {
-				return err
-			}
-			if rec.Kind != events.KindEvent {
-				continue
-			}
-			if last != 0 && rec.Seq != last+1 {
-				return fmt.Errorf("seq %d after %d", rec.Seq, last)
-			}
-			last = rec.Seq
-			got++
-		}
-		return nil
-	}
-	for g := range 4 {
-		wg.Go(func() {
-			for r := range 25 {
-				if err := round(5 + g + r); err != nil {
-					errs <- fmt.Errorf("subscriber %d round %d: %w", g, r, err)
-					return
-				}
-				// Gaps in which every subscriber may be gone, so that the
-				// framer also stops and starts again.
-				time.Sleep(time.Duration(g%4) * time.Millisecond)
-			}
-		})
-	}
-	wg.Wait()
-	close(stop)
-	pub.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
 	waitFor(t, "the sessions and the framer to end", func() bool { return runtime.NumGoroutine() <= base })
 	srv.h.fr.mu.Lock()
 	users, gen := srv.h.fr.users, srv.h.fr.gen

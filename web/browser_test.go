@@ -60,6 +60,16 @@ type browser struct {
 	messages []chromedp.ConsoleMessage
 }
 
+// openPage starts chromium for the test (newBrowser) and opens url in it.
+func openPage(t *testing.T, url string) *browser {
+	t.Helper()
+	b := newBrowser(t)
+	if err := b.do(chromedp.Navigate(url)); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // newBrowser starts chromium for the test; cleanup stops it and waits for
 // the console reader.
 func newBrowser(t *testing.T) *browser {

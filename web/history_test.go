@@ -28,10 +28,7 @@ func TestBrowserLogBacklog(t *testing.T) {
 	}
 	data, _ := json.Marshal(map[string]any{"id": "node_down", "node": "n3"})
 	f.backlog = append(f.backlog, events.NewRecord(7, "old-epoch", at, "n1", events.KindEvent, data))
-	b := newBrowser(t)
-	if err := b.do(chromedp.Navigate(f.srv.URL + "/")); err != nil {
-		t.Fatal(err)
-	}
+	b := openPage(t, f.srv.URL+"/")
 	b.waitFor("connected", jsLive)
 	b.waitFor("backlog shown", `agentUI.backlog === "done" && document.querySelectorAll('#log tbody tr[data-id]').length === 3`)
 	got := eval[[]string](b, `Array.from(document.querySelectorAll('#log tbody tr[data-id]'), r => r.dataset.id)`)
@@ -82,10 +79,7 @@ func TestBrowserHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b := newBrowser(t)
-	if err := b.do(chromedp.Navigate("http://" + nodes[0].ListenAddr() + "/#history")); err != nil {
-		t.Fatal(err)
-	}
+	b := openPage(t, "http://"+nodes[0].ListenAddr()+"/#history")
 	b.waitFor("first search", `window.agentHistory && agentHistory.searches >= 1 && agentHistory.loading === 0`)
 	if e := eval[string](b, `agentHistory.error`); e != "" {
 		t.Fatalf("history error: %s", e)

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/chromedp/chromedp"
 	jsonpatch "github.com/evanphx/json-patch/v5"
 
 	"agent/filter"
@@ -176,10 +175,7 @@ func sameJSON(a, b []byte) bool {
 // loadScripts opens the page's scripts in an empty page (no websocket).
 func loadScripts(t *testing.T) *browser {
 	f := newFakeAgent(t, threeNodes(), "")
-	b := newBrowser(t)
-	if err := b.do(chromedp.Navigate(f.srv.URL + "/")); err != nil {
-		t.Fatal(err)
-	}
+	b := openPage(t, f.srv.URL+"/")
 	b.waitFor("scripts", `window.AgentPatch && window.AgentFilter`)
 	return b
 }

@@ -20,10 +20,7 @@ const (
 
 func TestBrowserLivePage(t *testing.T) {
 	f := newFakeAgent(t, threeNodes(), "")
-	b := newBrowser(t)
-	if err := b.do(chromedp.Navigate(f.srv.URL + "/")); err != nil {
-		t.Fatal(err)
-	}
+	b := openPage(t, f.srv.URL+"/")
 	b.waitFor("three nodes", jsNodeRows+` === 3`)
 	b.waitFor("connected", jsLive)
 	if got := eval[string](b, `document.querySelector('#matrix td[data-leader="1"]')?.dataset.node`); got != "n1" {
@@ -100,10 +97,7 @@ func TestBrowserLivePage(t *testing.T) {
 
 func TestBrowserDisconnectedBanner(t *testing.T) {
 	f := newFakeAgent(t, threeNodes(), "")
-	b := newBrowser(t)
-	if err := b.do(chromedp.Navigate(f.srv.URL + "/")); err != nil {
-		t.Fatal(err)
-	}
+	b := openPage(t, f.srv.URL+"/")
 	b.waitFor("connected", jsLive)
 	f.srv.CloseClientConnections()
 	f.close() // the agent is gone
@@ -117,10 +111,7 @@ func TestBrowserToken(t *testing.T) {
 	// "/" and "=" cannot be in a subprotocol: the page sends the b64 form.
 	const token = "s3cr/t+=="
 	f := newFakeAgent(t, threeNodes(), token)
-	b := newBrowser(t)
-	if err := b.do(chromedp.Navigate(f.srv.URL + "/")); err != nil {
-		t.Fatal(err)
-	}
+	b := openPage(t, f.srv.URL+"/")
 	b.waitFor("token form", `!document.getElementById('token-form').hidden`)
 	b.screenshot("token-form")
 	if err := b.do(
@@ -147,10 +138,7 @@ func TestBrowserToken(t *testing.T) {
 func TestBrowserTokenInURL(t *testing.T) {
 	const token = "0123abcd"
 	f := newFakeAgent(t, threeNodes(), token)
-	b := newBrowser(t)
-	if err := b.do(chromedp.Navigate(f.srv.URL + "/?token=" + token)); err != nil {
-		t.Fatal(err)
-	}
+	b := openPage(t, f.srv.URL+"/?token="+token)
 	b.waitFor("connected", jsLive)
 	if u := eval[string](b, `location.href`); contains(u, token) {
 		t.Errorf("token left in the address %s", u)

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"testing"
 	"time"
-
-	"github.com/chromedp/chromedp"
 )
 
 // TestBrowserEventRate measures how the page keeps up with a busy stream:
@@ -15,10 +13,7 @@ import (
 // are not asserted (they depend on the machine).
 func TestBrowserEventRate(t *testing.T) {
 	f := newFakeAgent(t, threeNodes(), "")
-	b := newBrowser(t)
-	if err := b.do(chromedp.Navigate(f.srv.URL + "/")); err != nil {
-		t.Fatal(err)
-	}
+	b := openPage(t, f.srv.URL+"/")
 	b.waitFor("connected", jsLive)
 	// Longest gap between animation frames, a measure of responsiveness.
 	eval[bool](b, `(() => { window.maxFrame = 0; let last = performance.now();

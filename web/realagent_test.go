@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/chromedp"
-
 	"agent/internal/agenttest"
 	"agent/internal/testutil"
 )
@@ -80,10 +78,7 @@ func checkRealAgent(t *testing.T, page *url.URL, token string, want int, node st
 		q.Set("token", token)
 		page.RawQuery = q.Encode()
 	}
-	b := newBrowser(t)
-	if err := b.do(chromedp.Navigate(page.String())); err != nil {
-		t.Fatal(err)
-	}
+	b := openPage(t, page.String())
 	b.waitFor("live", jsLive)
 	b.waitFor(strconv.Itoa(want)+" nodes", jsNodeRows+` === `+strconv.Itoa(want))
 	b.waitFor("alive nodes", `document.querySelectorAll('#nodes tbody tr[data-state="alive"]').length === `+strconv.Itoa(want))

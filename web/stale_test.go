@@ -2,8 +2,6 @@ package web_test
 
 import (
 	"testing"
-
-	"github.com/chromedp/chromedp"
 )
 
 // TestBrowserStaleInstances: when a node is dead, its instances show as
@@ -11,10 +9,7 @@ import (
 // monitor.services.NAME.up leaves them out.
 func TestBrowserStaleInstances(t *testing.T) {
 	f := newFakeAgent(t, threeNodes(), "")
-	b := newBrowser(t)
-	if err := b.do(chromedp.Navigate(f.srv.URL + "/")); err != nil {
-		t.Fatal(err)
-	}
+	b := openPage(t, f.srv.URL+"/")
 	b.waitFor("connected", jsLive)
 	b.waitFor("n1 leader of web", `document.querySelector('#matrix tr[data-service="web"] td[data-node="n1"]')?.dataset.leader === "1"`)
 	f.patch("n1", `[{"op":"replace","path":"/cluster/nodes/n1/state","value":"dead"}]`)

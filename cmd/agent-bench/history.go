@@ -70,6 +70,20 @@ func (b *bench) historyRows(dir string) {
 	b.queryRow(dir, "SQLite", sqliteTarget("query.db"))
 }
 
+// beginRow begins the history row what, of goal: it returns the row's
+// target and fail, which adds the row as not measured with err as the
+// reason. Where there is no target it has failed the row already, and
+// ready is false.
+func (b *bench) beginRow(what, goal string, target func() (history.Target, error)) (t history.Target, fail func(err error), ready bool) {
+	fail = func(err error) { b.add(what, "not measured: "+err.Error(), goal, nil) }
+	t, err := target()
+	if err != nil {
+		fail(err)
+		return t, fail, false
+	}
+	return t, fail, true
+}
+
 // populate fills db with n rows of ten agents over the last 24 hours: half
 // patch records, half events of twenty ids, one in twenty of them X.
 func populate(ctx context.Context, db *history.DB, n int, x string, log func(string, ...any)) error {
@@ -122,10 +136,8 @@ var timingRe = regexp.MustCompile(`(\d+) records in ([0-9.]+) ms \(connection ([
 func (b *bench) queryRow(dir, engine string, target func() (history.Target, error)) {
 	what := fmt.Sprintf("`agent history --event X --since 1h --limit 100` over 1M rows, %s", engine)
 	const goal = "≤ 100 ms"
-	fail := func(err error) { b.add(what, "not measured: "+err.Error(), goal, nil) }
-	t, err := target()
-	if err != nil {
-		fail(err)
+	t, fail, ready := b.beginRow(what, goal, target)
+	if !ready {
 		return
 	}
 	ctx := context.Background()

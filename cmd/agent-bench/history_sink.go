@@ -83,10 +83,8 @@ func (b *bench) sinkThroughputRow(engine string, target func() (history.Target, 
 	if pg {
 		goal = "≥ 20,000 rows/s"
 	}
-	fail := func(err error) { b.add(what, "not measured: "+err.Error(), goal, nil) }
-	t, err := target()
-	if err != nil {
-		fail(err)
+	t, fail, ready := b.beginRow(what, goal, target)
+	if !ready {
 		return
 	}
 	n := 200_000
@@ -148,10 +146,8 @@ func (b *bench) priorityRow(engine string, target func() (history.Target, error)
 	if pg {
 		goal = "p99 ≤ 50 ms"
 	}
-	fail := func(err error) { b.add(what, "not measured: "+err.Error(), goal, nil) }
-	t, err := target()
-	if err != nil {
-		fail(err)
+	t, fail, ready := b.beginRow(what, goal, target)
+	if !ready {
 		return
 	}
 	bus, dir, err := benchBus()
