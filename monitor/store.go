@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -701,6 +702,33 @@ func (s *Store) NodeNames() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Sorted(maps.Keys(s.nodes))
+}
+
+// SampleNodes returns up to n names of nodes whose data is held, other
+// than except, picked uniformly at random (reservoir sampling), in no
+// order. It costs one pass over the names, without sorting or copying
+// them: it runs on every probe ack, which a cluster of a thousand nodes
+// answers a thousand times per probe interval.
+func (s *Store) SampleNodes(n int, except string) []string {
+	if n <= 0 {
+		return nil
+	}
+	out := make([]string, 0, n)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := 0
+	for name := range s.nodes {
+		if name == except {
+			continue
+		}
+		seen++
+		if len(out) < n {
+			out = append(out, name)
+		} else if j := rand.IntN(seen); j < n {
+			out[j] = name
+		}
+	}
+	return out
 }
 
 // transitions emits the events a change of node's data means and calls the

@@ -793,3 +793,41 @@ func TestEventRecord(t *testing.T) {
 		t.Fatalf("records = %+v", recs)
 	}
 }
+
+// TestSampleNodes checks that the sample leaves out the excepted node,
+// never repeats a name, is short when few nodes are held, and over many
+// draws reaches every other node.
+func TestSampleNodes(t *testing.T) {
+	s, _, _ := newTestStore(t, "n1", nil)
+	if got := s.SampleNodes(2, "n1"); len(got) != 0 {
+		t.Fatalf("only the local node held: sample %v", got)
+	}
+	for i := 2; i <= 10; i++ {
+		newPeer(t, s, fmt.Sprintf("n%d", i))
+	}
+	hits := map[string]int{}
+	for range 2000 {
+		got := s.SampleNodes(2, "n1")
+		if len(got) != 2 || got[0] == got[1] {
+			t.Fatalf("sample %v: want two different names", got)
+		}
+		for _, n := range got {
+			if n == "n1" {
+				t.Fatalf("sample %v holds the excepted node", got)
+			}
+			hits[n]++
+		}
+	}
+	if len(hits) != 9 {
+		t.Fatalf("2000 samples reached %d of 9 nodes: %v", len(hits), hits)
+	}
+	for n, c := range hits {
+		// 4000 picks over 9 names: about 444 each.
+		if c < 250 || c > 650 {
+			t.Errorf("%s picked %d times of 4000: not uniform (%v)", n, c, hits)
+		}
+	}
+	if got := s.SampleNodes(20, "n1"); len(got) != 9 {
+		t.Errorf("asked 20 of 9: got %d", len(got))
+	}
+}

@@ -71,7 +71,7 @@ func main() {
 	var nodes, only, child, fanout, tune, detect, scale string
 	flag.BoolVar(&b.quick, "quick", false, "fewer samples and shorter idle measurement")
 	flag.StringVar(&nodes, "nodes", "3,5,10,30", "cluster sizes, comma separated: propagation (up to 250) and the simulation (--only scale; default 100,300,1000)")
-	flag.StringVar(&scale, "scale", "", "time scale k of the simulation: K for every size above 300 nodes, or N=K,... per size (default: 1 up to 300 nodes, N/200 above)")
+	flag.StringVar(&scale, "scale", "", "time scale k of the simulation: K for every size above 300 nodes, or N=K,... per size (default: 1 up to 300 nodes, N/100 above)")
 	flag.DurationVar(&b.grace, "digest-grace", 0, "experiments: the simulated heartbeats' digest grace, in real time (default: the heartbeat's, 100ms)")
 	flag.DurationVar(&b.idle, "idle", 0, "how long to measure idle CPU (default 20s, 5s with --quick)")
 	flag.StringVar(&b.agent, "agent", "", "agent binary to use (default: go build ./cmd/agent)")

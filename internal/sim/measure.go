@@ -141,6 +141,12 @@ func (c *Cluster) Spread(ctx context.Context, samples, size int, pause, timeout 
 		sp := c.track.unwatch(owner, p)
 		sp.Owner = n.Name
 		out = append(out, sp)
+		if sp.T100 == 0 || len(c.nodes) >= 500 {
+			hb := c.HeartbeatStats()
+			c.cfg.Progress("change %d of %d, on %s: reached %d of %d other nodes; 99 %% after %v, 100 %% after %v (wall); %s; resyncs so far %d, full sends %d",
+				s+1, samples, n.Name, sp.Reached, len(c.nodes)-1, sp.T99.Round(time.Millisecond), sp.T100.Round(time.Millisecond),
+				c.membership(), hb.Resyncs, hb.FullSent)
+		}
 		if err := ctx.Err(); err != nil {
 			return out, err
 		}
@@ -316,4 +322,18 @@ func (c *Cluster) JoinOne(ctx context.Context, timeout time.Duration) (Join, err
 	}
 	j.Net = c.net.Total().Sub(net0)
 	return j, nil
+}
+
+// membership says how whole the membership is: the fewest members a node
+// sees, and how many nodes see fewer than all.
+func (c *Cluster) membership() string {
+	least, short := len(c.nodes), 0
+	for _, n := range c.nodes {
+		m := n.Heartbeat.Memberlist().NumMembers()
+		least = min(least, m)
+		if m < len(c.nodes) {
+			short++
+		}
+	}
+	return fmt.Sprintf("%d nodes see fewer than %d members, the fewest %d", short, len(c.nodes), least)
 }
