@@ -181,7 +181,8 @@ func New(opts Options) (a *Agent, err error) {
 	if err != nil {
 		return nil, err
 	}
-	restored, err := loadState(a.statePath())
+	state := newStateFiles(a.paths.VarDir)
+	restored, err := state.load()
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +192,7 @@ func New(opts Options) (a *Agent, err error) {
 		Publish:     a.publish,
 		Labels:      cfg.Node.Labels,
 		Restored:    restored,
-		Persist:     func(s monitor.PersistentState) error { return saveState(a.statePath(), s) },
+		Persist:     state.save,
 		MaxData:     int(cfg.Node.MaxData),
 		Logger:      a.log,
 	})
@@ -234,7 +235,6 @@ func New(opts Options) (a *Agent, err error) {
 	return a, nil
 }
 
-func (a *Agent) statePath() string { return filepath.Join(a.paths.VarDir, "state.json") }
 
 // Name is this node's name.
 func (a *Agent) Name() string { return a.store.Name() }
