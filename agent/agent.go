@@ -235,7 +235,6 @@ func New(opts Options) (a *Agent, err error) {
 	return a, nil
 }
 
-
 // Name is this node's name.
 func (a *Agent) Name() string { return a.store.Name() }
 
