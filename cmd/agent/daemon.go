@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime"
 	"sync"
 	"syscall"
 
@@ -67,7 +66,6 @@ watchdog (WatchdogSec) only while its heartbeat and store answer.`,
 			sig := newSignals()
 			defer sig.stop()
 			log := logger(g)
-			log.Debug("go scheduler", "gomaxprocs", limitProcs())
 			a, err := agent.New(agent.Options{Paths: g.paths(), Logger: log})
 			if err != nil {
 				return failf("%v", err)
@@ -87,24 +85,6 @@ watchdog (WatchdogSec) only while its heartbeat and store answer.`,
 			return nil
 		},
 	}
-}
-
-// daemonProcs is how many threads run the daemon's Go code at once unless
-// the GOMAXPROCS environment variable says otherwise. One: a node agent
-// should not take more than a core from the services it watches, its busy
-// paths are built to fit one (the stream fan-out is one goroutine), and an
-// idle agent spends less: with a second P idle, most packets and timers
-// wake a second thread for nothing (idle CPU 25 % lower at one, see
-// docs/membership.md).
-const daemonProcs = 1
-
-// limitProcs applies daemonProcs when GOMAXPROCS is not set, and returns
-// the value in force.
-func limitProcs() int {
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(daemonProcs)
-	}
-	return runtime.GOMAXPROCS(0)
 }
 
 // signals is the daemon's signal handling; one goroutine owns the channel.
