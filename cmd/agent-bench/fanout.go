@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -110,10 +109,6 @@ func measureFanout(c fanoutCase, childProfile string) (fanoutResult, agentSide, 
 	var t *fanoutTarget
 	var err error
 	if c.listener {
-		// A whole agent runs as the daemon does: Go code on one thread
-		// (the subscribers' process keeps its own default).
-		prev := runtime.GOMAXPROCS(1)
-		defer runtime.GOMAXPROCS(prev)
 		t, err = listenerTarget(c.subs)
 	} else {
 		t, err = handlerTarget()
@@ -140,7 +135,6 @@ func measureFanout(c fanoutCase, childProfile string) (fanoutResult, agentSide, 
 	args, _ := json.Marshal(childArgs{URL: u, Subs: c.subs, Batch: c.batch, Records: total, Warm: warm,
 		Deadline: 5*time.Minute + 3*(c.seconds+fanoutWarmup)})
 	cmd := exec.Command(self, "--"+fanoutChildFlag, string(args), "--cpuprofile", childProfile)
-	cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(runtime.NumCPU()))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
