@@ -378,3 +378,26 @@ func TestWrongSecretCannotJoin(t *testing.T) {
 	n2.mustCLI("node", "freeze")
 	n1.waitFor("monitor.nodes.n2.frozen!=0", detectTimeout)
 }
+
+// The quorum's high-water mark survives a kill -9 of every agent: it is
+// kept in var/quorum.json (a list that grows with the cluster, so not in
+// state.json's sector), and a node restarted alone still counts the three
+// nodes it saw, so it does not think itself a majority.
+func TestQuorumMarkSurvivesKill(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, clusterOpts{Nodes: 3, ClusterConf: "quorum = true"})
+	n1, n2, n3 := c.node(1), c.node(2), c.node(3)
+	c.waitConverged()
+	n3.waitFor("monitor.nodes.n3.quorum.hwm=3", detectTimeout)
+	for _, n := range []*node{n1, n2, n3} {
+		n.signal(syscall.SIGKILL)
+		n.wait()
+	}
+	b, err := os.ReadFile(filepath.Join(n3.root, "var", "quorum.json"))
+	if err != nil || !strings.Contains(string(b), `"n1"`) || !strings.Contains(string(b), `"n3"`) {
+		t.Fatalf("var/quorum.json after the kill: %q, %v", b, err)
+	}
+	n3.restart()
+	n3.waitFor("monitor.nodes.n3.quorum.hwm=3", detectTimeout)
+	n3.waitFor("monitor.nodes.n3.quorum.lost=true", detectTimeout)
+}
