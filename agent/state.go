@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 
+	"agent/internal/atomicfile"
 	"agent/internal/sectorfile"
 	"agent/monitor"
 )
@@ -91,41 +92,16 @@ func (s *stateFiles) save(st monitor.PersistentState) error {
 	return sectorfile.WriteFile(s.path, data)
 }
 
-// saveQuorum replaces quorum.json: a new file, fsynced, renamed over the
-// old one, and the directory fsynced. s.mu is held.
+// saveQuorum replaces quorum.json whole (see package atomicfile). s.mu
+// is held.
 func (s *stateFiles) saveQuorum(members []string) error {
 	data, err := json.Marshal(quorumFile{Members: members})
 	if err != nil {
 		return err
 	}
-	tmp := s.quorumPath + ".new"
-	err = writeSynced(tmp, data)
-	if err == nil {
-		err = os.Rename(tmp, s.quorumPath)
-	}
-	if err == nil {
-		err = sectorfile.SyncDir(filepath.Dir(s.quorumPath))
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
+	if err := atomicfile.WriteFile(s.quorumPath, data); err != nil {
 		return fmt.Errorf("save quorum members: %w", err)
 	}
 	s.quorum = slices.Clone(members)
 	return nil
-}
-
-// writeSynced creates path (mode 0600) with data and fsyncs it.
-func writeSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

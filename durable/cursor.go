@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"agent/internal/atomicfile"
 )
 
 // Cursor is where a consumer is in the stream: it is done with every record
@@ -144,45 +146,16 @@ func RemoveCursor(path string) error {
 }
 
 // syncCursor makes c durable as path: written to path.tmp, fsynced,
-// renamed over path, the directory fsynced.
+// renamed over path, the directory fsynced (package atomicfile).
 func syncCursor(path string, c Cursor) error {
-	tmp := path + tmpSuffix
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("write cursor: %w", err)
-	}
-	_, err = f.Write(encode(c))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
+	if err := atomicfile.WriteFile(path, encode(c)); err != nil {
 		return fmt.Errorf("write cursor %s: %w", path, err)
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// syncDir fsyncs a directory, so that the renames in it are durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync cursor directory: %w", err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync cursor directory %s: %w", dir, err)
 	}
 	return nil
 }
+
+// syncDir fsyncs a directory, so that the renames in it are durable.
+func syncDir(dir string) error { return atomicfile.SyncDir(dir) }
 
 // nextFile is the open P.next of a consumer, overwritten in place.
 type nextFile struct {

@@ -7,8 +7,8 @@ import (
 )
 
 // TestImports: the consumer sits on the floor of events' consumers: it
-// knows the bus (and the bus's own file helper), never the consumers
-// built on it.
+// knows the bus (and the file helpers: in-place sectors, whole files
+// renamed), never the consumers built on it.
 func TestImports(t *testing.T) {
-	testutil.ImportsOnly(t, "agent/durable", "agent/events", "agent/internal/sectorfile")
+	testutil.ImportsOnly(t, "agent/durable", "agent/events", "agent/internal/sectorfile", "agent/internal/atomicfile")
 }

@@ -9,11 +9,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"agent/internal/atomicfile"
 	"agent/monitor"
 )
 
@@ -390,28 +390,12 @@ func (h *Heartbeat) saveKnown(force bool) {
 	}()
 }
 
-// writeFileAtomic writes v as JSON to a temporary file, fsynced, then
-// renamed over path, mode 0600.
+// writeFileAtomic writes v as JSON in place of path, durably (package
+// atomicfile).
 func writeFileAtomic(path string, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".peers-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.WriteFile(path, append(data, '\n'))
 }
