@@ -24,6 +24,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"agent/internal/atomicfile"
 )
 
 // Size is the size of the file: one disk sector.
@@ -139,18 +141,8 @@ func (f *File) Sync() error {
 func (f *File) Close() error { return f.f.Close() }
 
 // SyncDir fsyncs a directory, making the creations, renames and removals
-// in it durable.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
-}
+// in it durable (atomicfile.SyncDir).
+func SyncDir(dir string) error { return atomicfile.SyncDir(dir) }
 
 // WriteFile writes payload to path in place, fsynced: Open, Write, Close.
 func WriteFile(path string, payload []byte) error {
