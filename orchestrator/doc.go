@@ -48,8 +48,9 @@
 //     it is ready, every present candidate taking part with the same
 //     config hash publishes it as leader (agreement: one node's view of
 //     the membership never starts an instance on its own), and, with a
-//     Prober, every absent node whose last data shows the instance up has
-//     not answered a probe for two leases; after ReadyPeriod with those
+//     Prober, every other present holder answered a probe within half a
+//     lease and every absent holder, whatever its last data says, has not
+//     answered one for two leases; after ReadyPeriod with those
 //     conditions still holding, it starts the instance ("starting").
 //   - A node seen leaving gracefully while its instance was up, starting
 //     or stopping may still run it (stopping an agent leaves its services

@@ -329,10 +329,16 @@ func (o *Orchestrator) decide(ctx context.Context, v *view, s *config.Service, p
 // instance"): no present instance is up, unchecked, starting, stopping,
 // failed to stop or ready before it (startBlocker); every present
 // candidate taking part with the same config publishes this node as the
-// leader; and every absent node whose last data shows the instance up or
-// in transition has not answered a probe of this node for two leases (it
-// has had time to see itself cut off and stop); and no node left
-// gracefully with the service running (leftRunning).
+// leader; and no node left gracefully with the service running
+// (leftRunning). With probes (quorum = true), also:
+//   - every other present holder of s answered a probe within half a
+//     lease: the agreement is only as fresh as their data, and a node cut
+//     off since must not start on it;
+//   - every absent holder has not answered a probe of this node for two
+//     leases, whatever its last data says: it has had time to see itself
+//     cut off (a lease) and stop. Its last data here may be older than its
+//     state: ready, about to start, with the delta that said so lost in
+//     the cut.
 func (o *Orchestrator) mayStartFailover(v *view, s *config.Service, hash string, p placement) bool {
 	if p.leader != o.cfg.Nodename || v.startBlocker(s, hash) != "" || !v.agreed(s, hash, p.leader) || len(o.local[s.Name].leftRunning) > 0 {
 		return false
@@ -342,12 +348,13 @@ func (o *Orchestrator) mayStartFailover(v *view, s *config.Service, hash string,
 	}
 	now := o.cfg.Now()
 	for _, n := range v.holders(s.Name) {
-		if v.present(n) {
-			continue
-		}
-		i, _ := v.instance(n, s.Name)
-		busy := isUp(i.Avail) || i.Monitor.Status == StatusStarting || i.Monitor.Status == StatusStopping
-		if busy && o.contact.answeredWithin(n, 2*o.cfg.Lease, now) {
+		switch {
+		case n == o.cfg.Nodename:
+		case v.present(n):
+			if !o.contact.answeredWithin(n, o.cfg.Lease/2, now) {
+				return false
+			}
+		case o.contact.answeredWithin(n, 2*o.cfg.Lease, now):
 			return false
 		}
 	}
