@@ -26,6 +26,10 @@ import (
 // assertion on speed.
 const (
 	cliTimeout      = 30 * time.Second // one CLI invocation
+	waitSlice       = 20 * time.Second // one `agent wait` of waitFor
+	// exitWaitTimeout is `agent wait`'s exit code when its duration ran
+	// out.
+	exitWaitTimeout = 1
 	startTimeout    = 30 * time.Second // a started agent answers on its socket
 	convergeTimeout = 60 * time.Second // the cluster agrees on monitor.nodes
 	exitTimeout     = 30 * time.Second // a signalled agent exits
@@ -431,11 +435,21 @@ func (n *node) mustCLI(args ...string) string {
 
 // waitFor runs `agent wait --filter expr` on this node and fails the test
 // unless expr came to hold within d.
+//
+// One `agent wait` lasts at most waitSlice (a CLI invocation is cut at
+// cliTimeout); a longer d takes several, until d has passed.
 func (n *node) waitFor(expr string, d time.Duration) {
 	n.c.t.Helper()
-	out, errs, code := n.cli("wait", "--filter", expr, "--duration", d.String())
-	if code != 0 {
-		n.c.t.Fatalf("%s: wait %q: exit %d: %s %s", n.name, expr, code, strings.TrimSpace(out), strings.TrimSpace(errs))
+	deadline := time.Now().Add(d)
+	for {
+		slice := min(time.Until(deadline), waitSlice)
+		out, errs, code := n.cli("wait", "--filter", expr, "--duration", max(slice, time.Millisecond).String())
+		if code == 0 {
+			return
+		}
+		if code != exitWaitTimeout || time.Until(deadline) <= 0 {
+			n.c.t.Fatalf("%s: wait %q for %v: exit %d: %s %s", n.name, expr, d, code, strings.TrimSpace(out), strings.TrimSpace(errs))
+		}
 	}
 }
 

@@ -45,10 +45,9 @@ func testPartitionPastForget(t *testing.T) {
 	}
 	c.node(1).mustCLI("node", "freeze")
 	c.node(4).mustCLI("node", "freeze")
-	// forget_after later, each side has forgotten the other's data (an
-	// agent wait lasts at most cliTimeout: 28 s is the bound here).
-	c.node(1).waitFor("not monitor.nodes.n3 and not monitor.nodes.n4 and not monitor.nodes.n5", 28*time.Second)
-	c.node(5).waitFor("not monitor.nodes.n1 and not monitor.nodes.n2", 28*time.Second)
+	// forget_after later, each side has forgotten the other's data.
+	c.node(1).waitFor("not monitor.nodes.n3 and not monitor.nodes.n4 and not monitor.nodes.n5", 60*time.Second)
+	c.node(5).waitFor("not monitor.nodes.n1 and not monitor.nodes.n2", 60*time.Second)
 	healed := time.Now()
 	ns.heal()
 	v := c.waitConverged()
