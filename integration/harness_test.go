@@ -25,8 +25,8 @@ import (
 // Deadlines of the harness. They bound waits on conditions; none is an
 // assertion on speed.
 const (
-	cliTimeout      = 30 * time.Second // one CLI invocation
-	waitSlice       = 20 * time.Second // one `agent wait` of waitFor
+	cliTimeout = 30 * time.Second // one CLI invocation
+	waitSlice  = 20 * time.Second // one `agent wait` of waitFor
 	// exitWaitTimeout is `agent wait`'s exit code when its duration ran
 	// out.
 	exitWaitTimeout = 1
