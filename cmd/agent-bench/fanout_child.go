@@ -13,9 +13,11 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"agent/events"
@@ -23,9 +25,10 @@ import (
 
 // The fan-out subscribers run in a child process, so that the agent's CPU
 // is measured alone. Each is a minimal websocket reader: a hand-written
-// handshake, then frame headers read from a buffer and payloads skipped,
-// except on one subscriber in ten, which reads each record's seq and time
-// (without decoding the rest) for the latency. What they measure is the
+// handshake, then its socket read from one of a few epoll loops (one per
+// CPU, not a goroutine per socket), frame headers parsed in the buffer and
+// payloads skipped, except on one subscriber in ten, which reads each
+// record's seq and time (without decoding the rest) for the latency. What they measure is the
 // agent, not a JSON parser or a websocket library.
 
 // fanoutChildFlag runs agent-bench as the fan-out subscribers.
@@ -118,18 +121,13 @@ func fanoutChild(arg, profile string) {
 	defer func() {
 		for _, c := range conns {
 			if c != nil {
-				_ = c.conn.Close()
+				c.close()
 			}
 		}
 	}()
 	if dialErr != nil {
 		report(fanoutResult{Err: dialErr.Error()})
 		return
-	}
-	if deadline, ok := ctx.Deadline(); ok {
-		for _, c := range conns {
-			_ = c.conn.SetReadDeadline(deadline)
-		}
 	}
 	if profile != "" {
 		if f, err := os.Create(profile); err == nil && pprof.StartCPUProfile(f) == nil {
@@ -144,35 +142,25 @@ func fanoutChild(arg, profile string) {
 	var measured time.Time
 	startMeasure := func() { measureOnce.Do(func() { cpu0, measured = processCPU(), time.Now() }) }
 
-	fmt.Println("ready")
-	var mu sync.Mutex
-	var lat, warmLat []time.Duration
-	deliveries := 0
-	var wg sync.WaitGroup
-	errc := make(chan error, a.Subs)
 	for i, c := range conns {
 		c.sample = i%10 == 0
 		c.batch = a.Batch
 		c.warm = a.Warm
 		c.measuring = startMeasure
-		wg.Go(func() {
-			err := c.read(a.Records)
-			mu.Lock()
-			deliveries += c.got
-			lat = append(lat, c.lat...)
-			warmLat = append(warmLat, c.warmLat...)
-			mu.Unlock()
-			if err != nil {
-				errc <- fmt.Errorf("after %d records: %w", c.got, err)
-			}
-		})
 	}
-	wg.Wait()
-	select {
-	case err := <-errc:
+	fmt.Println("ready")
+	deadline, _ := ctx.Deadline()
+	err = readAll(conns, a.Records, deadline, runtime.NumCPU())
+	var lat, warmLat []time.Duration
+	deliveries := 0
+	for _, c := range conns {
+		deliveries += c.got
+		lat = append(lat, c.lat...)
+		warmLat = append(warmLat, c.warmLat...)
+	}
+	if err != nil {
 		report(fanoutResult{Err: err.Error()})
 		return
-	default:
 	}
 	startMeasure() // no-op unless no record was measured
 	childCores := (processCPU() - cpu0).Seconds() / time.Since(measured).Seconds()
@@ -183,10 +171,11 @@ func fanoutChild(arg, profile string) {
 	})
 }
 
-// frameReader is one subscriber's connection, read frame by frame.
+// frameReader is one subscriber's connection: its socket (non-blocking,
+// read from an epoll group) and the bytes not parsed yet.
 type frameReader struct {
-	conn net.Conn
-	br   *bufio.Reader
+	fd  int
+	buf []byte
 
 	sample    bool // read each record's seq and time
 	batch     bool // a frame may hold several records separated by "\n"
@@ -196,101 +185,203 @@ type frameReader struct {
 	got          int
 	firstSeq     uint64 // seq of the first record read
 	lat, warmLat []time.Duration
-	payload      []byte // a sampled frame's payload
 }
 
-// dialFrames connects to the events endpoint u and makes the websocket
-// handshake by hand.
+// dialFrames connects to the events endpoint u, makes the websocket
+// handshake by hand, and takes the socket from the Go runtime: the
+// subscribers are read from a few epoll loops (readAll), not from a
+// goroutine each, which would cost the child a core of scheduling on a
+// machine where the agent needs it.
 func dialFrames(ctx context.Context, u *url.URL) (*frameReader, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", u.Host)
 	if err != nil {
 		return nil, err
 	}
+	defer conn.Close()
 	req := "GET " + u.RequestURI() + " HTTP/1.1\r\nHost: " + u.Host +
 		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13" +
 		"\r\nSec-WebSocket-Key: YWdlbnQtYmVuY2gta2V5MQ==\r\n\r\n"
 	if _, err := io.WriteString(conn, req); err != nil {
-		conn.Close()
 		return nil, err
 	}
 	br := bufio.NewReaderSize(conn, childReadBuffer)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
-		conn.Close()
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
-		conn.Close()
 		return nil, fmt.Errorf("handshake: %s %s", resp.Status, body)
 	}
-	return &frameReader{conn: conn, br: br}, nil
+	r := &frameReader{fd: -1, buf: make([]byte, 0, childReadBuffer)}
+	if n := br.Buffered(); n > 0 {
+		b, _ := br.Peek(n)
+		r.buf = append(r.buf, b...)
+	}
+	// A duplicate of the socket shares its (non-blocking) file status;
+	// the original goes with conn.
+	rc, err := conn.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var dupErr error
+	if err := rc.Control(func(fd uintptr) { r.fd, dupErr = syscall.Dup(int(fd)) }); err != nil {
+		return nil, err
+	}
+	if dupErr != nil {
+		return nil, fmt.Errorf("dup: %w", dupErr)
+	}
+	return r, nil
 }
 
-// progressKind marks a progress record, which the subscribers do not count.
-var progressKind = []byte(`"kind":"progress"`)
+func (r *frameReader) close() {
+	if r.fd >= 0 {
+		_ = syscall.Close(r.fd)
+		r.fd = -1
+	}
+}
 
-// read reads frames until it got records patch or event records.
-func (r *frameReader) read(records int) error {
-	var hdr [8]byte
-	for r.got < records {
-		if _, err := io.ReadFull(r.br, hdr[:2]); err != nil {
+// readAll reads every subscriber until each got records, or the deadline:
+// groups goroutines, each blocked in epoll_wait on its share.
+func readAll(subs []*frameReader, records int, deadline time.Time, groups int) error {
+	errs := make([]error, groups)
+	var wg sync.WaitGroup
+	for g := range groups {
+		share := subs[g*len(subs)/groups : (g+1)*len(subs)/groups]
+		wg.Go(func() { errs[g] = readGroup(share, records, deadline) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// readGroup reads subs from one epoll set until each got records.
+func readGroup(subs []*frameReader, records int, deadline time.Time) error {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("epoll: %w", err)
+	}
+	defer syscall.Close(epfd)
+	left := 0
+	for i, r := range subs {
+		if err := r.consume(time.Now()); err != nil { // what came with the handshake
 			return err
 		}
-		op, masked, n := hdr[0]&0x0f, hdr[1]&0x80 != 0, uint64(hdr[1]&0x7f)
-		switch n {
-		case 126:
-			if _, err := io.ReadFull(r.br, hdr[:2]); err != nil {
-				return err
-			}
-			n = uint64(binary.BigEndian.Uint16(hdr[:2]))
-		case 127:
-			if _, err := io.ReadFull(r.br, hdr[:8]); err != nil {
-				return err
-			}
-			n = binary.BigEndian.Uint64(hdr[:8])
-		}
-		if masked || n > 1<<30 {
-			return errors.New("bad frame from the agent (masked or too big)")
-		}
-		switch op {
-		case 0x1: // text
-		case 0x8: // close
-			p := make([]byte, n)
-			if _, err := io.ReadFull(r.br, p); err != nil {
-				return err
-			}
-			if len(p) >= 2 {
-				return fmt.Errorf("closed by the agent: %d %s", binary.BigEndian.Uint16(p), p[2:])
-			}
-			return errors.New("closed by the agent")
-		default: // ping, pong: skip
-			if _, err := r.br.Discard(int(n)); err != nil {
-				return err
-			}
+		if r.got >= records {
 			continue
 		}
-		if err := r.message(int(n)); err != nil {
-			return err
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(i)}
+		if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, r.fd, &ev); err != nil {
+			return fmt.Errorf("epoll add: %w", err)
+		}
+		left++
+	}
+	events := make([]syscall.EpollEvent, 256)
+	for left > 0 {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return fmt.Errorf("%d subscribers still reading at the deadline", left)
+		}
+		n, err := syscall.EpollWait(epfd, events, int(min(wait, time.Second)/time.Millisecond)+1)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("epoll wait: %w", err)
+		}
+		for _, ev := range events[:n] {
+			r := subs[ev.Fd]
+			done, err := r.readOnce(records)
+			if err != nil {
+				return fmt.Errorf("after %d records: %w", r.got, err)
+			}
+			if done {
+				_ = syscall.EpollCtl(epfd, syscall.EPOLL_CTL_DEL, r.fd, nil)
+				left--
+			}
 		}
 	}
 	return nil
 }
 
-// message reads the payload of a text frame of n bytes and counts its
-// records.
-func (r *frameReader) message(n int) error {
+// readOnce reads what the socket holds (consume left room for it) and
+// parses it; done says the subscriber got its records.
+func (r *frameReader) readOnce(records int) (done bool, err error) {
+	n, err := syscall.Read(r.fd, r.buf[len(r.buf):cap(r.buf)])
+	switch {
+	case err == syscall.EAGAIN || err == syscall.EINTR:
+		return false, nil
+	case err != nil:
+		return false, err
+	case n == 0:
+		return false, io.EOF
+	}
+	r.buf = r.buf[:len(r.buf)+n]
+	if err := r.consume(time.Now()); err != nil {
+		return false, err
+	}
+	return r.got >= records, nil
+}
+
+// progressKind marks a progress record, which the subscribers do not count.
+var progressKind = []byte(`"kind":"progress"`)
+
+// consume parses the frames at the head of r.buf, counts their records,
+// and keeps the bytes of an incomplete frame, with room for all of it, for
+// the next read. now is when they were read.
+func (r *frameReader) consume(now time.Time) error {
+	b, need := r.buf, 0
+frames:
+	for len(b) >= 2 {
+		op, masked, n, h := b[0]&0x0f, b[1]&0x80 != 0, uint64(b[1]&0x7f), 2
+		switch n {
+		case 126:
+			if len(b) < 4 {
+				break frames
+			}
+			n, h = uint64(binary.BigEndian.Uint16(b[2:4])), 4
+		case 127:
+			if len(b) < 10 {
+				break frames
+			}
+			n, h = binary.BigEndian.Uint64(b[2:10]), 10
+		}
+		if masked || n > 1<<30 {
+			return errors.New("bad frame from the agent (masked or too big)")
+		}
+		if uint64(len(b)-h) < n {
+			need = h + int(n)
+			break
+		}
+		p := b[h : h+int(n)]
+		b = b[h+int(n):]
+		switch op {
+		case 0x1: // text
+			if err := r.message(p, now); err != nil {
+				return err
+			}
+		case 0x8: // close
+			if len(p) >= 2 {
+				return fmt.Errorf("closed by the agent: %d %s", binary.BigEndian.Uint16(p), p[2:])
+			}
+			return errors.New("closed by the agent")
+		}
+	}
+	if need > cap(r.buf) {
+		grown := make([]byte, len(b), need)
+		copy(grown, b)
+		r.buf = grown
+		return nil
+	}
+	r.buf = r.buf[:copy(r.buf, b)]
+	return nil
+}
+
+// message counts the records of a text frame's payload p; on a sampled
+// subscriber it reads each one's seq and time for the latency.
+func (r *frameReader) message(p []byte, now time.Time) error {
 	if r.sample {
-		now := time.Now()
-		if cap(r.payload) < n {
-			r.payload = make([]byte, n)
-		}
-		r.payload = r.payload[:n]
-		if _, err := io.ReadFull(r.br, r.payload); err != nil {
-			return err
-		}
-		for line := range bytes.SplitSeq(r.payload, []byte{'\n'}) {
+		for line := range bytes.SplitSeq(p, []byte{'\n'}) {
 			if bytes.Contains(line, progressKind) {
 				continue
 			}
@@ -311,35 +402,11 @@ func (r *frameReader) message(n int) error {
 		}
 		return nil
 	}
-	if !r.batch {
-		// One record: look at its head for the kind, skip the rest.
-		head, err := r.br.Peek(min(n, 160))
-		if err != nil {
-			return err
-		}
-		if !bytes.Contains(head, progressKind) {
-			r.got++
-		}
-		_, err = r.br.Discard(n)
-		return err
+	lines := 0
+	if r.batch {
+		lines = bytes.Count(p, []byte{'\n'})
 	}
-	lines, left := 0, n
-	var head []byte
-	for left > 0 {
-		chunk, err := r.br.Peek(min(left, r.br.Size()))
-		if err != nil {
-			return err
-		}
-		if left == n {
-			head = append(head[:0], chunk[:min(len(chunk), 160)]...)
-		}
-		lines += bytes.Count(chunk, []byte{'\n'})
-		left -= len(chunk)
-		if _, err := r.br.Discard(len(chunk)); err != nil {
-			return err
-		}
-	}
-	if lines == 0 && bytes.Contains(head, progressKind) {
+	if lines == 0 && bytes.Contains(p[:min(len(p), 160)], progressKind) {
 		return nil
 	}
 	r.got += lines + 1
