@@ -559,3 +559,24 @@ func TestCutWhileReady(t *testing.T) {
 		t.Fatalf("web up on %v", c.w.upNodes("web"))
 	}
 }
+
+// TestCutLeaderStartsNotOnStaleAgreement: as TestCutWhileReady, but the
+// others never see n1 dead (their detection is slow too). n1's view still
+// holds their agreement when its ready period ends; they have not answered
+// for that long, so n1 does not restart web, and then loses quorum.
+func TestCutLeaderStartsNotOnStaleAgreement(t *testing.T) {
+	c := failoverCluster(t, three, clusterOpts{quorum: true, probe: 2 * time.Second, ready: time.Second}, "web")
+	starts := c.w.count(c.w.starts, "n1", "web")
+	c.w.setUp("n1", "web", false)
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		d, ok := c.node("n1").store.Node("n1")
+		return ok && d.Services["web"].Monitor.Status == StatusReady
+	}, "n1 never got ready to restart web")
+	c.cutLinks([]string{"n1"}, []string{"n2", "n3"})
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		return len(c.node("n1").bus.find(EventQuorumLost, "")) == 1
+	}, "n1 never lost quorum")
+	if n := c.w.count(c.w.starts, "n1", "web"); n != starts {
+		t.Fatalf("n1 restarted web while cut off, on its peers' last data (%d starts)", n-starts)
+	}
+}
