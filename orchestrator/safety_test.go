@@ -540,13 +540,7 @@ func TestLeaveKeepsLastCheck(t *testing.T) {
 // restarted web 3.08 s into a partition, 6 ms before it lost quorum,
 // while n2 had started it 2.2 s before.)
 func TestCutWhileReady(t *testing.T) {
-	c := failoverCluster(t, three, clusterOpts{quorum: true, probe: 2 * time.Second, ready: time.Second}, "web")
-	c.w.setUp("n1", "web", false)
-	testutil.Eventually(t, 10*time.Second, func() bool {
-		d, ok := c.node("n1").store.Node("n1")
-		return ok && d.Services["web"].Monitor.Status == StatusReady
-	}, "n1 never got ready to restart web")
-	c.cutLinks([]string{"n1"}, []string{"n2", "n3"})
+	c, _ := cutWhileReady(t)
 	for _, n := range []string{"n2", "n3"} {
 		c.node(n).store.SetMember("n1", monitor.StateDead, "127.0.0.1:0")
 		c.node(n).orch.Notify()
@@ -565,6 +559,20 @@ func TestCutWhileReady(t *testing.T) {
 // holds their agreement when its ready period ends; they have not answered
 // for that long, so n1 does not restart web, and then loses quorum.
 func TestCutLeaderStartsNotOnStaleAgreement(t *testing.T) {
+	c, starts := cutWhileReady(t)
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		return len(c.node("n1").bus.find(EventQuorumLost, "")) == 1
+	}, "n1 never lost quorum")
+	if n := c.w.count(c.w.starts, "n1", "web"); n != starts {
+		t.Fatalf("n1 restarted web while cut off, on its peers' last data (%d starts)", n-starts)
+	}
+}
+
+// cutWhileReady runs web on n1 of three nodes (quorum on, a 2 s lease, a
+// 1 s ready period), makes web die there, and cuts n1 from n2 and n3 as
+// soon as n1 is ready to restart it. It returns the cluster and n1's
+// starts of web before the cut.
+func cutWhileReady(t *testing.T) (*cluster, int) {
 	c := failoverCluster(t, three, clusterOpts{quorum: true, probe: 2 * time.Second, ready: time.Second}, "web")
 	starts := c.w.count(c.w.starts, "n1", "web")
 	c.w.setUp("n1", "web", false)
@@ -573,10 +581,5 @@ func TestCutLeaderStartsNotOnStaleAgreement(t *testing.T) {
 		return ok && d.Services["web"].Monitor.Status == StatusReady
 	}, "n1 never got ready to restart web")
 	c.cutLinks([]string{"n1"}, []string{"n2", "n3"})
-	testutil.Eventually(t, 20*time.Second, func() bool {
-		return len(c.node("n1").bus.find(EventQuorumLost, "")) == 1
-	}, "n1 never lost quorum")
-	if n := c.w.count(c.w.starts, "n1", "web"); n != starts {
-		t.Fatalf("n1 restarted web while cut off, on its peers' last data (%d starts)", n-starts)
-	}
+	return c, starts
 }
