@@ -84,8 +84,11 @@ timeout = 10s
 		hook["AGENT_SEQ"] == "" || hook["PATH"] == "" {
 		t.Errorf("the hook's own variables: %v", hook)
 	}
+	if check["AGENT_NODENAME"] != "n1" || check["AGENT_SVCNAME"] != "envsvc" || check["AGENT_ACTION"] != "check" {
+		t.Errorf("the check's own variables: %v", check)
+	}
 	allowed := []string{"PATH", "HOME", "LANG", "TZ", "AGENT_HOOK", "AGENT_EVENT_ID", "AGENT_NODENAME", "AGENT_SEQ",
-		"GREETING", "DB_HOST"}
+		"AGENT_SVCNAME", "AGENT_ACTION", "GREETING", "DB_HOST"}
 	for who, env := range map[string]map[string]string{"hook": hook, "check": check} {
 		for k := range env {
 			if !slices.Contains(allowed, k) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -137,6 +138,9 @@ type fakeRunner struct {
 
 func (r *fakeRunner) Run(ctx context.Context, c Command) (int, error) {
 	r.w.mu.Lock()
+	if want := []string{"AGENT_NODENAME=" + r.node, "AGENT_SVCNAME=" + c.Service, "AGENT_ACTION=" + c.Action}; !slices.Equal(c.Env[max(0, len(c.Env)-3):], want) {
+		r.w.violations = append(r.w.violations, fmt.Sprintf("%s %s on %s: environment %q, want it to end with %q", c.Service, c.Action, r.node, c.Env, want))
+	}
 	d := r.w.delay
 	if d > 0 {
 		d = time.Duration(r.w.rng.Int63n(int64(d)) + 1)

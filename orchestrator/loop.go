@@ -473,10 +473,12 @@ func (o *Orchestrator) launch(ctx context.Context, s *config.Service, st *local,
 	go func() {
 		defer o.cmds.Done()
 		r := result{svc: name, action: action, reason: reason, answers: answers, own: own}
-		r.code, r.err = o.cfg.Runner.Run(ctx, Command{Service: name, Action: action, Argv: argv, Env: env, Timeout: timeout})
+		r.code, r.err = o.cfg.Runner.Run(ctx, Command{Service: name, Action: action, Argv: argv,
+			Env: commandEnv(env, o.cfg.Nodename, name, action), Timeout: timeout})
 		if action != ActionCheck && ctx.Err() == nil {
 			o.stats.checks.Add(1)
-			r.checkCode, r.checkErr = o.cfg.Runner.Run(ctx, Command{Service: name, Action: ActionCheck, Argv: check, Env: env, Timeout: timeout})
+			r.checkCode, r.checkErr = o.cfg.Runner.Run(ctx, Command{Service: name, Action: ActionCheck, Argv: check,
+				Env: commandEnv(env, o.cfg.Nodename, name, ActionCheck), Timeout: timeout})
 		}
 		if action == ActionCheck {
 			o.stats.checks.Add(1)

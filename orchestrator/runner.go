@@ -26,11 +26,22 @@ type Command struct {
 	Action string
 	// Argv is the command and its arguments, run without a shell.
 	Argv []string
-	// Env are the service's own variables (its env key), KEY=VALUE, added
-	// to the clean environment every command gets.
+	// Env are the service's own variables (its env key), then the agent's
+	// AGENT_NODENAME, AGENT_SVCNAME and AGENT_ACTION (commandEnv),
+	// KEY=VALUE, added to the clean environment every command gets.
 	Env []string
 	// Timeout bounds the run; at its end the command is stopped.
 	Timeout time.Duration
+}
+
+// commandEnv is what a command of service svc gets on top of the clean
+// environment: the service's own variables, then this node's name, the
+// service's and the action's (names a service file cannot set: AGENT_ is
+// the agent's prefix), so that one service file can serve every node.
+func commandEnv(own []string, node, svc, action string) []string {
+	env := make([]string, 0, len(own)+3)
+	env = append(env, own...)
+	return append(env, "AGENT_NODENAME="+node, "AGENT_SVCNAME="+svc, "AGENT_ACTION="+action)
 }
 
 // CommandRunner runs the commands of services. Run returns the exit code

@@ -232,5 +232,5 @@ auth = none
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		return err
 	}
-	return writeDemoServices(root, i)
+	return writeDemoServices(root)
 }

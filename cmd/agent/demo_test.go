@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -99,6 +101,18 @@ func TestDemoHintsRun(t *testing.T) {
 	var o, e bytes.Buffer
 	if code := run([]string{"--root", root, "wait", "--filter", "monitor.nodes.n3.status=idle", "--filter", "monitor.nodes.n1.services.web.avail=up", "--duration", "2m"}, &o, &e); code != 0 {
 		t.Fatalf("the demo cluster never settled: exit %d %s%s\n%s", code, o.String(), e.String(), out.String())
+	}
+	// One service file for every node: configs that differ between nodes
+	// are reported as a disagreement, which the demo must not show.
+	first, err := os.ReadFile(filepath.Join(root, "etc", "svc", "web.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"n2", "n3"} {
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(root), n, "etc", "svc", "web.conf"))
+		if err != nil || !bytes.Equal(b, first) {
+			t.Errorf("%s's web.conf differs from n1's (%v):\n%s\n%s", n, err, b, first)
+		}
 	}
 	for _, c := range cmds {
 		if len(c) < 3 {

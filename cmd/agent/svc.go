@@ -106,10 +106,14 @@ stream; with --duration, give up after that long (prints "timeout", exit 1).`, e
 	return cmd
 }
 
-// writeDemoServices writes the demo's sample failover service under root:
-// its commands keep a state file in the node's var directory.
-func writeDemoServices(root string, i int) error {
-	state := filepath.Join(root, "var", "web.up")
+// writeDemoServices writes the demo's sample failover service under root
+// (DIR/nI of the demo's DIR): its commands keep a state file in the var
+// directory of the node that runs them, found by the AGENT_NODENAME the
+// agent gives every command, so that the file is the same on every node
+// (nodes holding different configs of a service are reported as a
+// disagreement).
+func writeDemoServices(root string) error {
+	state := filepath.Join(filepath.Dir(root), "$AGENT_NODENAME", "var", "web.up")
 	text := fmt.Sprintf(`[service]
 nodes = *
 topology = failover
