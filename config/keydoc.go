@@ -116,7 +116,7 @@ func Reference() []SectionDoc {
 			{Key: "stop", Doc: "The stop command; required with `orchestrate = ha`.", Live: true},
 			{Key: "check_interval", Default: "10s", Doc: "Time between two checks: a positive duration.", Live: true},
 			{Key: "timeout", Default: "60s", Doc: "Bound on each check, start and stop command: a positive duration. At the timeout the command's process group gets SIGTERM, then SIGKILL 5 s later.", Live: true},
-			{Key: "env", Doc: "Variables for the check, start and stop commands, which otherwise get only `PATH`, `HOME`, `LANG` and `TZ` from the agent's environment: space-separated `KEY=VALUE` pairs, quoted like command words (`GREETING=\"hello world\"`). Names are letters, digits and `_`, not starting with a digit, each once; names starting with `AGENT_` are refused. Start scripts that relied on variables inherited from the agent must declare them here.", Live: true},
+			{Key: "env", Doc: "Variables for the check, start and stop commands, which otherwise get only `PATH`, `HOME`, `LANG` and `TZ` from the agent's environment, plus the agent's `AGENT_NODENAME` (this node), `AGENT_SVCNAME` and `AGENT_ACTION` (`check`, `start`, `stop`): space-separated `KEY=VALUE` pairs, quoted like command words (`GREETING=\"hello world\"`). Names are letters, digits and `_`, not starting with a digit, each once; names starting with `AGENT_` are refused. Start scripts that relied on variables inherited from the agent must declare them here.", Live: true},
 		}},
 	}
 }
