@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+
+	"agent/internal/atomicfile"
 )
 
 // cursor is where the engine is in the record stream: it has applied every
@@ -185,7 +187,7 @@ func (s *stateFile) writeSnapshot(list []entry, cur cursor) error {
 		err = os.Rename(tmp, s.path)
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(s.path))
+		err = atomicfile.SyncDir(filepath.Dir(s.path))
 	}
 	if err != nil {
 		f.Close()
@@ -201,13 +203,4 @@ func (s *stateFile) close() {
 		_ = s.f.Close()
 		s.f = nil
 	}
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
