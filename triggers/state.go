@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 
 	"agent/internal/atomicfile"
 )
@@ -164,9 +163,9 @@ func (s *stateFile) appendBatch(cur cursor) error {
 	return nil
 }
 
-// writeSnapshot replaces the file with list and a commit: a temporary file
-// fsynced and renamed over it, then the directory fsynced. The new file
-// stays open for the following batches.
+// writeSnapshot replaces the file with list and a commit, durably
+// (atomicfile: a temporary file fsynced and renamed over it, then the
+// directory fsynced), and opens it again for the following batches.
 func (s *stateFile) writeSnapshot(list []entry, cur cursor) error {
 	s.close()
 	var b []byte
@@ -174,24 +173,11 @@ func (s *stateFile) writeSnapshot(list []entry, cur cursor) error {
 		b = appendEntry(b, &list[i])
 	}
 	b = appendEntry(b, &entry{Op: opCommit, Epoch: cur.Epoch, Seq: cur.Seq})
-	tmp := s.path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
+	if err := atomicfile.WriteFile(s.path, b); err != nil {
 		return err
 	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if err == nil {
-		err = os.Rename(tmp, s.path)
-	}
-	if err == nil {
-		err = atomicfile.SyncDir(filepath.Dir(s.path))
-	}
+	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		f.Close()
-		_ = os.Remove(tmp)
 		return err
 	}
 	s.f, s.size, s.base, s.snap = f, int64(len(b)), int64(len(b)), false
