@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,11 @@ type Options struct {
 	Hostname string
 	// Logger receives every component's logs; default slog.Default().
 	Logger *slog.Logger
+	// AdaptiveProcs runs the agent on one processor while it is idle and
+	// on all of them when it is busy (procs.go). `agent daemon run` sets
+	// it unless GOMAXPROCS is in its environment; agents that share a
+	// process (tests, the demo) leave it off.
+	AdaptiveProcs bool
 	// StatsInterval is how often load and memory are sampled; default 10s,
 	// <0 disables sampling (tests).
 	StatsInterval time.Duration
@@ -292,6 +298,11 @@ func (a *Agent) run(ctx context.Context) error {
 				errc <- fmt.Errorf("API listener %s: %w", s.ln.Addr(), err)
 			}
 		}(s)
+	}
+	if a.opts.AdaptiveProcs {
+		a.wg.Add(1)
+		maxProcs := runtime.GOMAXPROCS(0)
+		go func() { defer a.wg.Done(); a.governProcs(ctx, maxProcs) }()
 	}
 	a.wg.Add(2)
 	go func() { defer a.wg.Done(); a.statsLoop(ctx) }()

@@ -353,7 +353,7 @@ func (b *bench) idleRow(dir string) {
 	// grace, the first stats and checks, the garbage collections after
 	// them): an idle agent is one that has settled.
 	time.Sleep(10 * time.Second)
-	rss, cpus, err := pc.idleUsage(b.idle)
+	rss, cpus, switches, err := pc.idleUsage(b.idle)
 	if err != nil {
 		b.add("idle agent, 5-node cluster", "not measured: "+err.Error(), "", nil)
 		return
@@ -365,7 +365,8 @@ func (b *bench) idleRow(dir string) {
 	}
 	cpu := cpus[len(cpus)-1]
 	b.add(fmt.Sprintf("idle CPU of a real agent, 5-node cluster, %s profile (max of 5, over %v)", b.profile, b.idle),
-		fmt.Sprintf("%.2f%% of a core (the five: %s)", cpu, strings.Join(each, ", ")), "≤ 0.5%", ptr(cpu <= 0.5))
+		fmt.Sprintf("%.2f%% of a core (the five: %s); %.0f to %.0f context switches/s", cpu, strings.Join(each, ", "), switches[0], switches[len(switches)-1]),
+		"≤ 0.5%", ptr(cpu <= 0.5))
 }
 
 func quantile(d []time.Duration, q float64) time.Duration {

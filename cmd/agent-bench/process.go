@@ -300,30 +300,56 @@ func rssKB(pid int) (int64, error) {
 // clockTicks is USER_HZ; 100 on every Linux this runs on.
 const clockTicks = 100
 
-// idleUsage measures every process's RSS (max) and CPU over d (max, as a
-// percentage of one core).
-func (pc *procCluster) idleUsage(d time.Duration) (maxRSSKB int64, cpus []float64, err error) {
+// idleUsage measures every process's RSS (max), CPU over d (as a
+// percentage of one core) and context switches per second (what an idle
+// agent's CPU is made of on a virtual machine: each wake-up of one of its
+// threads), each sorted.
+func (pc *procCluster) idleUsage(d time.Duration) (maxRSSKB int64, cpus, switches []float64, err error) {
 	t0 := time.Now()
 	start := make([]int64, len(pc.cmds))
+	cs0 := make([]int64, len(pc.cmds))
 	for i, c := range pc.cmds {
 		if start[i], err = cpuTicks(c.Process.Pid); err != nil {
-			return 0, nil, err
+			return 0, nil, nil, err
 		}
+		cs0[i] = ctxSwitches(c.Process.Pid)
 	}
 	time.Sleep(d)
 	el := time.Since(t0).Seconds()
 	for i, c := range pc.cmds {
 		end, err := cpuTicks(c.Process.Pid)
 		if err != nil {
-			return 0, nil, err
+			return 0, nil, nil, err
 		}
 		cpus = append(cpus, float64(end-start[i])/clockTicks/el*100)
+		switches = append(switches, float64(ctxSwitches(c.Process.Pid)-cs0[i])/el)
 		rss, err := rssKB(c.Process.Pid)
 		if err != nil {
-			return 0, nil, err
+			return 0, nil, nil, err
 		}
 		maxRSSKB = max(maxRSSKB, rss)
 	}
 	slices.Sort(cpus)
-	return maxRSSKB, cpus, nil
+	slices.Sort(switches)
+	return maxRSSKB, cpus, switches, nil
+}
+
+// ctxSwitches is the sum of the voluntary and involuntary context switches
+// of every thread of pid (0 when unknown).
+func ctxSwitches(pid int) int64 {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	var n int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+				x, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				n += x
+			}
+		}
+	}
+	return n
 }

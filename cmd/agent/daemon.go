@@ -66,7 +66,7 @@ watchdog (WatchdogSec) only while its heartbeat and store answer.`,
 			sig := newSignals()
 			defer sig.stop()
 			log := logger(g)
-			a, err := agent.New(agent.Options{Paths: g.paths(), Logger: log})
+			a, err := agent.New(agent.Options{Paths: g.paths(), Logger: log, AdaptiveProcs: os.Getenv("GOMAXPROCS") == ""})
 			if err != nil {
 				return failf("%v", err)
 			}
