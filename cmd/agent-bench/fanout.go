@@ -36,7 +36,9 @@ type fanoutCase struct {
 	// patches through its store; otherwise a bus and the websocket handler
 	// alone, on a loopback server.
 	listener bool
-	seconds  time.Duration
+	// floor serves the same frames without the agent (fanout_floor.go).
+	floor   bool
+	seconds time.Duration
 }
 
 func (c fanoutCase) mode() string {
@@ -61,8 +63,11 @@ func (b *bench) fanoutRow(c fanoutCase) {
 		childProfile = fmt.Sprintf("%s.child%d", b.cpuprof, c.subs)
 	}
 	where := "handler"
-	if c.listener {
+	switch {
+	case c.listener:
 		where = "a whole agent's TCP listener"
+	case c.floor:
+		where = "no agent: the floor, one goroutine writing the same frames to plain sockets"
 	}
 	metric := fmt.Sprintf("stream fan-out, %d subscribers × %d records/s, %s (%s; subscribers in another process, after %s warm-up)",
 		c.subs, c.rate, c.mode(), where, fanoutWarmup)
@@ -83,6 +88,12 @@ func (b *bench) fanoutRow(c fanoutCase) {
 		got, res.P50ms, res.P99ms, res.MaxMs, side.cores, res.ChildCores, res.WarmP99ms)
 	if c.listener {
 		result += fmt.Sprintf("; agent RSS %.0f MB (%.0f MB before the subscribers)", side.rssMB, side.rssBeforeMB)
+	}
+	if c.floor {
+		// What the machine allows the row above; no target of its own.
+		result = strings.Replace(result, "agent side", "writer", 1)
+		b.add(metric, result, "(the machine's floor for the row above)", nil)
+		return
 	}
 	b.add(metric, result, target, &ok)
 }
@@ -108,9 +119,12 @@ func measureFanout(c fanoutCase, childProfile string) (fanoutResult, agentSide, 
 	}
 	var t *fanoutTarget
 	var err error
-	if c.listener {
+	switch {
+	case c.listener:
 		t, err = listenerTarget(c.subs)
-	} else {
+	case c.floor:
+		t, err = floorTarget()
+	default:
 		t, err = handlerTarget()
 	}
 	if err != nil {

@@ -244,6 +244,9 @@ func (b *bench) run() error {
 			c := fanoutCase{subs: b.bigFan, rate: 100, listener: true, seconds: d}
 			b.logf("fan-out: %d subscribers through an agent's listener, %s", c.subs, c.mode())
 			b.fanoutRow(c)
+			c.listener, c.floor = false, true
+			b.logf("fan-out: %d subscribers, the machine's floor (no agent)", c.subs)
+			b.fanoutRow(c)
 		}
 	}
 	if b.runs("history") {
