@@ -68,7 +68,10 @@
 //     recheck token; every other node up answers it after a check that
 //     started once it saw it. When keep's answer is in, every node emits
 //     instance_duplicate {nodes, keep} once per episode, and the node that
-//     is not keep stops its instance (reason duplicate).
+//     is not keep stops its instance (reason duplicate). It keeps its
+//     answered token, marked "/stopped", until its instance runs again: a
+//     node that never saw both up (cut off, or its evaluations merged the
+//     answer and the stop) reports the duplicate from that record, once.
 //   - Flex: the eligible candidates running it are kept first, then the
 //     other eligible candidates fill up to flex_target; instances up on
 //     present ineligible nodes, or left running, count as placed. A kept instance that is

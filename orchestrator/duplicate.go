@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"agent/config"
@@ -107,6 +108,9 @@ func (o *Orchestrator) duplicates(ctx context.Context, v *view, s *config.Servic
 	}
 	o.tidyRechecked(v, s, inst)
 	ep := o.dups[s.Name]
+	if s.Topology != config.Flex {
+		o.reportStopped(v, s, ep)
+	}
 	if len(d.up) < 2 || !d.settled {
 		if ep != nil {
 			delete(o.dups, s.Name)
@@ -114,7 +118,7 @@ func (o *Orchestrator) duplicates(ctx context.Context, v *view, s *config.Servic
 				o.log.Info("duplicate resolved", logKeyService, s.Name, "up", d.up)
 			}
 		}
-		o.setRecheck(s.Name, inst, "")
+		o.endRecheck(v, s, inst)
 		st.checkOwn = false
 		return false
 	}
@@ -131,7 +135,7 @@ func (o *Orchestrator) duplicates(ctx context.Context, v *view, s *config.Servic
 				continue
 			}
 			i, _ := v.instance(n, s.Name)
-			if tok := i.Monitor.Recheck; tok != "" && inst.Monitor.Rechecked[n] != tok && st.checkFor[n] != tok {
+			if tok := i.Monitor.Recheck; tok != "" && !isKept(tok) && inst.Monitor.Rechecked[n] != tok && st.checkFor[n] != tok {
 				if st.checkFor == nil {
 					st.checkFor = map[string]string{}
 				}
@@ -142,16 +146,23 @@ func (o *Orchestrator) duplicates(ctx context.Context, v *view, s *config.Servic
 	}
 	if v.confirmed(s, d) && !ep.reported {
 		ep.reported = true
-		o.stats.duplicates.Add(1)
-		o.emit(EventInstanceDuplicate, ReasonCheck, s.Name, map[string]any{"nodes": d.up, "keep": d.keep})
-		o.log.Warn("failover service up on several nodes", logKeyService, s.Name, "nodes", d.up, "keep", d.keep)
+		for _, a := range v.answered(s) {
+			o.dupSeen[s.Name].seen[a.id] = true
+		}
+		o.reportDuplicate(s, d.up, d.keep)
 	}
 	if !mine || d.keep == self {
-		o.setRecheck(s.Name, inst, "")
+		o.endRecheck(v, s, inst)
 		st.checkOwn = false
 		return false
 	}
 	tok := inst.Monitor.Recheck
+	if isKept(tok) {
+		// A token kept from an earlier duplicate is never asked again:
+		// this one needs a fresh check and a fresh answer.
+		o.setRecheck(s.Name, inst, "")
+		tok = ""
+	}
 	if tok == "" {
 		if !st.checkOwn {
 			st.checkOwn, st.checkNow = true, true
@@ -197,7 +208,7 @@ func (o *Orchestrator) setRecheck(svc string, inst monitor.Instance, tok string)
 func (o *Orchestrator) tidyRechecked(v *view, s *config.Service, inst monitor.Instance) {
 	stale := false
 	for n, tok := range inst.Monitor.Rechecked {
-		if i, _ := v.instance(n, s.Name); i.Monitor.Recheck != tok || !v.present(n) {
+		if i, _ := v.instance(n, s.Name); tokenID(i.Monitor.Recheck) != tok || !v.present(n) {
 			stale = true
 			break
 		}
@@ -207,7 +218,7 @@ func (o *Orchestrator) tidyRechecked(v *view, s *config.Service, inst monitor.In
 	}
 	o.updateInstance(s.Name, func(i *monitor.Instance) {
 		for n, tok := range i.Monitor.Rechecked {
-			if p, _ := v.instance(n, s.Name); p.Monitor.Recheck != tok || !v.present(n) {
+			if p, _ := v.instance(n, s.Name); tokenID(p.Monitor.Recheck) != tok || !v.present(n) {
 				delete(i.Monitor.Rechecked, n)
 			}
 		}
@@ -227,7 +238,143 @@ func recheckAnswers(i *monitor.Instance, r result, avail string, now time.Time) 
 		}
 		maps.Copy(i.Monitor.Rechecked, r.answers)
 	}
-	if r.own && isUp(avail) && i.Monitor.Recheck == "" {
+	if r.own && isUp(avail) && (i.Monitor.Recheck == "" || isKept(i.Monitor.Recheck)) {
 		i.Monitor.Recheck = fmt.Sprintf("%x", now.UnixNano())
 	}
+}
+
+// keptSuffix marks a recheck token a node keeps after it stopped its
+// instance for the duplicate that token confirmed: with the answer of the
+// node that kept the service, it is the record that the duplicate was
+// real, for a node that did not see both instances up (its evaluations
+// merged the confirmation and the stop). A kept token is never answered
+// nor used to stop anything; a node up again clears it.
+const keptSuffix = "/stopped"
+
+func isKept(tok string) bool { return strings.HasSuffix(tok, keptSuffix) }
+
+// tokenID is the token as it was asked and answered.
+func tokenID(tok string) string { return strings.TrimSuffix(tok, keptSuffix) }
+
+// answer is a recheck token of node asker answered by node by.
+type answer struct {
+	asker, by, id string
+	// stopped: the asker's instance is no longer up.
+	stopped bool
+}
+
+// answered returns the recheck tokens of s answered by another present
+// node, kept tokens included.
+func (v *view) answered(s *config.Service) []answer {
+	var out []answer
+	holders := v.holders(s.Name)
+	for _, n := range holders {
+		if !v.present(n) {
+			continue
+		}
+		i, _ := v.instance(n, s.Name)
+		if i.Monitor.Recheck == "" {
+			continue
+		}
+		id := tokenID(i.Monitor.Recheck)
+		for _, k := range holders {
+			if k == n || !v.present(k) {
+				continue
+			}
+			if ki, _ := v.instance(k, s.Name); ki.Monitor.Rechecked[n] == id {
+				out = append(out, answer{asker: n, by: k, id: id, stopped: !v.running(n, s.Name)})
+				break
+			}
+		}
+	}
+	return out
+}
+
+// endRecheck clears this node's recheck token of s when it is not, or no
+// longer, asking; it keeps it, marked, when this node stopped its
+// instance after the token was answered (see keptSuffix).
+func (o *Orchestrator) endRecheck(v *view, s *config.Service, inst monitor.Instance) {
+	tok := inst.Monitor.Recheck
+	if tok == "" {
+		return
+	}
+	self := o.cfg.Nodename
+	if !v.running(self, s.Name) {
+		for _, a := range v.answered(s) {
+			if a.asker == self {
+				o.setRecheck(s.Name, inst, a.id+keptSuffix)
+				return
+			}
+		}
+	}
+	o.setRecheck(s.Name, inst, "")
+}
+
+// dupKnown is what this node knows of the answered recheck tokens of one
+// failover service. Run goroutine only.
+type dupKnown struct {
+	// seen are the token ids of duplicates reported, or known before
+	// this node took part.
+	seen map[string]bool
+	// live: this node has evaluated the service while taking part in
+	// decisions; what it finds from then on is news.
+	live bool
+}
+
+// reportStopped emits instance_duplicate for a duplicate this node learns
+// of only once it is over: an instance stopped after its recheck token was
+// answered, which this node did not report yet. What a node finds until
+// and at its first evaluation taking part (a restarted agent, a service
+// just declared) it takes as known, without a report: it was not there.
+func (o *Orchestrator) reportStopped(v *view, s *config.Service, ep *dupEpisode) {
+	k := o.dupSeen[s.Name]
+	if k == nil {
+		k = &dupKnown{seen: map[string]bool{}}
+		o.dupSeen[s.Name] = k
+	}
+	all := v.answered(s)
+	shown := make(map[string]bool, len(all))
+	for _, a := range all {
+		shown[a.id] = true
+	}
+	for id := range k.seen {
+		if !shown[id] {
+			delete(k.seen, id)
+		}
+	}
+	var fresh []answer
+	for _, a := range all {
+		if a.stopped && !k.seen[a.id] {
+			fresh = append(fresh, a)
+			k.seen[a.id] = true
+		}
+	}
+	if !k.live {
+		k.live = v.takesPart(o.cfg.Nodename)
+		return
+	}
+	if len(fresh) == 0 || (ep != nil && ep.reported) {
+		return
+	}
+	if ep != nil {
+		ep.reported = true
+	}
+	in := map[string]bool{}
+	for _, a := range fresh {
+		in[a.asker], in[a.by] = true, true
+	}
+	var nodes []string
+	for _, n := range append(v.candidates(s), v.holders(s.Name)...) {
+		if in[n] && !slices.Contains(nodes, n) {
+			nodes = append(nodes, n)
+		}
+	}
+	o.reportDuplicate(s, nodes, fresh[0].by)
+}
+
+// reportDuplicate emits instance_duplicate and counts it.
+func (o *Orchestrator) reportDuplicate(s *config.Service, nodes []string, keep string) {
+	o.stats.duplicates.Add(1)
+	o.emit(EventInstanceDuplicate, ReasonCheck, s.Name, map[string]any{"nodes": nodes, "keep": keep})
+	o.log.Warn("failover service up on several nodes", logKeyService, s.Name, "nodes", nodes, "keep", keep)
 }

@@ -192,6 +192,7 @@ type Orchestrator struct {
 	quorum    bool
 	published map[string]bool // summaries this node set
 	dups      map[string]*dupEpisode
+	dupSeen   map[string]*dupKnown
 	disagree  map[string]*disagreement
 	blocked   map[string]map[string]bool // failover_blocked emitted: service, left node
 	cmds      sync.WaitGroup
@@ -255,6 +256,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		lastUp:   map[string]string{},
 		quorum:   true,
 		dups:     map[string]*dupEpisode{},
+		dupSeen:  map[string]*dupKnown{},
 		disagree: map[string]*disagreement{},
 		blocked:  map[string]map[string]bool{},
 		contact:  newContacts(cfg),

@@ -116,6 +116,57 @@ func TestAgentCrashDuplicateResolved(t *testing.T) {
 	}
 }
 
+// TestDuplicateReportedAfterTheFact: a node that never sees both
+// instances up (here cut off from the two while the duplicate is found and
+// resolved; under load, its evaluations can merge the confirmation and the
+// stop the same way) still reports the duplicate once, from the token the
+// stopped node keeps and the answer beside it; and a restarted agent does
+// not report it again.
+func TestDuplicateReportedAfterTheFact(t *testing.T) {
+	c := failoverCluster(t, three, clusterOpts{}, "web")
+	c.crash("n1")
+	c.waitUp("web", "n1", "n2")
+	c.w.clearViolations()
+	c.cutLinks([]string{"n3"}, []string{"n1", "n2"})
+	c.restart("n1")
+	c.waitUp("web", "n1")
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		return isKept(c.instance("n2", "n2", "web").Monitor.Recheck)
+	}, "n2 did not keep its answered token after its stop: %+v", func() any { return c.instance("n2", "n2", "web").Monitor })
+	if got := len(c.node("n3").bus.find(EventInstanceDuplicate, "")); got != 0 {
+		t.Fatalf("n3 reported %d duplicates while cut off", got)
+	}
+	c.mu.Lock()
+	c.cut = map[[2]string]bool{}
+	c.mu.Unlock()
+	for _, n := range c.all() {
+		c.push(n)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		return len(c.node("n3").bus.find(EventInstanceDuplicate, "")) == 1
+	}, "n3: no instance_duplicate after the heal")
+	ev := c.node("n3").bus.find(EventInstanceDuplicate, "")[0]
+	nodes, _ := ev["nodes"].([]any)
+	if ev["keep"] != "n1" || len(nodes) != 2 || nodes[0] != "n1" || nodes[1] != "n2" {
+		t.Errorf("n3: instance_duplicate %v", ev)
+	}
+	c.waitChecks(5)
+	for _, n := range three {
+		if got := len(c.node(n).bus.find(EventInstanceDuplicate, "")); got != 1 {
+			t.Errorf("%s: %d instance_duplicate events, want 1", n, got)
+		}
+	}
+	c.crash("n3")
+	c.restart("n3")
+	c.waitChecks(5)
+	if got := len(c.node("n3").bus.find(EventInstanceDuplicate, "")); got != 0 {
+		t.Errorf("n3 after a restart: %d instance_duplicate events, want 0", got)
+	}
+	if v := c.w.violated(); len(v) > 0 {
+		t.Fatalf("violations: %v", v)
+	}
+}
+
 // TestDuplicateNotStoppedOnStaleData: after a heal, a peer's data may
 // still say up for an instance that was stopped during the split. The
 // recheck handshake asks for fresh data before stopping anything: here
