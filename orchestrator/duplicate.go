@@ -332,11 +332,15 @@ func (o *Orchestrator) reportStopped(v *view, s *config.Service, ep *dupEpisode)
 		k = &dupKnown{seen: map[string]bool{}}
 		o.dupSeen[s.Name] = k
 	}
-	all := v.answered(s)
-	shown := make(map[string]bool, len(all))
-	for _, a := range all {
-		shown[a.id] = true
+	// A token stays known while any node's data shows it, present or
+	// not: the answer may vanish and come back with its node.
+	shown := map[string]bool{}
+	for _, n := range v.holders(s.Name) {
+		if i, _ := v.instance(n, s.Name); i.Monitor.Recheck != "" {
+			shown[tokenID(i.Monitor.Recheck)] = true
+		}
 	}
+	all := v.answered(s)
 	for id := range k.seen {
 		if !shown[id] {
 			delete(k.seen, id)
