@@ -21,6 +21,7 @@ import (
 	"agent/events"
 	"agent/heartbeat"
 	"agent/history"
+	"agent/internal/ride"
 	"agent/monitor"
 	"agent/stream"
 )
@@ -96,7 +97,12 @@ type Agent struct {
 	store   *monitor.Store
 	hb      *heartbeat.Heartbeat
 	watcher *config.Watcher
-	stream  *stream.Handler
+	// bell is rung by the heartbeat on each packet memberlist sends or
+	// receives; the periodic work with no deadline of its own (the
+	// orchestrator's backstop tick, the processors governor, host stats)
+	// rides on those wake-ups (package ride).
+	bell   *ride.Bell
+	stream *stream.Handler
 
 	// cfgApplied counts the config changes configLoop applied; cfgTick
 	// wakes the Reload waiting for them (one at a time: reloadMu).
@@ -146,7 +152,7 @@ func New(opts Options) (a *Agent, err error) {
 	if opts.LeaveTimeout == 0 {
 		opts.LeaveTimeout = 2 * time.Second
 	}
-	a = &Agent{opts: opts, paths: opts.Paths, log: opts.Logger, cfgTick: make(chan struct{}, 1), ready: make(chan struct{})}
+	a = &Agent{opts: opts, paths: opts.Paths, log: opts.Logger, cfgTick: make(chan struct{}, 1), ready: make(chan struct{}), bell: ride.New()}
 	a.ext.metrics = a.newMetrics()
 	built := a
 	defer func() {
@@ -229,6 +235,7 @@ func New(opts Options) (a *Agent, err error) {
 		// cluster even when the seeds are down.
 		PeersFile: filepath.Join(a.paths.VarDir, "peers.json"),
 		Tune:      opts.TuneHeartbeat,
+		Bell:      a.bell,
 		Logger:    a.log,
 	}, a.store)
 	if err != nil {

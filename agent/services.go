@@ -23,6 +23,7 @@ func (a *Agent) newOrchestrator(snap config.Snapshot) error {
 		Prober:       prober{a},
 		Lease:        a.opts.QuorumLease,
 		Forgetter:    forgetter{a},
+		Bell:         a.bell,
 		Logger:       a.log,
 	})
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"agent/monitor"
 )
@@ -35,9 +34,12 @@ func (a *Agent) statsLoop(ctx context.Context) {
 		}
 	}
 	sample()
-	t := time.NewTicker(a.opts.StatsInterval)
+	// Stats are sampled up to a quarter of the interval early, on a
+	// wake-up the agent has anyway.
+	t := a.bell.NewTimer()
 	defer t.Stop()
 	for {
+		t.Reset(a.opts.StatsInterval, a.opts.StatsInterval/4)
 		select {
 		case <-ctx.Done():
 			return

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"agent/internal/ride"
 )
 
 // Config configures the heartbeat of one agent.
@@ -62,6 +64,10 @@ type Config struct {
 	// Refresh is how often the forget grace, unanswered full requests and
 	// the reconnect set are checked; default 1s.
 	Refresh time.Duration
+	// Bell, when set, is rung whenever memberlist sends or receives a
+	// packet: periodic work elsewhere in the process rides on those
+	// wake-ups instead of timers of its own (package ride).
+	Bell *ride.Bell
 	// Tune, when set, adjusts the memberlist config last (tests shrink the
 	// timings to milliseconds or set an in-memory transport).
 	Tune func(*memberlist.Config)

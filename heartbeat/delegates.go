@@ -17,11 +17,18 @@ var _ memberlist.Delegate = (*delegate)(nil)
 func (d *delegate) NodeMeta(limit int) []byte { return nil }
 
 func (d *delegate) NotifyMsg(buf []byte) {
+	d.cfg.Bell.Ring()
 	// memberlist reuses buf after we return; receive copies what it keeps.
 	(*Heartbeat)(d).receive(append([]byte(nil), buf...))
 }
 
-func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+// GetBroadcasts has nothing to add: deltas go to each peer directly. It
+// rings the bell: memberlist calls it on each packet it sends (a probe,
+// an ack, a gossip round), a wake-up other work may ride on.
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	d.cfg.Bell.Ring()
+	return nil
+}
 
 // LocalState carries this node's whole data in every push/pull: the
 // anti-entropy that repairs any loss nobody noticed.
@@ -89,6 +96,7 @@ func (p *pingDelegate) AckPayload() []byte {
 // held.
 func (p *pingDelegate) NotifyPingComplete(other *memberlist.Node, rtt time.Duration, payload []byte) {
 	h := (*Heartbeat)(p)
+	h.cfg.Bell.Ring()
 	if len(payload) == 0 {
 		return // a peer of an older version
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"agent/config"
+	"agent/internal/ride"
 	"agent/monitor"
 )
 
@@ -102,6 +103,10 @@ type Config struct {
 	// different leaders before it is reported (placement_change reason
 	// disagreement, and the disagreements gauge); default 2*ReadyPeriod.
 	DisagreeAfter time.Duration
+	// Bell, when set, lets the evaluation that only Tick calls for run
+	// up to a quarter of Tick early, on a wake-up the process has anyway
+	// (package ride). Evaluations with a deadline of their own run on time.
+	Bell *ride.Bell
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock for the data's times and the ready period; default
@@ -470,8 +475,9 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		}()
 	}
 
-	timer := time.NewTimer(0)
+	timer := o.cfg.Bell.NewTimer()
 	defer timer.Stop()
+	timer.Reset(0, 0)
 	for {
 		select {
 		case <-ctx.Done():
@@ -492,7 +498,11 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 			}
 		}
 		next := o.evaluate(ctx)
-		timer.Reset(next)
+		var slack time.Duration
+		if next >= o.cfg.Tick {
+			slack = next / 4 // nothing is due: the tick is a backstop
+		}
+		timer.Reset(next, slack)
 	}
 }
 
