@@ -11,6 +11,7 @@ import (
 	"agent/events"
 	"agent/heartbeat"
 	"agent/hooks"
+	"agent/internal/affinity"
 	"agent/metrics"
 	"agent/monitor"
 	"agent/orchestrator"
@@ -48,6 +49,8 @@ func (a *Agent) newMetrics() *metrics.Metrics {
 			return metrics.OrchStats{Counters: c, Gauges: g}
 		},
 		PeerDataRefused: func() uint64 { return a.store.RefusedTooLarge() },
+		Pinned:          affinity.Pinned,
+		Timers:          a.bell.Stats,
 		Triggers:        a.triggerSources(),
 	})
 }

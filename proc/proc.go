@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"agent/internal/affinity"
 )
 
 // Defaults of Command.
@@ -201,7 +203,9 @@ func Run(ctx context.Context, c Command) *Result {
 	cmd.WaitDelay = PipeWait
 
 	start := time.Now()
-	err = cmd.Start()
+	// An idle agent's threads may be pinned to one CPU: the command gets
+	// the CPUs the agent started with.
+	err = affinity.StartChild(cmd.Start)
 	if f, ok := stdin.(*os.File); ok {
 		f.Close() // the child has its copy
 	}

@@ -220,7 +220,8 @@ func TestPipesHeldByABackgroundProcess(t *testing.T) {
 }
 
 func TestImports(t *testing.T) {
-	testutil.ImportsOnly(t, "agent/proc")
+	// affinity: commands start off the idle agent's CPU pin.
+	testutil.ImportsOnly(t, "agent/proc", "agent/internal/affinity")
 }
 
 func TestLogArgs(t *testing.T) {
