@@ -244,6 +244,8 @@ func parseTune(s string) (func(*memberlist.Config), error) {
 			err = dur(func(c *memberlist.Config, d time.Duration) { c.ProbeTimeout = d })
 		case "gossip_interval":
 			err = dur(func(c *memberlist.Config, d time.Duration) { c.GossipInterval = d })
+		case "gossip_nodes":
+			err = num(func(c *memberlist.Config, i int) { c.GossipNodes = i })
 		case "suspicion_mult":
 			err = num(func(c *memberlist.Config, i int) { c.SuspicionMult = i })
 		case "suspicion_max_mult":
@@ -253,7 +255,7 @@ func parseTune(s string) (func(*memberlist.Config), error) {
 		case "indirect_checks":
 			err = num(func(c *memberlist.Config, i int) { c.IndirectChecks = i })
 		default:
-			err = fmt.Errorf("unknown key %q (probe_interval, probe_timeout, gossip_interval, suspicion_mult, suspicion_max_mult, awareness_max, indirect_checks)", k)
+			err = fmt.Errorf("unknown key %q (probe_interval, probe_timeout, gossip_interval, gossip_nodes, suspicion_mult, suspicion_max_mult, awareness_max, indirect_checks)", k)
 		}
 		if err != nil {
 			return nil, err
