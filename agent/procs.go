@@ -61,10 +61,12 @@ func procsStep(cur, max int, used float64, quiet int) (next, quietNext int) {
 
 // Pinning (package affinity): while the governor runs the agent on one
 // P, it also keeps every thread of the agent on the CPU the governor ran on
-// when it went down to one P. It gives the agent its CPUs back when it
-// gives the Ps back, and as soon as the agent's threads waited for that
-// CPU more than pinWaitMax over a window (something else keeps it busy);
-// then it does not pin again for pinBackoff windows.
+// when it pinned, provided the threads waited for a CPU less than a fifth
+// of pinWaitMax over the window before (a quiet machine). It gives the
+// agent its CPUs back when it gives the Ps back, and as soon as the
+// agent's threads waited for that CPU more than pinWaitMax over a window
+// (something else keeps it busy); then it does not pin again for
+// pinBackoff windows.
 const (
 	pinWaitMax = 50 * time.Millisecond
 	pinBackoff = 30
@@ -150,6 +152,9 @@ func (p *pinner) window(idle bool) {
 		p.release()
 		p.backoff = pinBackoff
 	case p.backoff > 0:
+	case p.cpu < 0 && (!fresh || waited > pinWaitMax/5):
+		// Pin only when the threads have been getting a CPU at once:
+		// on a busy machine the scheduler's balancing serves better.
 	default:
 		cpu := p.cpu
 		if cpu < 0 {

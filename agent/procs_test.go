@@ -77,8 +77,17 @@ func TestPinnerFollowsIdle(t *testing.T) {
 	p.runDelay = func() (int64, error) { return wait, nil }
 
 	p.window(true)
+	if affinity.Pinned() >= 0 {
+		t.Fatal("pinned before a window showed the threads getting a CPU at once")
+	}
+	wait += int64(pinWaitMax/5) + 1 // a busy machine
+	p.window(true)
+	if affinity.Pinned() >= 0 {
+		t.Fatal("pinned on a busy machine")
+	}
+	p.window(true)
 	if affinity.Pinned() < 0 {
-		t.Fatal("idle: not pinned")
+		t.Fatal("idle on a quiet machine: not pinned")
 	}
 	p.window(false)
 	if affinity.Pinned() >= 0 {
@@ -101,6 +110,6 @@ func TestPinnerFollowsIdle(t *testing.T) {
 	}
 	p.window(true)
 	if affinity.Pinned() < 0 {
-		t.Fatal("not pinned again after the backoff")
+		t.Fatal("not pinned again after the backoff, on a quiet machine")
 	}
 }
