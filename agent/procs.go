@@ -97,7 +97,7 @@ func (a *Agent) governProcs(ctx context.Context, max int) {
 			cpu := processCPU()
 			used := (cpu - lastCPU).Seconds() / now.Sub(last).Seconds()
 			last, lastCPU = now, cpu
-			t.Reset(procsEvery, procsEvery/4)
+			t.Next(procsEvery, procsEvery/4)
 			next, q := procsStep(cur, max, used, quiet)
 			quiet = q
 			if next != cur {

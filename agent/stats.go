@@ -38,13 +38,14 @@ func (a *Agent) statsLoop(ctx context.Context) {
 	// wake-up the agent has anyway.
 	t := a.bell.NewTimer()
 	defer t.Stop()
+	t.Reset(a.opts.StatsInterval, a.opts.StatsInterval/4)
 	for {
-		t.Reset(a.opts.StatsInterval, a.opts.StatsInterval/4)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			sample()
+			t.Next(a.opts.StatsInterval, a.opts.StatsInterval/4)
 		}
 	}
 }

@@ -137,6 +137,21 @@ func (t *Timer) Reset(d, slack time.Duration) {
 	t.t.Reset(d)
 }
 
+// Next arms the timer for one period after its last deadline, early by up
+// to slack: as with a time.Ticker, fires that came early do not shorten
+// the average period. A deadline already past is skipped: the next one is
+// a period from now.
+func (t *Timer) Next(period, slack time.Duration) {
+	t.mu.Lock()
+	due := t.due.Add(period)
+	t.mu.Unlock()
+	now := time.Now()
+	if !due.After(now) {
+		due = now.Add(period)
+	}
+	t.Reset(due.Sub(now), slack)
+}
+
 // Stop disarms the timer. A time already delivered stays on C.
 func (t *Timer) Stop() {
 	t.mu.Lock()

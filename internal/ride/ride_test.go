@@ -167,3 +167,30 @@ func TestChurnLeavesNoGoroutine(t *testing.T) {
 		t.Fatalf("%d goroutines after the churn, %d before", n, before)
 	}
 }
+
+// TestNextKeepsThePeriod: rings that fire a timer early do not make it
+// run more often on average.
+func TestNextKeepsThePeriod(t *testing.T) {
+	b := New()
+	tm := b.NewTimer()
+	defer tm.Stop()
+	const period, slack = 20 * time.Millisecond, 10 * time.Millisecond
+	start := time.Now()
+	tm.Reset(period, slack)
+	fires := 0
+	for fires < 10 {
+		b.Ring() // as often as a busy process would
+		select {
+		case <-tm.C:
+			fires++
+			tm.Next(period, slack)
+		default:
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// Ten fires at the earliest moment of each window would take 10×20
+	// ms less the first window's slack.
+	if el := time.Since(start); el < 10*period-slack {
+		t.Fatalf("10 fires in %v: the period shrank to the window's opening", el)
+	}
+}
