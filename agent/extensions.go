@@ -11,7 +11,6 @@ import (
 	"agent/events"
 	"agent/heartbeat"
 	"agent/hooks"
-	"agent/internal/affinity"
 	"agent/metrics"
 	"agent/monitor"
 	"agent/orchestrator"
@@ -49,7 +48,6 @@ func (a *Agent) newMetrics() *metrics.Metrics {
 			return metrics.OrchStats{Counters: c, Gauges: g}
 		},
 		PeerDataRefused: func() uint64 { return a.store.RefusedTooLarge() },
-		Pinned:          affinity.Pinned,
 		Timers:          a.bell.Stats,
 		Triggers:        a.triggerSources(),
 	})

@@ -2,13 +2,9 @@ package agent
 
 import (
 	"context"
-	"errors"
-	"log/slog"
 	"runtime"
 	"syscall"
 	"time"
-
-	"agent/internal/affinity"
 )
 
 // The procs governor runs the agent's goroutines on one processor (P)
@@ -59,29 +55,14 @@ func procsStep(cur, max int, used float64, quiet int) (next, quietNext int) {
 	return cur, quiet + 1
 }
 
-// Pinning (package affinity): while the governor runs the agent on one
-// P, it also keeps every thread of the agent on the CPU the governor ran on
-// when it pinned, provided the threads waited for a CPU less than a fifth
-// of pinWaitMax over the window before (a quiet machine). It gives the
-// agent its CPUs back when it gives the Ps back, and as soon as the
-// agent's threads waited for that CPU more than pinWaitMax over a window
-// (something else keeps it busy); then it does not pin again for
-// pinBackoff windows.
-const (
-	pinWaitMax = 50 * time.Millisecond
-	pinBackoff = 30
-)
-
 // governProcs runs the governor until ctx ends, then gives the agent its
-// max Ps back (GOMAXPROCS as the agent started) and its CPUs. It starts
-// with all of them: start-up is busy.
+// max Ps back (GOMAXPROCS as the agent started). It starts with all of
+// them: start-up is busy.
 func (a *Agent) governProcs(ctx context.Context, max int) {
 	if max <= 1 {
 		return
 	}
 	defer runtime.GOMAXPROCS(max)
-	pin := newPinner(a.log, affinity.Supported())
-	defer pin.release()
 	// A window may close up to a quarter early, on a wake-up the agent
 	// has anyway: the CPU is divided by the window's true length.
 	t := a.bell.NewTimer()
@@ -101,105 +82,11 @@ func (a *Agent) governProcs(ctx context.Context, max int) {
 			next, q := procsStep(cur, max, used, quiet)
 			quiet = q
 			if next != cur {
-				if next > 1 {
-					pin.release()
-				}
 				runtime.GOMAXPROCS(next)
 				a.log.Debug("processors", "from", cur, "to", next, "cpu", used)
 				cur = next
 			}
-			pin.window(cur == 1)
 		}
-	}
-}
-
-// pinner pins the agent's threads to one CPU while the governor says the
-// agent is idle. Governor goroutine only.
-type pinner struct {
-	log      *slog.Logger
-	ok       bool  // pinning is possible and has not failed
-	cpu      int   // the CPU pinned to, or -1
-	wait     int64 // the threads' run delay at the last window, ns
-	waitOK   bool
-	backoff  int // windows left before pinning again
-	failures int
-	// runDelay is affinity.RunDelay (tests replace it).
-	runDelay func() (int64, error)
-}
-
-func newPinner(log *slog.Logger, supported bool) *pinner {
-	return &pinner{log: log, ok: supported, cpu: -1, runDelay: affinity.RunDelay}
-}
-
-// window is called once per governor window: idle says whether the agent
-// runs on one P.
-func (p *pinner) window(idle bool) {
-	if !p.ok {
-		return
-	}
-	wait, err := p.runDelay()
-	waited := time.Duration(wait - p.wait)
-	fresh := err == nil && p.waitOK
-	p.wait, p.waitOK = wait, err == nil
-	if p.backoff > 0 {
-		p.backoff--
-	}
-	switch {
-	case !idle:
-		p.release()
-	case p.cpu >= 0 && fresh && waited > pinWaitMax:
-		p.log.Debug("CPU busy: threads unpinned", "cpu", p.cpu, "waited", waited)
-		p.release()
-		p.backoff = pinBackoff
-	case p.backoff > 0:
-	case p.cpu < 0 && (!fresh || waited > pinWaitMax/5):
-		// Pin only when the threads have been getting a CPU at once:
-		// on a busy machine the scheduler's balancing serves better.
-	default:
-		cpu := p.cpu
-		if cpu < 0 {
-			if cpu, err = affinity.Current(); err != nil {
-				p.fail(err)
-				return
-			}
-		}
-		// Pinning again each window catches the threads made since.
-		if err := affinity.Pin(cpu); err != nil {
-			p.fail(err)
-			return
-		}
-		if p.cpu < 0 {
-			p.log.Debug("threads pinned", "cpu", cpu)
-		}
-		p.cpu, p.failures = cpu, 0
-	}
-}
-
-// fail gives up pinning after three failures in a row, or at once when
-// someone else set the CPUs.
-func (p *pinner) fail(err error) {
-	p.cpu = -1
-	if errors.Is(err, affinity.ErrChanged) {
-		p.ok = false
-		p.log.Info("CPU pinning of the idle agent turned off: the CPUs were set from outside")
-		return
-	}
-	p.failures++
-	p.backoff = pinBackoff
-	if p.failures >= 3 {
-		p.ok = false
-		p.log.Info("CPU pinning of the idle agent turned off", "err", err)
-	}
-}
-
-// release gives the threads every CPU back.
-func (p *pinner) release() {
-	if p.cpu < 0 {
-		return
-	}
-	p.cpu = -1
-	if err := affinity.Unpin(); err != nil {
-		p.fail(err)
 	}
 }
 

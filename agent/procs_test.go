@@ -5,8 +5,6 @@ import (
 	"log/slog"
 	"runtime"
 	"testing"
-
-	"agent/internal/affinity"
 )
 
 func TestProcsStep(t *testing.T) {
@@ -62,54 +60,5 @@ func TestGovernProcsRestores(t *testing.T) {
 	<-done
 	if got := runtime.GOMAXPROCS(0); got != max {
 		t.Fatalf("GOMAXPROCS after the governor stopped = %d, want %d", got, max)
-	}
-}
-
-// TestPinnerFollowsIdle: the threads are pinned while the agent is idle,
-// given back when it is busy, and when they wait for their CPU.
-func TestPinnerFollowsIdle(t *testing.T) {
-	if !affinity.Supported() {
-		t.Skip("one CPU: nothing to pin")
-	}
-	p := newPinner(slog.New(slog.DiscardHandler), true)
-	defer p.release()
-	var wait int64
-	p.runDelay = func() (int64, error) { return wait, nil }
-
-	p.window(true)
-	if affinity.Pinned() >= 0 {
-		t.Fatal("pinned before a window showed the threads getting a CPU at once")
-	}
-	wait += int64(pinWaitMax/5) + 1 // a busy machine
-	p.window(true)
-	if affinity.Pinned() >= 0 {
-		t.Fatal("pinned on a busy machine")
-	}
-	p.window(true)
-	if affinity.Pinned() < 0 {
-		t.Fatal("idle on a quiet machine: not pinned")
-	}
-	p.window(false)
-	if affinity.Pinned() >= 0 {
-		t.Fatal("busy: still pinned")
-	}
-	p.window(true)
-	if affinity.Pinned() < 0 {
-		t.Fatal("idle again: not pinned")
-	}
-	wait += int64(pinWaitMax) + 1 // the threads waited for their CPU
-	p.window(true)
-	if affinity.Pinned() >= 0 {
-		t.Fatal("threads that waited for their CPU stay pinned")
-	}
-	for i := 0; i < pinBackoff-1; i++ {
-		p.window(true)
-		if affinity.Pinned() >= 0 {
-			t.Fatalf("pinned again %d windows after the wait, before the backoff", i+1)
-		}
-	}
-	p.window(true)
-	if affinity.Pinned() < 0 {
-		t.Fatal("not pinned again after the backoff, on a quiet machine")
 	}
 }

@@ -35,7 +35,7 @@ type agentCollector struct {
 	busSubscribers, busSlow, busSkipped                     *prometheus.Desc
 	journalWaiting, journalLost, ringBytes, ringRecords     *prometheus.Desc
 	peerDataRefused                                         *prometheus.Desc
-	cpuPinned, timerRides, timerDeadlines                   *prometheus.Desc
+	timerRides, timerDeadlines                              *prometheus.Desc
 	events                                                  *prometheus.Desc
 	heartbeat                                               []hbCounter
 	streamSubscribers, streamSlow, streamRefused            *prometheus.Desc
@@ -65,7 +65,6 @@ func newAgentCollector(m *Metrics) *agentCollector {
 		ringBytes:       desc("ring_bytes", "Memory held by the in-memory ring of the newest records ([journal] ring_bytes bounds it)."),
 		ringRecords:     desc("ring_records", "Records in the in-memory ring."),
 		peerDataRefused: desc("peer_data_refused_total", "Peers' data refused on receipt for being over [node] max_data."),
-		cpuPinned:       desc("cpu_pinned", "The CPU the idle agent's threads are pinned to, or -1 (agent daemon run pins while idle)."),
 		timerRides:      desc("timer_rides_total", "Periodic work (orchestrator backstop tick, processors governor, host stats) run early on a wake-up the agent had anyway."),
 		timerDeadlines:  desc("timer_deadlines_total", "Periodic work run at its deadline, on a wake-up of its own."),
 		events:          desc("events_total", "Event records published, by event id (data.id).", "id"),
@@ -119,7 +118,7 @@ func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.published, c.journalBytes, c.journalSegments, c.journalErrors,
 		c.busSubscribers, c.busSlow, c.busSkipped, c.events,
 		c.journalWaiting, c.journalLost, c.ringBytes, c.ringRecords, c.peerDataRefused,
-		c.cpuPinned, c.timerRides, c.timerDeadlines,
+		c.timerRides, c.timerDeadlines,
 		c.streamSubscribers, c.streamSlow, c.streamRefused, c.members,
 		c.hookRuns, c.hookFailures, c.hookTimeouts, c.hookSkipped, c.hookDuration,
 		c.sinkWritten, c.sinkDuplicates, c.sinkErrors, c.sinkSkipped, c.sinkDeleted,
@@ -161,9 +160,6 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if src.PeerDataRefused != nil {
 		ch <- counter(c.peerDataRefused, src.PeerDataRefused())
-	}
-	if src.Pinned != nil {
-		ch <- gauge(c.cpuPinned, float64(src.Pinned()))
 	}
 	if src.Timers != nil {
 		rides, deadlines := src.Timers()

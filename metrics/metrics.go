@@ -47,9 +47,6 @@ type Sources struct {
 	// PeerDataRefused counts peers' data refused on receipt for being
 	// over [node] max_data ((*monitor.Store).RefusedTooLarge).
 	PeerDataRefused func() uint64
-	// Pinned returns the CPU the process's threads are pinned to, or -1
-	// (affinity.Pinned).
-	Pinned func() int
 	// Timers returns how many periodic runs rode on another wake-up and
 	// how many came at their deadline ((*ride.Bell).Stats).
 	Timers func() (rides, deadlines uint64)

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"agent/internal/affinity"
 )
 
 // Defaults of Command.
@@ -203,9 +201,7 @@ func Run(ctx context.Context, c Command) *Result {
 	cmd.WaitDelay = PipeWait
 
 	start := time.Now()
-	// An idle agent's threads may be pinned to one CPU: the command gets
-	// the CPUs the agent started with.
-	err = affinity.StartChild(cmd.Start)
+	err = cmd.Start()
 	if f, ok := stdin.(*os.File); ok {
 		f.Close() // the child has its copy
 	}

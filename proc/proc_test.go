@@ -220,8 +220,7 @@ func TestPipesHeldByABackgroundProcess(t *testing.T) {
 }
 
 func TestImports(t *testing.T) {
-	// affinity: commands start off the idle agent's CPU pin.
-	testutil.ImportsOnly(t, "agent/proc", "agent/internal/affinity")
+	testutil.ImportsOnly(t, "agent/proc")
 }
 
 func TestLogArgs(t *testing.T) {
