@@ -20,12 +20,20 @@ func TestDeadlineWithoutRing(t *testing.T) {
 	b := New()
 	tm := b.NewTimer()
 	tm.Reset(5*time.Millisecond, 3*time.Millisecond)
+	firedOnce(t, b, tm, 0, 1)
+}
+
+// firedOnce checks that tm fires, that b counted the fire as wanted, and
+// that the fire disarmed the timer.
+func firedOnce(t *testing.T, b *Bell, tm *Timer, wantRides, wantDeadlines uint64) {
+	t.Helper()
 	if !received(tm.C, 5*time.Second) {
-		t.Fatal("no fire at the deadline")
+		t.Fatal("the timer did not fire")
 	}
-	if rides, deadlines := b.Stats(); rides != 0 || deadlines != 1 {
-		t.Fatalf("stats = %d rides, %d deadlines, want 0, 1", rides, deadlines)
+	if rides, deadlines := b.Stats(); rides != wantRides || deadlines != wantDeadlines {
+		t.Fatalf("stats = %d rides, %d deadlines, want %d, %d", rides, deadlines, wantRides, wantDeadlines)
 	}
+	b.Ring()
 	if received(tm.C, 20*time.Millisecond) {
 		t.Fatal("a second fire from one Reset")
 	}
@@ -47,17 +55,7 @@ func TestRingInWindowFires(t *testing.T) {
 	tm := b.NewTimer()
 	tm.Reset(time.Hour, time.Hour) // the window is open at once
 	b.Ring()
-	if !received(tm.C, 5*time.Second) {
-		t.Fatal("a ring in the window did not fire the timer")
-	}
-	if rides, deadlines := b.Stats(); rides != 1 || deadlines != 0 {
-		t.Fatalf("stats = %d rides, %d deadlines, want 1, 0", rides, deadlines)
-	}
-	// Fired means disarmed: another ring delivers nothing more.
-	b.Ring()
-	if received(tm.C, 10*time.Millisecond) {
-		t.Fatal("a second fire from one Reset")
-	}
+	firedOnce(t, b, tm, 1, 0)
 }
 
 func TestRingWaitsForTheWindow(t *testing.T) {
