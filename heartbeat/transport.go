@@ -2,41 +2,201 @@ package heartbeat
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"net"
+	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/hashicorp/go-sockaddr"
 	"github.com/hashicorp/memberlist"
 )
 
-// closingTransport is memberlist's transport with dials that end when the
-// heartbeat closes. A stream dial to a peer that does not answer (a black
-// hole) otherwise hangs for TCPTimeout, and Close would wait for every
-// send and join in flight to give up on its own.
-type closingTransport struct {
-	memberlist.NodeAwareTransport
-	ctx context.Context
-	// tcp says the inner transport dials plain TCP (memberlist's own),
-	// which this wrapper does itself with ctx; another transport is
-	// trusted to end its dials when shut down.
-	tcp bool
-	// local, when set, is the address streams are dialled from: the bind
-	// address, so that a connection comes from the heartbeat's address
-	// and not from whichever the kernel picks (on loopback, 127.0.0.1 for
-	// every 127.x destination; on a host with several addresses, the
-	// route's).
-	local *net.TCPAddr
+// udpReadBuffer is the largest UDP payload; one such buffer per transport
+// is read into, and each packet is copied out at its own size.
+const udpReadBuffer = 65536
+
+// udpSocketBuffer is the receive window asked of the kernel, halved until
+// the kernel takes it (as memberlist's own transport does).
+const udpSocketBuffer = 2 * 1024 * 1024
+
+// errFamily is a destination the socket's family cannot reach: an IPv6
+// address from an IPv4 socket.
+var errFamily = errors.New("IPv6 destination on an IPv4 heartbeat socket")
+
+// netTransport is the heartbeat's memberlist transport. Streams are plain
+// TCP, dialled from the bind address and given up when the heartbeat
+// closes. Packets differ from memberlist's own transport in two ways, both
+// for an idle agent's cost:
+//
+//   - each packet is read into one reused 64 KiB buffer and copied out at
+//     its size, where memberlist's transport allocates 64 KiB per packet
+//     (most of an idle agent's garbage);
+//   - on Linux, packets are read and written with raw system calls on the
+//     non-blocking socket (udp_linux.go). Go's ordinary system-call entry
+//     wakes the runtime's monitor thread (sysmon) out of its deep sleep,
+//     which then polls every 20 µs until the agent is idle again: several
+//     wake-ups per packet on a machine that is otherwise asleep. A
+//     non-blocking call never blocks, so it needs no such watch.
+type netTransport struct {
+	ctx    context.Context // dials give up when it ends
+	logger *log.Logger
+
+	tcp   *net.TCPListener
+	udp   *net.UDPConn
+	raw   syscall.RawConn
+	v6    bool         // the UDP socket is AF_INET6 (a wildcard bind is dual-stack)
+	local *net.TCPAddr // where streams are dialled from; nil for a wildcard bind
+
+	packets chan *memberlist.Packet
+	streams chan net.Conn
+	done    chan struct{}
+	closed  atomic.Bool
+	once    sync.Once
+	wg      sync.WaitGroup
 }
 
-var _ memberlist.NodeAwareTransport = (*closingTransport)(nil)
+var _ memberlist.NodeAwareTransport = (*netTransport)(nil)
 
-// DialAddressTimeout dials a.Addr, giving up when the heartbeat closes.
-func (t *closingTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
-	if !t.tcp {
-		return t.NodeAwareTransport.DialAddressTimeout(a, timeout)
+// listenNet binds TCP and UDP on addr:port (port 0: a free port, the same
+// for both) and starts the two listening goroutines, stopped by Shutdown.
+func listenNet(ctx context.Context, addr string, port int, logger *log.Logger) (*netTransport, error) {
+	if addr == "" {
+		addr = "0.0.0.0"
 	}
+	ip := net.ParseIP(addr)
+	if ip == nil {
+		return nil, fmt.Errorf("bind address %q is not an IP address", addr)
+	}
+	tcp, err := net.ListenTCP("tcp", &net.TCPAddr{IP: ip, Port: port})
+	if err != nil {
+		return nil, err
+	}
+	port = tcp.Addr().(*net.TCPAddr).Port
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip, Port: port})
+	if err != nil {
+		_ = tcp.Close()
+		return nil, err
+	}
+	t := &netTransport{
+		ctx: ctx, logger: logger, tcp: tcp, udp: udp,
+		packets: make(chan *memberlist.Packet),
+		streams: make(chan net.Conn),
+		done:    make(chan struct{}),
+	}
+	if err := t.setup(ip); err != nil {
+		_ = tcp.Close()
+		_ = udp.Close()
+		return nil, err
+	}
+	t.wg.Add(2)
+	go t.acceptLoop()
+	go t.readLoop()
+	return t, nil
+}
+
+// setup sizes the UDP receive window and learns the socket's family.
+func (t *netTransport) setup(ip net.IP) error {
+	var err error
+	for size := udpSocketBuffer; size > 0; size /= 2 {
+		if err = t.udp.SetReadBuffer(size); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("size the UDP receive buffer: %w", err)
+	}
+	if t.raw, err = t.udp.SyscallConn(); err != nil {
+		return err
+	}
+	var sa syscall.Sockaddr
+	var serr error
+	if err := t.raw.Control(func(fd uintptr) { sa, serr = syscall.Getsockname(int(fd)) }); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("UDP socket address: %w", serr)
+	}
+	_, t.v6 = sa.(*syscall.SockaddrInet6)
+	if !ip.IsUnspecified() {
+		t.local = &net.TCPAddr{IP: ip}
+	}
+	return nil
+}
+
+// GetAutoBindPort is the port bound, the one the kernel chose for port 0.
+func (t *netTransport) GetAutoBindPort() int { return t.tcp.Addr().(*net.TCPAddr).Port }
+
+// FinalAdvertiseAddr is ip:port when ip is given; otherwise the bound
+// address, or a private address of the host for a wildcard bind.
+func (t *netTransport) FinalAdvertiseAddr(ip string, port int) (net.IP, int, error) {
+	if ip != "" {
+		a := net.ParseIP(ip)
+		if a == nil {
+			return nil, 0, fmt.Errorf("advertise address %q is not an IP address", ip)
+		}
+		if a4 := a.To4(); a4 != nil {
+			a = a4
+		}
+		return a, port, nil
+	}
+	bound := t.tcp.Addr().(*net.TCPAddr).IP
+	if !bound.IsUnspecified() {
+		return bound, t.GetAutoBindPort(), nil
+	}
+	priv, err := sockaddr.GetPrivateIP()
+	if err != nil {
+		return nil, 0, fmt.Errorf("find a private address to advertise: %w", err)
+	}
+	a := net.ParseIP(priv)
+	if a == nil {
+		return nil, 0, errors.New("no private IP address found: set the heartbeat's advertise address")
+	}
+	return a, t.GetAutoBindPort(), nil
+}
+
+// WriteTo sends one packet to addr ("ip:port").
+func (t *netTransport) WriteTo(b []byte, addr string) (time.Time, error) {
+	return t.WriteToAddress(b, memberlist.Address{Addr: addr})
+}
+
+// WriteToAddress sends one packet to a.Addr. An address that is not a
+// literal ip:port (a host name, a zoned IPv6 address) goes through Go's
+// resolver and socket calls.
+func (t *netTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
+	if ap, err := netip.ParseAddrPort(a.Addr); err == nil && ap.Addr().Zone() == "" && len(b) > 0 {
+		err := t.sendRaw(b, ap)
+		return time.Now(), err
+	}
+	ua, err := net.ResolveUDPAddr("udp", a.Addr)
+	if err != nil {
+		return time.Time{}, err
+	}
+	_, err = t.udp.WriteTo(b, ua)
+	return time.Now(), err
+}
+
+// PacketCh delivers every packet received, each in a buffer of its own.
+func (t *netTransport) PacketCh() <-chan *memberlist.Packet { return t.packets }
+
+// StreamCh delivers every accepted stream.
+func (t *netTransport) StreamCh() <-chan net.Conn { return t.streams }
+
+// DialTimeout dials a stream to addr, giving up when the heartbeat closes.
+func (t *netTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	return t.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
+}
+
+// DialAddressTimeout dials a stream to a.Addr from the bind address (so a
+// connection comes from the heartbeat's address, not whichever the kernel
+// picks: on loopback 127.0.0.1 for every 127.x destination), giving up
+// after timeout or when the heartbeat closes.
+func (t *netTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout}
 	if t.local != nil {
 		d.LocalAddr = t.local
@@ -44,33 +204,101 @@ func (t *closingTransport) DialAddressTimeout(a memberlist.Address, timeout time
 	return d.DialContext(t.ctx, "tcp", a.Addr)
 }
 
-// DialTimeout dials addr, giving up when the heartbeat closes.
-func (t *closingTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
-	return t.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
+// Shutdown closes both sockets and waits for the listening goroutines.
+func (t *netTransport) Shutdown() error {
+	t.once.Do(func() {
+		t.closed.Store(true)
+		close(t.done)
+		_ = t.tcp.Close()
+		_ = t.udp.Close()
+	})
+	t.wg.Wait()
+	return nil
 }
 
-// installTransport sets mc.Transport to a closingTransport around the one
-// Tune chose, or around memberlist's own network transport bound as mc
-// says (retrying a dynamic port taken for UDP after TCP got it, as
-// memberlist does).
+// acceptLoop hands accepted streams to memberlist, backing off (up to a
+// second) while accepting fails, as when the process is out of descriptors.
+func (t *netTransport) acceptLoop() {
+	defer t.wg.Done()
+	var delay time.Duration
+	for {
+		c, err := t.tcp.AcceptTCP()
+		if err != nil {
+			if t.closed.Load() {
+				return
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			t.logger.Printf("[ERR] memberlist: Error accepting TCP connection: %v", err)
+			select {
+			case <-time.After(delay):
+				continue
+			case <-t.done:
+				return
+			}
+		}
+		delay = 0
+		select {
+		case t.streams <- c:
+		case <-t.done:
+			_ = c.Close()
+			return
+		}
+	}
+}
+
+// readLoop hands each UDP packet to memberlist in a buffer of its size.
+func (t *netTransport) readLoop() {
+	defer t.wg.Done()
+	buf := make([]byte, udpReadBuffer)
+	var delay time.Duration
+	for {
+		n, from, err := t.recv(buf)
+		ts := time.Now()
+		if err != nil {
+			if t.closed.Load() {
+				return
+			}
+			delay = min(max(2*delay, time.Millisecond), 100*time.Millisecond)
+			t.logger.Printf("[ERR] memberlist: Error reading UDP packet: %v", err)
+			select {
+			case <-time.After(delay):
+				continue
+			case <-t.done:
+				return
+			}
+		}
+		delay = 0
+		if n < 1 {
+			continue
+		}
+		p := &memberlist.Packet{Buf: append([]byte(nil), buf[:n]...), From: from, Timestamp: ts}
+		select {
+		case t.packets <- p:
+		case <-t.done:
+			return
+		}
+	}
+}
+
+// installTransport sets mc.Transport to the heartbeat's network transport
+// bound as mc says (retrying a dynamic port taken for UDP after TCP got
+// it), or, when Tune set one (a test's fault-injecting network), makes
+// that one node-aware.
 func installTransport(ctx context.Context, mc *memberlist.Config, logger *log.Logger) error {
 	if mc.Transport != nil {
-		nat, ok := mc.Transport.(memberlist.NodeAwareTransport)
-		if !ok {
-			nat = shim{mc.Transport}
+		if _, ok := mc.Transport.(memberlist.NodeAwareTransport); !ok {
+			mc.Transport = shim{mc.Transport}
 		}
-		mc.Transport = &closingTransport{NodeAwareTransport: nat, ctx: ctx}
 		return nil
 	}
-	nc := &memberlist.NetTransportConfig{BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: logger}
 	tries := 1
 	if mc.BindPort == 0 {
 		tries = 10
 	}
 	var err error
 	for range tries {
-		var nt *memberlist.NetTransport
-		nt, err = memberlist.NewNetTransport(nc)
+		var nt *netTransport
+		nt, err = listenNet(ctx, mc.BindAddr, mc.BindPort, logger)
 		if err == nil {
 			if mc.BindPort == 0 {
 				mc.BindPort = nt.GetAutoBindPort()
@@ -78,11 +306,7 @@ func installTransport(ctx context.Context, mc *memberlist.Config, logger *log.Lo
 					mc.AdvertisePort = mc.BindPort
 				}
 			}
-			ct := &closingTransport{NodeAwareTransport: nt, ctx: ctx, tcp: true}
-			if ip := net.ParseIP(mc.BindAddr); ip != nil && !ip.IsUnspecified() {
-				ct.local = &net.TCPAddr{IP: ip}
-			}
-			mc.Transport = ct
+			mc.Transport = nt
 			return nil
 		}
 		if !strings.Contains(err.Error(), "address already in use") {
