@@ -3,10 +3,12 @@ package orchestrator
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
 	"agent/config"
+	"agent/internal/ride"
 	"agent/internal/testutil"
 	"agent/monitor"
 )
@@ -376,5 +378,48 @@ func TestOrderOverMaxDataRefused(t *testing.T) {
 	}
 	if _, after, _ := st.Local(); string(after) != string(before) {
 		t.Errorf("the refused order changed the data:\n%s\n%s", before, after)
+	}
+}
+
+// TestBackstopRidesTheBell: with nothing due, the backstop evaluation runs
+// on the bell's rings (the packets the heartbeat handles anyway) inside
+// the last quarter of Tick, and on its own deadline when nothing rings.
+func TestBackstopRidesTheBell(t *testing.T) {
+	st, err := monitor.New(monitor.Config{Name: "n1", ClusterName: "test", Publish: (&bus{}).publish, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bell := ride.New()
+	o, err := New(Config{Store: st, Runner: &fakeRunner{w: newWorld(), node: "n1"}, Logger: quietLogger(),
+		Tick: 100 * time.Millisecond, Bell: bell})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = o.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	// No rings: the backstop keeps its deadline.
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		_, deadlines := bell.Stats()
+		return deadlines >= 3
+	}, "no backstop evaluation on its deadline")
+	rides0, deadlines0 := bell.Stats()
+	if rides0 != 0 {
+		t.Fatalf("%d rides with no ring", rides0)
+	}
+
+	// Rings every few ms: evaluations ride them.
+	stop := sync.OnceFunc(testutil.Repeat(1000, func() { bell.Ring(); time.Sleep(2 * time.Millisecond) }))
+	defer stop()
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		rides, _ := bell.Stats()
+		return rides >= 5
+	}, "no backstop evaluation rode the bell")
+	stop()
+	rides, deadlines := bell.Stats()
+	if deadlines-deadlines0 >= rides-rides0 {
+		t.Fatalf("with rings every 2 ms: %d rides, %d deadlines; want mostly rides", rides-rides0, deadlines-deadlines0)
 	}
 }
