@@ -7,6 +7,7 @@ import (
 	"log"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -170,8 +171,10 @@ func (t *netTransport) WriteTo(b []byte, addr string) (time.Time, error) {
 // resolver and socket calls.
 func (t *netTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
 	if ap, err := netip.ParseAddrPort(a.Addr); err == nil && ap.Addr().Zone() == "" && len(b) > 0 {
-		err := t.sendRaw(b, ap)
-		return time.Now(), err
+		if err := t.sendRaw(b, ap); err != nil {
+			return time.Now(), t.opError("write", net.UDPAddrFromAddrPort(ap), "sendto", err)
+		}
+		return time.Now(), nil
 	}
 	ua, err := net.ResolveUDPAddr("udp", a.Addr)
 	if err != nil {
@@ -179,6 +182,22 @@ func (t *netTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time
 	}
 	_, err = t.udp.WriteTo(b, ua)
 	return time.Now(), err
+}
+
+// opError is err as Go's own socket calls return it: a *net.OpError (a
+// bare error, not wrapped: memberlist checks the type itself to tell a
+// send that failed, such as one refused by a firewall rule, from a local
+// fault, and only the first lets a probe go on to suspicion).
+func (t *netTransport) opError(op string, addr net.Addr, call string, err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		err = oe.Err
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		err = os.NewSyscallError(call, errno)
+	}
+	return &net.OpError{Op: op, Net: "udp", Source: t.udp.LocalAddr(), Addr: addr, Err: err}
 }
 
 // PacketCh delivers every packet received, each in a buffer of its own.
@@ -258,6 +277,7 @@ func (t *netTransport) readLoop() {
 			if t.closed.Load() {
 				return
 			}
+			err = t.opError("read", nil, "recvfrom", err)
 			delay = min(max(2*delay, time.Millisecond), 100*time.Millisecond)
 			t.logger.Printf("[ERR] memberlist: Error reading UDP packet: %v", err)
 			select {

@@ -7,6 +7,7 @@ import (
 	"log"
 	"net"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -176,5 +177,29 @@ func TestTransportBindErrors(t *testing.T) {
 	a := newTransport(t, "127.0.0.1")
 	if _, err := listenNet(context.Background(), "127.0.0.1", a.GetAutoBindPort(), nil); err == nil {
 		t.Fatal("second bind of a port in use succeeded")
+	}
+}
+
+// TestTransportSendErrors: a send that fails returns a *net.OpError with
+// Op "write" and Net "udp", as Go's own socket calls do: memberlist goes
+// on from a failed ping to suspicion only for that type (a peer cut off
+// by a firewall rule that refuses the send with EPERM must still be
+// declared dead).
+func TestTransportSendErrors(t *testing.T) {
+	a := newTransport(t, "127.0.0.1")
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		addr string
+		want error
+	}{
+		{"too large for one datagram", make([]byte, 70000), addrOf(a, "127.0.0.1"), syscall.EMSGSIZE},
+		{"IPv6 from an IPv4 socket", []byte("x"), "[::1]:9", errFamily},
+	} {
+		_, err := a.WriteTo(tc.b, tc.addr)
+		oe, ok := err.(*net.OpError)
+		if !ok || oe.Op != "write" || oe.Net != "udp" || !errors.Is(err, tc.want) {
+			t.Errorf("%s: err = %#v (%v), want a *net.OpError write/udp wrapping %v", tc.name, err, err, tc.want)
+		}
 	}
 }
