@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/netip"
@@ -69,6 +70,9 @@ var _ memberlist.NodeAwareTransport = (*netTransport)(nil)
 func listenNet(ctx context.Context, addr string, port int, logger *log.Logger) (*netTransport, error) {
 	if addr == "" {
 		addr = "0.0.0.0"
+	}
+	if logger == nil {
+		logger = log.New(io.Discard, "", 0)
 	}
 	ip := net.ParseIP(addr)
 	if ip == nil {
@@ -246,14 +250,10 @@ func (t *netTransport) acceptLoop() {
 			if t.closed.Load() {
 				return
 			}
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			t.logger.Printf("[ERR] memberlist: Error accepting TCP connection: %v", err)
-			select {
-			case <-time.After(delay):
-				continue
-			case <-t.done:
+			if !t.backoff(&delay, 5*time.Millisecond, time.Second, "[ERR] memberlist: Error accepting TCP connection: %v", err) {
 				return
 			}
+			continue
 		}
 		delay = 0
 		select {
@@ -262,6 +262,20 @@ func (t *netTransport) acceptLoop() {
 			_ = c.Close()
 			return
 		}
+	}
+}
+
+// backoff logs err and waits *delay, doubled from lo up to hi since the
+// last success, so that a listening loop whose socket keeps failing does
+// not spin. It reports false when the transport shut down meanwhile.
+func (t *netTransport) backoff(delay *time.Duration, lo, hi time.Duration, format string, err error) bool {
+	*delay = min(max(2**delay, lo), hi)
+	t.logger.Printf(format, err)
+	select {
+	case <-time.After(*delay):
+		return true
+	case <-t.done:
+		return false
 	}
 }
 
@@ -278,14 +292,10 @@ func (t *netTransport) readLoop() {
 				return
 			}
 			err = t.opError("read", nil, "recvfrom", err)
-			delay = min(max(2*delay, time.Millisecond), 100*time.Millisecond)
-			t.logger.Printf("[ERR] memberlist: Error reading UDP packet: %v", err)
-			select {
-			case <-time.After(delay):
-				continue
-			case <-t.done:
+			if !t.backoff(&delay, time.Millisecond, 100*time.Millisecond, "[ERR] memberlist: Error reading UDP packet: %v", err) {
 				return
 			}
+			continue
 		}
 		delay = 0
 		if n < 1 {
