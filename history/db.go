@@ -14,7 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
-	_ "modernc.org/sqlite"             // the "sqlite" database/sql driver
+	"modernc.org/sqlite"               // the "sqlite" database/sql driver
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"agent/config"
 )
@@ -162,7 +163,7 @@ func openSQLite(path string, readOnly bool) (*sql.DB, error) {
 	if !readOnly {
 		// One writer connection: SQLite has one writer at a time anyway.
 		db.SetMaxOpenConns(1)
-		if err := db.Ping(); err != nil {
+		if err := pingSQLite(db); err != nil {
 			db.Close()
 			return nil, err
 		}
@@ -170,6 +171,28 @@ func openSQLite(path string, readOnly bool) (*sql.DB, error) {
 		_ = os.Chmod(abs, 0o600)
 	}
 	return db, nil
+}
+
+// pingSQLite opens the first connection, which sets WAL mode. Connections
+// opening a new database file at the same moment can get "database is
+// locked" at once there, without SQLite's busy timeout being applied: it
+// is retried for about as long as that timeout.
+func pingSQLite(db *sql.DB) error {
+	var err error
+	for try := 0; try < 20; try++ {
+		if err = db.Ping(); err == nil || !sqliteBusy(err) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return err
+}
+
+// sqliteBusy reports whether err is SQLite's SQLITE_BUSY (5), also in its
+// extended forms (the low byte is the primary code).
+func sqliteBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 func openPostgres(dsn string, readOnly bool) (*sql.DB, error) {
