@@ -11,7 +11,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -58,7 +57,6 @@ type netTransport struct {
 	packets chan *memberlist.Packet
 	streams chan net.Conn
 	done    chan struct{}
-	closed  atomic.Bool
 	once    sync.Once
 	wg      sync.WaitGroup
 }
@@ -230,7 +228,6 @@ func (t *netTransport) DialAddressTimeout(a memberlist.Address, timeout time.Dur
 // Shutdown closes both sockets and waits for the listening goroutines.
 func (t *netTransport) Shutdown() error {
 	t.once.Do(func() {
-		t.closed.Store(true)
 		close(t.done)
 		_ = t.tcp.Close()
 		_ = t.udp.Close()
@@ -247,7 +244,7 @@ func (t *netTransport) acceptLoop() {
 	for {
 		c, err := t.tcp.AcceptTCP()
 		if err != nil {
-			if t.closed.Load() {
+			if t.isShut() {
 				return
 			}
 			if !t.backoff(&delay, 5*time.Millisecond, time.Second, "[ERR] memberlist: Error accepting TCP connection: %v", err) {
@@ -262,6 +259,17 @@ func (t *netTransport) acceptLoop() {
 			_ = c.Close()
 			return
 		}
+	}
+}
+
+// isShut reports whether Shutdown began: a listening loop's error is then
+// its socket being closed.
+func (t *netTransport) isShut() bool {
+	select {
+	case <-t.done:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -288,7 +296,7 @@ func (t *netTransport) readLoop() {
 		n, from, err := t.recv(buf)
 		ts := time.Now()
 		if err != nil {
-			if t.closed.Load() {
+			if t.isShut() {
 				return
 			}
 			err = t.opError("read", nil, "recvfrom", err)
