@@ -39,6 +39,10 @@ type Stats struct {
 	// node because the owner did not answer; RelaysSent, the copies of
 	// another node's data this node sent on such a request.
 	RelayRequests, RelaysSent uint64
+	// CrashesFound counts peers marked dead by the crash watch (their
+	// watch stream closed and their port refused a connection), before
+	// memberlist's failure detector declared them dead.
+	CrashesFound uint64
 }
 
 type counters struct {
@@ -49,6 +53,7 @@ type counters struct {
 	digestsSent, digestsReceived, divergences              atomic.Uint64
 	relayRequests, relaysSent                              atomic.Uint64
 	queueOverflows, queueSuperseded                        atomic.Uint64
+	crashesFound                                           atomic.Uint64
 }
 
 // Heartbeat runs memberlist for one agent and exchanges monitor data.
@@ -103,6 +108,13 @@ type Heartbeat struct {
 	awaiting map[string]time.Time
 
 	// Owned by the main loop.
+	watches     map[string]*watch    // crash watches of the successors (watch.go)
+	crashed     map[string]string    // peers marked dead here while memberlist holds them alive: their address
+	checking    map[string]bool      // peers with a crash check in flight
+	farewell    map[string]time.Time // peers whose watch stream said goodbye: when
+	watchRedial bool                 // a watch broke: dial again at the next refresh
+	nt          *netTransport        // the transport when it is the heartbeat's own (it holds watch streams); nil for a test's
+
 	lastSent     []byte // local data as last sent
 	lastGen      uint64
 	lastSendT    time.Time
@@ -134,6 +146,10 @@ const (
 	taskDigest
 	taskCandidate
 	taskAttempt
+	taskWatchEnd
+	taskCrashReport
+	taskCrashChecked
+	taskCrashBack
 )
 
 type task struct {
@@ -149,6 +165,8 @@ type task struct {
 	digest monitor.Digest
 	full   *fullMsg
 	ok     bool
+	watch  *watch // taskWatchEnd: the watch that ended
+	bye    bool   // taskWatchEnd: the peer said goodbye
 }
 
 // New creates the memberlist (binding its ports) and wires it to the store.
@@ -203,6 +221,10 @@ func New(cfg Config, store *monitor.Store) (*Heartbeat, error) {
 		leaving:  map[string]time.Time{},
 		queues:   map[string]*peerQueue{},
 		checks:   map[string]*check{},
+		watches:  map[string]*watch{},
+		crashed:  map[string]string{},
+		checking: map[string]bool{},
+		farewell: map[string]time.Time{},
 		stop:     make(chan struct{}),
 	}
 	h.closing, h.shutdown = context.WithCancel(context.Background())
@@ -222,6 +244,7 @@ func New(cfg Config, store *monitor.Store) (*Heartbeat, error) {
 	}
 	h.udpLimit = mc.UDPBufferSize - 120 - len(mc.Label)
 	h.dial, h.dialTimeout = mc.Transport.DialTimeout, min(mc.TCPTimeout, 2*time.Second)
+	h.nt, _ = mc.Transport.(*netTransport)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		_ = mc.Transport.Shutdown()
@@ -265,6 +288,7 @@ func (h *Heartbeat) Stats() Stats {
 		Divergences: c.divergences.Load(), QueueOverflows: c.queueOverflows.Load(),
 		Superseded:    c.queueSuperseded.Load(),
 		RelayRequests: c.relayRequests.Load(), RelaysSent: c.relaysSent.Load(),
+		CrashesFound: c.crashesFound.Load(),
 	}
 }
 
@@ -303,6 +327,7 @@ func (h *Heartbeat) Close() error {
 	h.stopOnce.Do(func() { close(h.stop) })
 	h.work.close()
 	h.wg.Wait()
+	h.stopWatches()
 	h.mu.Lock()
 	h.closed = true
 	for name, q := range h.queues {
@@ -315,6 +340,17 @@ func (h *Heartbeat) Close() error {
 	h.sendWG.Wait()
 	h.saveKnown(true)
 	return err
+}
+
+// Abort closes the heartbeat's sockets at once, without a goodbye on the
+// watch streams peers hold, as the kernel does when the process dies, and
+// then stops the rest as Close does: what peers see of a SIGKILL. For
+// fault injection in tests and benchmarks.
+func (h *Heartbeat) Abort() error {
+	if h.nt != nil {
+		h.nt.abort()
+	}
+	return h.Close()
 }
 
 func (h *Heartbeat) mainLoop(ctx context.Context) {
@@ -387,7 +423,7 @@ const idleRefresh = time.Minute
 func (h *Heartbeat) watching() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if len(h.gone) > 0 || len(h.pending) > 0 || len(h.awaiting) > 0 || (h.known.dirty && h.cfg.PeersFile != "") {
+	if h.watchRedial || len(h.gone) > 0 || len(h.pending) > 0 || len(h.awaiting) > 0 || (h.known.dirty && h.cfg.PeersFile != "") {
 		return true
 	}
 	for name := range h.known.peers {
@@ -455,6 +491,14 @@ func (h *Heartbeat) handle(t task) {
 		h.divergence(t.full.Node, "", t.digest, t.full)
 	case taskAttempt:
 		h.attempted(t.name, t.ok)
+	case taskWatchEnd:
+		h.watchEnded(t)
+	case taskCrashReport:
+		h.crashReported(t.name, t.why)
+	case taskCrashChecked:
+		h.crashChecked(t)
+	case taskCrashBack:
+		h.crashBack(t)
 	case taskPing:
 		close(t.done)
 	}

@@ -96,6 +96,8 @@ func (h *Heartbeat) member(n memberlist.Node, state string) {
 	h.mu.Lock()
 	switch state {
 	case monitor.StateAlive, monitor.StateSuspect:
+		delete(h.crashed, n.Name)
+		delete(h.farewell, n.Name)
 		nn := n
 		h.peers[n.Name] = &nn
 		if _, ok := h.awaiting[n.Name]; !ok {
@@ -134,6 +136,7 @@ func (h *Heartbeat) member(n memberlist.Node, state string) {
 	if state == monitor.StateAlive {
 		h.sendFull(n.Name, "")
 	}
+	h.rewatch()
 }
 
 // refresh forgets the data of peers gone longer than ForgetAfter (their
@@ -188,6 +191,8 @@ func (h *Heartbeat) refresh() {
 		h.store.Forget(name, "grace_expired")
 	}
 	h.reconnect(now)
+	h.recheckCrashed()
+	h.rewatch()
 	for name, p := range retry {
 		h.requestFull(name, p.why, p.via)
 	}

@@ -17,6 +17,7 @@ const (
 	msgState   byte = 's'
 	msgLeave   byte = 'l'
 	msgDigest  byte = 'g'
+	msgCrash   byte = 'x'
 )
 
 // leaveMsg announces a graceful leave just before memberlist's own, so
@@ -125,6 +126,9 @@ func decodeMessage(buf []byte) (kind byte, v any, err error) {
 	case msgDigest:
 		m := &digestMsg{}
 		v, missing = m, func() bool { return m.Node == "" }
+	case msgCrash:
+		m := &crashMsg{}
+		v, missing = m, func() bool { return m.Node == "" || m.Addr == "" }
 	default:
 		return kind, nil, fmt.Errorf("%w: unknown type %q", errBadMessage, kind)
 	}

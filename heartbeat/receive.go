@@ -50,6 +50,8 @@ func (h *Heartbeat) receive(buf []byte) {
 		h.work.push(task{kind: taskOrder, order: *m})
 	case *digestMsg:
 		h.digest(m)
+	case *crashMsg:
+		h.work.push(task{kind: taskCrashReport, name: m.Node, why: m.Addr})
 	}
 }
 

@@ -59,6 +59,13 @@ type netTransport struct {
 	done    chan struct{}
 	once    sync.Once
 	wg      sync.WaitGroup
+
+	// held are the watch streams peers keep open to this node (watch.go),
+	// told goodbye by Shutdown; sorting, the streams whose first byte is
+	// awaited, closed by Shutdown.
+	mu      sync.Mutex
+	held    map[net.Conn]struct{}
+	sorting map[net.Conn]struct{}
 }
 
 var _ memberlist.NodeAwareTransport = (*netTransport)(nil)
@@ -91,6 +98,8 @@ func listenNet(ctx context.Context, addr string, port int, logger *log.Logger) (
 		packets: make(chan *memberlist.Packet),
 		streams: make(chan net.Conn),
 		done:    make(chan struct{}),
+		held:    map[net.Conn]struct{}{},
+		sorting: map[net.Conn]struct{}{},
 	}
 	if err := t.setup(ip); err != nil {
 		_ = tcp.Close()
@@ -225,19 +234,49 @@ func (t *netTransport) DialAddressTimeout(a memberlist.Address, timeout time.Dur
 	return d.DialContext(t.ctx, "tcp", a.Addr)
 }
 
-// Shutdown closes both sockets and waits for the listening goroutines.
+// Shutdown says goodbye on the watch streams held, closes both sockets
+// and waits for the listening goroutines.
 func (t *netTransport) Shutdown() error {
 	t.once.Do(func() {
 		close(t.done)
 		_ = t.tcp.Close()
 		_ = t.udp.Close()
+		t.mu.Lock()
+		for c := range t.held {
+			_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			_, _ = c.Write([]byte{watchBye})
+			_ = c.Close()
+		}
+		for c := range t.sorting {
+			_ = c.Close()
+		}
+		t.mu.Unlock()
 	})
 	t.wg.Wait()
 	return nil
 }
 
-// acceptLoop hands accepted streams to memberlist, backing off (up to a
-// second) while accepting fails, as when the process is out of descriptors.
+// abort closes the sockets and the watch streams held without a goodbye,
+// as the kernel does when the process dies; Shutdown then only waits.
+func (t *netTransport) abort() {
+	t.once.Do(func() {
+		close(t.done)
+		_ = t.tcp.Close()
+		_ = t.udp.Close()
+		t.mu.Lock()
+		for c := range t.held {
+			_ = c.Close()
+		}
+		for c := range t.sorting {
+			_ = c.Close()
+		}
+		t.mu.Unlock()
+	})
+}
+
+// acceptLoop hands each accepted stream to a goroutine that sorts it
+// (sortStream), backing off (up to a second) while accepting fails, as
+// when the process is out of descriptors.
 func (t *netTransport) acceptLoop() {
 	defer t.wg.Done()
 	var delay time.Duration
@@ -253,13 +292,95 @@ func (t *netTransport) acceptLoop() {
 			continue
 		}
 		delay = 0
-		select {
-		case t.streams <- c:
-		case <-t.done:
-			_ = c.Close()
-			return
+		t.wg.Add(1)
+		go t.sortStream(c)
+	}
+}
+
+// firstByteTimeout bounds the wait for a stream's first byte, as
+// memberlist's TCPTimeout bounds a whole stream's.
+const firstByteTimeout = 10 * time.Second
+
+// sortStream reads the first byte of an accepted stream: a peer's watch
+// stream is held (hold), anything else goes to memberlist with that byte
+// given back. Every stream opens with its dialler's write (memberlist's
+// own never wait for the listener to speak first).
+func (t *netTransport) sortStream(c *net.TCPConn) {
+	defer t.wg.Done()
+	t.mu.Lock()
+	if t.isShut() {
+		t.mu.Unlock()
+		_ = c.Close()
+		return
+	}
+	t.sorting[c] = struct{}{}
+	t.mu.Unlock()
+	_ = c.SetReadDeadline(time.Now().Add(firstByteTimeout))
+	var b [1]byte
+	_, err := io.ReadFull(c, b[:])
+	t.mu.Lock()
+	delete(t.sorting, c)
+	t.mu.Unlock()
+	if err != nil {
+		_ = c.Close()
+		return
+	}
+	if b[0] == watchHello {
+		t.hold(c)
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	select {
+	case t.streams <- &sniffedConn{Conn: c, first: b[0]}:
+	case <-t.done:
+		_ = c.Close()
+	}
+}
+
+// hold keeps a peer's watch stream open until the peer closes it or this
+// transport shuts down (which writes watchBye first). The peer learns
+// that this agent is gone when the stream ends without a goodbye: the
+// kernel closes it when the process dies, however it dies. At most
+// watchHeldMax are held; more are closed at once.
+func (t *netTransport) hold(c *net.TCPConn) {
+	t.mu.Lock()
+	if len(t.held) >= watchHeldMax || t.isShut() {
+		t.mu.Unlock()
+		_ = c.Close()
+		return
+	}
+	t.held[c] = struct{}{}
+	t.mu.Unlock()
+	_ = c.SetReadDeadline(time.Time{})
+	var buf [64]byte
+	for {
+		// The watcher sends nothing after its hello; whatever comes is
+		// read and ignored.
+		if _, err := c.Read(buf[:]); err != nil {
+			break
 		}
 	}
+	t.mu.Lock()
+	delete(t.held, c)
+	t.mu.Unlock()
+	_ = c.Close()
+}
+
+// sniffedConn is an accepted stream whose first byte was read to sort it:
+// that byte comes first again.
+type sniffedConn struct {
+	net.Conn
+	first byte
+	given bool
+}
+
+func (c *sniffedConn) Read(p []byte) (int, error) {
+	if !c.given && len(p) > 0 {
+		c.given = true
+		p[0] = c.first
+		return 1, nil
+	}
+	return c.Conn.Read(p)
 }
 
 // isShut reports whether Shutdown began: a listening loop's error is then

@@ -121,8 +121,9 @@ func TestTransportV6(t *testing.T) {
 }
 
 // TestTransportStreams: a stream is dialled from the bind address (on
-// loopback the kernel would pick 127.0.0.1) and accepted on StreamCh; a
-// dial in flight gives up when the transport's context ends.
+// loopback the kernel would pick 127.0.0.1) and accepted on StreamCh once
+// it sent a byte; a dial in flight gives up when the transport's context
+// ends.
 func TestTransportStreams(t *testing.T) {
 	a, b := newTransport(t, "127.0.0.4"), newTransport(t, "127.0.0.5")
 	c, err := a.DialTimeout(addrOf(b, "127.0.0.5"), 5*time.Second)
@@ -130,6 +131,10 @@ func TestTransportStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	// A stream goes to memberlist once its first byte came (sortStream).
+	if _, err := c.Write([]byte{0}); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case s := <-b.StreamCh():
 		defer s.Close()

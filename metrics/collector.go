@@ -88,6 +88,7 @@ func newAgentCollector(m *Metrics) *agentCollector {
 			hb("divergences", "Copies of a peer's data found behind or different by a digest or a push/pull, past the grace for a delta in flight.", func(s *heartbeat.Stats) uint64 { return s.Divergences }),
 			hb("relay_requests", "Requests for a node's data sent to a third node because the owner did not answer (a bridge partition).", func(s *heartbeat.Stats) uint64 { return s.RelayRequests }),
 			hb("relays_sent", "Copies of another node's data sent to a peer that could not reach it.", func(s *heartbeat.Stats) uint64 { return s.RelaysSent }),
+			hb("crashes_found", "Peers found down by the crash watch: their agent's stream closed and its port refused a connection.", func(s *heartbeat.Stats) uint64 { return s.CrashesFound }),
 			hb("queue_overflows", "Peer send queues that reached their bound (their deltas were replaced by one full copy).", func(s *heartbeat.Stats) uint64 { return s.QueueOverflows }),
 		},
 		streamSubscribers: desc("stream_subscribers", "Open websocket streams on GET /v1/events."),

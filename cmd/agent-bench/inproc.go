@@ -98,13 +98,26 @@ func startNode(cluster, name string, seeds []string, o nodeOpts, port int) (*hbN
 	return n, nil
 }
 
-// kill stops a node without leaving, as SIGKILL would.
-func (n *hbNode) kill() {
+// kill stops a node without leaving, as SIGKILL would: its sockets close
+// at once, without a goodbye.
+func (n *hbNode) kill() { n.stop(true) }
+
+// silence stops a node without leaving and without a trace peers can
+// take as a crash: what a host that lost power or a cut cable looks like
+// to them (the crash watch gets a goodbye and leaves the node to
+// memberlist's failure detector).
+func (n *hbNode) silence() { n.stop(false) }
+
+func (n *hbNode) stop(crash bool) {
 	if n.closed {
 		return
 	}
 	n.closed = true
-	_ = n.hb.Close()
+	if crash {
+		_ = n.hb.Abort()
+	} else {
+		_ = n.hb.Close()
+	}
 	n.cancel()
 	<-n.done
 }
