@@ -145,44 +145,65 @@ func (h *Heartbeat) rewatch() {
 	}
 }
 
+// watchQuickEnds bounds the streams in a row that end within a second
+// without a goodbye while the port still accepts: a peer that does not
+// hold watch streams (another build) is then left to memberlist.
+const watchQuickEnds = 3
+
 // watchOver dials w's peer, holds the stream until it ends, and says
-// whether the peer's agent is gone (the port refused the watch stream, or
-// the stream ended without a goodbye and the port refuses connections),
-// or said goodbye. A peer listens from before it joins, so a refusal
-// means its agent is gone (or not back yet).
+// whether the peer's agent is gone (its port refuses connections: a peer
+// listens from before it joins, so a refusal means its agent is gone, or
+// not back yet) or said goodbye. A stream that ends without a goodbye is
+// dialled again at once: refused, the agent is gone; accepted, it is
+// watched again. The kernel closes a dead process's streams before its
+// listening socket, and a connection made in between is accepted by the
+// kernel and then reset, so one accepted dial proves nothing.
 func (h *Heartbeat) watchOver(w *watch) (crashed, bye bool) {
-	c, err := h.dial(w.addr, h.dialTimeout)
-	if err != nil {
-		return errors.Is(err, syscall.ECONNREFUSED), false
+	for quick := 0; quick < watchQuickEnds; {
+		c, err := h.dial(w.addr, h.dialTimeout)
+		if err != nil {
+			return errors.Is(err, syscall.ECONNREFUSED), false
+		}
+		start := time.Now()
+		bye, stopped := h.holdWatch(w, c)
+		if stopped || bye {
+			return false, bye
+		}
+		if time.Since(start) < time.Second {
+			quick++
+		} else {
+			quick = 0
+		}
 	}
+	return false, false
+}
+
+// holdWatch sends the hello on c and reads until the stream ends or w is
+// stopped; it says whether the peer said goodbye.
+func (h *Heartbeat) holdWatch(w *watch, c net.Conn) (bye, stopped bool) {
 	w.mu.Lock()
 	if w.stopped {
 		w.mu.Unlock()
 		_ = c.Close()
-		return false, false
+		return false, true
 	}
 	w.conn = c
 	w.mu.Unlock()
-	if _, err := c.Write([]byte{watchHello}); err != nil {
-		_ = c.Close()
-		return false, false
-	}
-	var buf [16]byte
-	for !bye {
-		n, err := c.Read(buf[:])
-		bye = n > 0 && buf[n-1] == watchBye
-		if err != nil {
-			break
+	if _, err := c.Write([]byte{watchHello}); err == nil {
+		var buf [16]byte
+		for !bye {
+			n, err := c.Read(buf[:])
+			bye = n > 0 && buf[n-1] == watchBye
+			if err != nil {
+				break
+			}
 		}
 	}
 	_ = c.Close()
 	w.mu.Lock()
-	stopped := w.stopped
+	stopped = w.stopped
 	w.mu.Unlock()
-	if stopped || bye {
-		return false, bye
-	}
-	return h.refused(w.addr), false
+	return bye, stopped
 }
 
 // refused says whether a connection to addr is refused: no process

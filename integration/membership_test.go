@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -107,5 +108,39 @@ func testBlackholedPeer(t *testing.T) {
 	}
 	c.node(1).waitFor("cluster.nodes.n5.state=alive", time.Second)
 	ns.heal()
+	c.waitConverged()
+}
+
+// TestCrashWatch: a SIGKILLed agent is seen dead by every survivor through
+// the crash watch, and a SIGSTOPped one is not. The cluster runs the wan
+// profile, whose failure detector needs over 30 s (5 s probes, 30 s
+// suspicion): a death seen sooner was found by the watch.
+func TestCrashWatch(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, clusterOpts{Nodes: 4, Profile: "wan"})
+	n1, n2, n3, n4 := c.node(1), c.node(2), c.node(3), c.node(4)
+	c.waitConverged()
+
+	// Paused: its streams and its port stay open, nothing is a crash.
+	n4.signal(syscall.SIGSTOP)
+	n3.signal(syscall.SIGKILL)
+	n3.wait()
+	for _, n := range []*node{n1, n2} {
+		// Well within the wan profile's 30 s suspicion.
+		n.waitFor("cluster.nodes.n3.state=dead", 20*time.Second)
+	}
+	time.Sleep(2 * time.Second) // what the watch would do to n4, it would have done
+	for _, n := range []*node{n1, n2} {
+		n.waitFor("cluster.nodes.n4.state=alive", time.Second)
+		for _, r := range n.journalEvents() {
+			if r.Data["id"] == "node_down" && r.Data["node"] == "n4" {
+				t.Errorf("%s: node_down for the paused n4: %v", n.name, r.Data)
+			}
+		}
+	}
+	n4.signal(syscall.SIGCONT)
+	n4.waitFor("cluster.nodes.n3.state=dead", 20*time.Second)
+	// Back: seen alive again by all.
+	n3.restart()
 	c.waitConverged()
 }

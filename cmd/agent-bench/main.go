@@ -10,7 +10,9 @@
 // `wait` latency runs in-process agents and the real `agent wait` binary;
 // idle RSS and CPU are those of real `agent daemon run` processes, and so
 // is the throttle row (one agent held to a fifth of a core by a cgroup
-// CPU quota; root only). Rows for other packages come from their `go test
+// CPU quota; root only). `--only kills` SIGKILLs real agents (at the
+// --detect-nodes sizes, and two of five) and times node_down on every
+// survivor's event stream. Rows for other packages come from their `go test
 // -bench` benchmarks when they exist.
 //
 // Run it from the module root:
@@ -18,6 +20,7 @@
 //	go run ./cmd/agent-bench
 //	go run ./cmd/agent-bench --quick --nodes 3,5
 //	go run ./cmd/agent-bench --only membership,throttle
+//	go run ./cmd/agent-bench --only kills --detect-nodes 5,30 --trials 30
 package main
 
 import (
@@ -75,7 +78,7 @@ func main() {
 	flag.DurationVar(&b.grace, "digest-grace", 0, "experiments: the simulated heartbeats' digest grace, in real time (default: the heartbeat's, 100ms)")
 	flag.DurationVar(&b.idle, "idle", 0, "how long to measure idle CPU (default 20s, 5s with --quick)")
 	flag.StringVar(&b.agent, "agent", "", "agent binary to use (default: go build ./cmd/agent)")
-	flag.StringVar(&only, "only", "", "run only these sections, comma separated: cluster, membership, throttle, wait, idle, fanout, history, gobench, scale, procs (scale and procs run only when named)")
+	flag.StringVar(&only, "only", "", "run only these sections, comma separated: cluster, membership, throttle, wait, idle, fanout, history, gobench, scale, procs, kills (scale, procs and kills run only when named)")
 	flag.StringVar(&fanout, "fanout", "1,100,1000", "subscriber counts of the stream fan-out rows (2000 records/s, each in batch=1 and default mode), comma separated")
 	flag.IntVar(&b.bigFan, "fanout-listener", 10000, "subscribers of the fan-out row through a whole agent's TCP listener (100 records/s); 0: none")
 	flag.StringVar(&b.cpuprof, "cpuprofile", "", "write a CPU profile of the benchmark to this file (the fan-out subscribers' to FILE.child)")
@@ -94,10 +97,10 @@ func main() {
 	for _, s := range strings.Split(only, ",") {
 		switch s = strings.TrimSpace(s); s {
 		case "":
-		case "cluster", "wait", "idle", "fanout", "history", "gobench", "membership", "throttle", "scale", "procs":
+		case "cluster", "wait", "idle", "fanout", "history", "gobench", "membership", "throttle", "scale", "procs", "kills":
 			b.only[s] = true
 		default:
-			fmt.Fprintf(os.Stderr, "agent-bench: --only %q: want cluster, membership, throttle, wait, idle, fanout, history, gobench, scale or procs\n", s)
+			fmt.Fprintf(os.Stderr, "agent-bench: --only %q: want cluster, membership, throttle, wait, idle, fanout, history, gobench, scale, procs or kills\n", s)
 			os.Exit(2)
 		}
 	}
@@ -197,7 +200,7 @@ func (b *bench) run() error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if b.agent == "" && (b.runs("throttle") || b.runs("wait") || b.runs("idle") || b.only["procs"]) {
+	if b.agent == "" && (b.runs("throttle") || b.runs("wait") || b.runs("idle") || b.only["procs"] || b.only["kills"]) {
 		b.agent = filepath.Join(dir, "agent")
 		b.logf("building the agent")
 		cmd := exec.Command("go", "build", "-o", b.agent, "agent/cmd/agent")
@@ -266,6 +269,12 @@ func (b *bench) run() error {
 		for _, n := range b.nodes {
 			b.procRows(dir, n)
 		}
+	}
+	if b.only["kills"] {
+		for _, n := range b.detectNodes {
+			b.killRows(dir, n, 1)
+		}
+		b.killRows(dir, 5, 2)
 	}
 
 	printTable(os.Stdout, b.rows)

@@ -65,6 +65,14 @@ func (b *bench) membershipRows() {
 
 func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 
+// dur is d in seconds, or in milliseconds under a second.
+func dur(d time.Duration) string {
+	if d < time.Second {
+		return ms(d)
+	}
+	return secs(d)
+}
+
 // detectionRow adds a detection row; a zero target is a row without a
 // promise of its own.
 func (b *bench) detectionRow(metric string, d []time.Duration, err error, target time.Duration) {
@@ -81,7 +89,7 @@ func (b *bench) detectionRow(metric string, d []time.Duration, err error, target
 	if target > 0 {
 		met = ptr(worst <= target)
 	}
-	b.add(metric, fmt.Sprintf("median %s, max %s (%d kills)", secs(quantile(d, 0.5)), secs(worst), len(d)), t, met)
+	b.add(metric, fmt.Sprintf("median %s, max %s (%d kills)", dur(quantile(d, 0.5)), dur(worst), len(d)), t, met)
 }
 
 // detection starts a cluster of n nodes and, trials times, kills k of

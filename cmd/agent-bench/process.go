@@ -200,23 +200,15 @@ func startProcs(bin, dir string, count int, profile string) (*procCluster, []nod
 }
 
 // launchProcs starts `agent daemon run` for each root, logging to
-// dir/NAME.log.
+// dir/NAME.log (launchOne).
 func launchProcs(bin, dir string, roots []nodeRoot) (*procCluster, error) {
 	pc := &procCluster{}
 	for _, r := range roots {
-		logf, err := os.Create(filepath.Join(dir, r.name+".log"))
+		cmd, err := launchOne(bin, dir, r)
 		if err != nil {
 			pc.stop()
 			return nil, err
 		}
-		cmd := exec.Command(bin, "daemon", "run", "--root", r.root)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			logf.Close()
-			pc.stop()
-			return nil, err
-		}
-		logf.Close()
 		pc.cmds = append(pc.cmds, cmd)
 	}
 	return pc, nil
