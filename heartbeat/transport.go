@@ -237,40 +237,35 @@ func (t *netTransport) DialAddressTimeout(a memberlist.Address, timeout time.Dur
 // Shutdown says goodbye on the watch streams held, closes both sockets
 // and waits for the listening goroutines.
 func (t *netTransport) Shutdown() error {
-	t.once.Do(func() {
-		close(t.done)
-		_ = t.tcp.Close()
-		_ = t.udp.Close()
-		t.mu.Lock()
-		for c := range t.held {
-			_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-			_, _ = c.Write([]byte{watchBye})
-			_ = c.Close()
-		}
-		for c := range t.sorting {
-			_ = c.Close()
-		}
-		t.mu.Unlock()
-	})
+	t.close(true)
 	t.wg.Wait()
 	return nil
 }
 
 // abort closes the sockets and the watch streams held without a goodbye,
 // as the kernel does when the process dies; Shutdown then only waits.
-func (t *netTransport) abort() {
+func (t *netTransport) abort() { t.close(false) }
+
+// close closes the sockets, the streams being sorted and the watch
+// streams held, first writing the goodbye on these when bye is set. Only
+// the first call does anything.
+func (t *netTransport) close(bye bool) {
 	t.once.Do(func() {
 		close(t.done)
 		_ = t.tcp.Close()
 		_ = t.udp.Close()
 		t.mu.Lock()
+		defer t.mu.Unlock()
 		for c := range t.held {
+			if bye {
+				_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+				_, _ = c.Write([]byte{watchBye})
+			}
 			_ = c.Close()
 		}
 		for c := range t.sorting {
 			_ = c.Close()
 		}
-		t.mu.Unlock()
 	})
 }
 

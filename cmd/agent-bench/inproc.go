@@ -102,12 +102,10 @@ func startNode(cluster, name string, seeds []string, o nodeOpts, port int) (*hbN
 // at once, without a goodbye.
 func (n *hbNode) kill() { n.stop(true) }
 
-// silence stops a node without leaving and without a trace peers can
-// take as a crash: what a host that lost power or a cut cable looks like
-// to them (the crash watch gets a goodbye and leaves the node to
-// memberlist's failure detector).
-func (n *hbNode) silence() { n.stop(false) }
-
+// stop stops a node without leaving. crash: as a SIGKILL (kill); else
+// without a trace peers can take as a crash, what a host that lost power
+// or a cut cable looks like to them (the crash watch gets a goodbye and
+// leaves the node to memberlist's failure detector).
 func (n *hbNode) stop(crash bool) {
 	if n.closed {
 		return

@@ -35,24 +35,13 @@ func (b *bench) killRows(dir string, n, k int) {
 	}
 	b.logf("%s: starting", label)
 	sub := filepath.Join(dir, fmt.Sprintf("kills-%d-%d", n, k))
-	roots, err := writeRoots(sub, n, b.profile)
-	if err != nil {
-		b.detectionRow(label, nil, err, target)
-		return
-	}
-	pc, err := launchProcs(b.agent, sub, roots)
-	if err != nil {
-		b.detectionRow(label, nil, err, target)
-		return
-	}
-	defer pc.stop()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	agents := make([]*procAgent, len(roots))
-	for i, r := range roots {
-		agents[i] = &procAgent{name: r.name, client: stream.UnixHTTPClient(filepath.Join(r.root, "var", "agent.sock"))}
+	roots, pc, agents, err := startProcAgents(ctx, b.agent, sub, n, b.profile)
+	if pc != nil {
+		defer pc.stop()
 	}
-	if err := waitProcsConverged(ctx, agents, 5*time.Minute); err != nil {
+	if err != nil {
 		b.detectionRow(label, nil, err, target)
 		return
 	}

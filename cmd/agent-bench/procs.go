@@ -34,25 +34,14 @@ func (b *bench) procRows(dir string, n int) {
 		return
 	}
 	b.logf("%s: starting", label)
-	roots, err := writeRoots(filepath.Join(dir, "procs"), n, "local")
-	if err != nil {
-		b.add(label, "not measured: "+err.Error(), "", nil)
-		return
-	}
-	pc, err := launchProcs(b.agent, filepath.Join(dir, "procs"), roots)
-	if err != nil {
-		b.add(label, "not measured: "+err.Error(), "", nil)
-		return
-	}
-	defer pc.stop()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	agents := make([]*procAgent, len(roots))
-	for i, r := range roots {
-		agents[i] = &procAgent{name: r.name, client: stream.UnixHTTPClient(filepath.Join(r.root, "var", "agent.sock"))}
-	}
 	t0 := time.Now()
-	if err := waitProcsConverged(ctx, agents, 5*time.Minute); err != nil {
+	_, pc, agents, err := startProcAgents(ctx, b.agent, filepath.Join(dir, "procs"), n, "local")
+	if pc != nil {
+		defer pc.stop()
+	}
+	if err != nil {
 		b.add(label, "not measured: "+err.Error(), "", nil)
 		return
 	}
@@ -203,6 +192,25 @@ func postOrder(ctx context.Context, a *procAgent, action string) error {
 		return fmt.Errorf("%s on %s: %s: %s", action, a.name, resp.Status, body)
 	}
 	return nil
+}
+
+// startProcAgents writes n roots under dir with the given profile, starts
+// an agent on each and waits (up to 5 minutes) until they have converged.
+// pc, when not nil, is to be stopped, also after an error.
+func startProcAgents(ctx context.Context, bin, dir string, n int, profile string) ([]nodeRoot, *procCluster, []*procAgent, error) {
+	roots, err := writeRoots(dir, n, profile)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	pc, err := launchProcs(bin, dir, roots)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	agents := make([]*procAgent, len(roots))
+	for i, r := range roots {
+		agents[i] = &procAgent{name: r.name, client: stream.UnixHTTPClient(filepath.Join(r.root, "var", "agent.sock"))}
+	}
+	return roots, pc, agents, waitProcsConverged(ctx, agents, 5*time.Minute)
 }
 
 // waitProcsConverged waits until every agent holds the data of every
