@@ -27,7 +27,9 @@ import (
 // before it believes it. A paused or slow agent keeps its streams and its
 // port, and a partition or a host that lost power closes nothing: those
 // are memberlist's to find, with its suspicion and refutation, as before.
-// An idle stream costs no packets.
+// An idle stream wakes no thread: only the kernels' TCP keep-alives
+// (Go's default, every 15 s) cross it, which also keep it alive through
+// stateful firewalls.
 
 // watchHello opens a watch stream: a first byte no memberlist stream
 // begins with (its message types are 0 to 13 and 244, its encryption
