@@ -2,6 +2,9 @@ package integration
 
 import (
 	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -143,4 +146,84 @@ func TestCrashWatch(t *testing.T) {
 	// Back: seen alive again by all.
 	n3.restart()
 	c.waitConverged()
+}
+
+// TestCrashWatchHostileStreams: a program that floods an agent's
+// heartbeat port with watch streams, silent streams and junk takes no
+// watch slot from the peers that hold theirs, stalls nothing, and the
+// agent's death is still seen at once.
+func TestCrashWatchHostileStreams(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, clusterOpts{Nodes: 3, Profile: "wan"})
+	n1, n2, n3 := c.node(1), c.node(2), c.node(3)
+	c.waitConverged()
+
+	addr := net.JoinHostPort(n2.ip, strconv.Itoa(n2.hbPort))
+	// n2's watchers hold their streams first (the ones to n2's port that
+	// stay open), as they do in a cluster that was up before the flood.
+	deadline := time.Now().Add(detectTimeout)
+	for !holdsStreamsFrom(t, addr, n1.ip, n3.ip) {
+		if time.Now().After(deadline) {
+			t.Fatal("n1 and n3 never held a watch stream to n2")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // sorted as watch streams by n2
+	var conns []net.Conn
+	defer func() {
+		for _, conn := range conns {
+			_ = conn.Close()
+		}
+	}()
+	for i := range 120 {
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("hostile stream %d: %v", i, err)
+		}
+		conns = append(conns, conn)
+		switch i % 3 {
+		case 0: // a watch stream: more than the 64 slots
+			_, _ = conn.Write([]byte{0xa7})
+		case 1: // junk, as memberlist's first byte
+			_, _ = conn.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+		}
+		// case 2: silent, awaiting its first byte
+	}
+	// Data still flows to and from n2 (memberlist's streams still go
+	// through), and n2 still answers its own commands.
+	n2.mustCLI("node", "freeze")
+	n1.waitFor("monitor.nodes.n2.frozen!=0", detectTimeout)
+	n1.mustCLI("node", "freeze")
+	n2.waitFor("monitor.nodes.n1.frozen!=0", detectTimeout)
+
+	// Killed, it is seen dead by the watchers that held their streams
+	// from before the flood: well within the wan profile's 30 s.
+	n2.signal(syscall.SIGKILL)
+	n2.wait()
+	for _, n := range []*node{n1, n3} {
+		n.waitFor("cluster.nodes.n2.state=dead", 20*time.Second)
+	}
+}
+
+// holdsStreamsFrom says whether each of the addresses ips has an
+// established TCP connection to addr (ss).
+func holdsStreamsFrom(t *testing.T, addr string, ips ...string) bool {
+	t.Helper()
+	out, err := exec.Command("ss", "-Htn", "state", "established").Output()
+	if err != nil {
+		netfault.Unavailable(t, fmt.Sprintf("ss (iproute2): %v", err))
+	}
+	for _, ip := range ips {
+		found := false
+		for _, line := range strings.Split(string(out), "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 4 && f[2] == addr && strings.HasPrefix(f[3], ip+":") {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
