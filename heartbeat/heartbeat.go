@@ -161,7 +161,7 @@ type task struct {
 	order  Order
 	done   chan struct{} // taskFlush, taskPing: closed when handled
 	of     string        // taskSendFull: whose data (a relay), "" for this node's
-	via    string        // taskDigest: the node that holds the copy digested
+	via    string        // taskDigest: the node that holds the copy digested; taskCrashReport, taskCrashChecked: the peer that reported
 	digest monitor.Digest
 	full   *fullMsg
 	ok     bool
@@ -494,7 +494,7 @@ func (h *Heartbeat) handle(t task) {
 	case taskWatchEnd:
 		h.watchEnded(t)
 	case taskCrashReport:
-		h.crashReported(t.name, t.why)
+		h.crashReported(t.name, t.why, t.via)
 	case taskCrashChecked:
 		h.crashChecked(t)
 	case taskCrashBack:

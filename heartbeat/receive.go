@@ -51,7 +51,7 @@ func (h *Heartbeat) receive(buf []byte) {
 	case *digestMsg:
 		h.digest(m)
 	case *crashMsg:
-		h.work.push(task{kind: taskCrashReport, name: m.Node, why: m.Addr})
+		h.work.push(task{kind: taskCrashReport, name: m.Node, why: m.Addr, via: m.From})
 	}
 }
 

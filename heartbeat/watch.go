@@ -1,6 +1,7 @@
 package heartbeat
 
 import (
+	"cmp"
 	"errors"
 	"net"
 	"slices"
@@ -231,7 +232,7 @@ func (h *Heartbeat) watchEnded(t task) {
 		return
 	}
 	if t.ok {
-		h.crash(t.name, t.watch.addr, true)
+		h.crash(t.name, t.watch.addr, "")
 		return
 	}
 	// A watch that held a while and then broke (a restart between two
@@ -242,9 +243,10 @@ func (h *Heartbeat) watchEnded(t task) {
 	}
 }
 
-// crash marks name dead when it is still alive here at addr, and, when
-// this node's own watch found it (told), tells the other peers. Main loop.
-func (h *Heartbeat) crash(name, addr string, tell bool) {
+// crash marks name dead when it is still alive here at addr. When this
+// node's own watch found it (by is ""), it tells the other peers; by is
+// otherwise the peer whose report this node checked. Main loop.
+func (h *Heartbeat) crash(name, addr, by string) {
 	h.mu.Lock()
 	n, alive := h.peers[name]
 	var node memberlist.Node
@@ -257,9 +259,9 @@ func (h *Heartbeat) crash(name, addr string, tell bool) {
 		return // gone already, moved, or leaving in order (memberlist says left)
 	}
 	h.c.crashesFound.Add(1)
-	h.log.Warn("peer's agent is gone: its watch stream closed and its heartbeat port refuses connections", "node", name, "addr", addr, "told", !tell)
+	h.log.Warn("peer's agent is gone: its watch stream closed and its heartbeat port refuses connections", "node", name, "addr", addr, "reported_by", cmp.Or(by, h.cfg.Name))
 	h.crashed[name] = addr
-	if tell {
+	if by == "" {
 		msg := encode(msgCrash, crashMsg{Node: name, Addr: addr, From: h.cfg.Name})
 		for _, p := range h.alivePeers() {
 			if p.Name != name {
@@ -270,9 +272,9 @@ func (h *Heartbeat) crash(name, addr string, tell bool) {
 	h.member(node, monitor.StateDead)
 }
 
-// crashReported checks a peer's report that name's agent is gone, with a
-// connection of this node's own. Main loop.
-func (h *Heartbeat) crashReported(name, addr string) {
+// crashReported checks the report of peer by that name's agent is gone,
+// with a connection of this node's own. Main loop.
+func (h *Heartbeat) crashReported(name, addr, by string) {
 	h.mu.Lock()
 	n, alive := h.peers[name]
 	h.mu.Unlock()
@@ -284,7 +286,7 @@ func (h *Heartbeat) crashReported(name, addr string) {
 	go func() {
 		defer h.sendWG.Done()
 		gone := h.refused(addr)
-		h.work.push(task{kind: taskCrashChecked, name: name, why: addr, ok: gone})
+		h.work.push(task{kind: taskCrashChecked, name: name, why: addr, via: by, ok: gone})
 	}()
 }
 
@@ -292,7 +294,7 @@ func (h *Heartbeat) crashReported(name, addr string) {
 func (h *Heartbeat) crashChecked(t task) {
 	delete(h.checking, t.name)
 	if t.ok {
-		h.crash(t.name, t.why, false)
+		h.crash(t.name, t.why, cmp.Or(t.via, "?"))
 	}
 }
 
